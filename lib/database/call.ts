@@ -1,0 +1,92 @@
+/**
+ * The handle of one public call: what `Database.cancel(promise)`, an `AbortSignal` and a
+ * deadline act on. An interruption rejects the caller at once; if a statement is running,
+ * the server's cancel goes out, and a connection that does not stop within the grace period
+ * is destroyed. A connection on which a cancel was sent is reused only if that cancel visibly
+ * hit this call's statement, so a late cancel can never land on another caller's query.
+ */
+import type { Connection } from '../drivers/driver.js';
+import { QueryCanceled, QueryTimeout, type DatabaseError } from '../errors.js';
+
+const RESOLVED = Promise.resolve();
+
+interface CallOwner {
+  readonly name: string;
+  readonly dialect: 'postgres' | 'mysql' | 'sqlite';
+  readonly interruptGraceMs: number;
+}
+
+export class CallHandle {
+  reject: (error: unknown) => void = () => {};
+  /** The connection while a statement of this call runs on it. */
+  connection?: Connection;
+  interruption?: DatabaseError;
+  /** Settles once the server's cancel request was delivered (or failed). */
+  cancelSent: Promise<void> = RESOLVED;
+  private cancelWentOut = false;
+  /** The statement ended with the server's cancel error: the cancel was used up. */
+  cancelConsumed = false;
+  private settled = false;
+  private timer?: NodeJS.Timeout;
+  private signal?: AbortSignal;
+  private onAbort?: () => void;
+
+  constructor(private readonly owner: CallOwner) {}
+
+  get isSettled(): boolean {
+    return this.settled || this.interruption !== undefined;
+  }
+
+  /** True when the connection must not be reused: a cancel went out that may not have landed yet. */
+  get poisoned(): boolean {
+    return this.cancelWentOut && !this.cancelConsumed;
+  }
+
+  deadline(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.interrupt(
+        new QueryTimeout(`query on database "${this.owner.name}" exceeded its timeout of ${ms} ms (QueryOptions.timeoutMs / queryTimeoutMs)`, {
+          timeoutMs: ms,
+          database: this.owner.name,
+          dialect: this.owner.dialect,
+        }),
+      );
+    }, ms);
+  }
+
+  watch(signal: AbortSignal): void {
+    this.signal = signal;
+    this.onAbort = () =>
+      this.interrupt(new QueryCanceled('query canceled by its AbortSignal', { database: this.owner.name, dialect: this.owner.dialect }));
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  interrupt(error: DatabaseError): void {
+    if (this.isSettled) return;
+    this.interruption = error;
+    this.reject(error);
+    const connection = this.connection;
+    if (!connection) return;
+    this.cancelWentOut = true;
+    this.cancelSent = connection.cancel().catch(() => {});
+    const grace = setTimeout(() => {
+      if (this.connection === connection) connection.destroy();
+    }, this.owner.interruptGraceMs);
+    grace.unref();
+  }
+
+  throwIfInterrupted(): void {
+    if (this.interruption) throw this.interruption;
+  }
+
+  /** Notes how the statement ended, to know whether a cancel that went out was used up. */
+  statementFailed(error: unknown): void {
+    if (this.cancelWentOut && (error instanceof QueryCanceled || error instanceof QueryTimeout)) this.cancelConsumed = true;
+  }
+
+  settle(): void {
+    this.settled = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.signal && this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
+  }
+}

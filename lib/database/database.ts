@@ -1,0 +1,688 @@
+/**
+ * `Database`: the facade users inject, one per named database. Every call goes down the same
+ * path: the transaction of the current async context or a pool connection, the detector's
+ * fail-fast check, the deadline and abort handling, error translation.
+ *
+ * @example
+ * @Injectable()
+ * export class UsersService {
+ *   constructor(@InjectDatabase() private readonly db: Database) {}
+ *   find(login: string) {
+ *     return this.db.runQuery<User>(sql`SELECT * FROM users WHERE login = ${login}`);
+ *   }
+ * }
+ */
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import type { Connection, Driver, ExecuteOptions, Notification, ResultSet } from '../drivers/driver.js';
+import { createDriver } from '../drivers/index.js';
+import {
+  DatabaseClosed,
+  DatabaseError,
+  NotSupported,
+  QueryCanceled,
+  QueryTimeout,
+  TransactionError,
+  type Dialect,
+} from '../errors.js';
+import type { ResolvedOptions } from '../module/database.options.js';
+import { Pool, type Lease, type PoolStats } from '../pool/pool.js';
+import { withTransientErrors, defaultDeathChecker } from '../resilience/death-checker.js';
+import { DeadConnectionDetector } from '../resilience/detector.js';
+import { isSqlQuery, type SqlQuery } from '../sql.js';
+import { currentTransaction } from '../transactions/transaction.context.js';
+import { runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
+import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
+import type { OperationResult, QueryOptions, Row } from './database.types.js';
+import type { Logger } from './logger.js';
+import { checkParameters } from './parameters.js';
+import { CallHandle } from './call.js';
+import { Listener } from '../notify/listener.js';
+
+/** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
+const CANCEL_GRACE_MS = 1000;
+const DEFAULT_BATCH_SIZE = 1000;
+
+export interface DatabaseEvents {
+  connectionOpened: [{ database: string; serverId: number }];
+  connectionClosed: [{ database: string; serverId: number }];
+  dead: [{ database: string; error: DatabaseError }];
+  recovered: [{ database: string; downtimeMs: number }];
+  slowQuery: [{ database: string; query: string; durationMs: number }];
+  leak: [{ database: string; message: string; stack: string }];
+}
+
+export class Database implements TransactionRunnerHost {
+  readonly name: string;
+  readonly dialect: Dialect;
+  readonly detector: DeadConnectionDetector;
+  /** Connection, death, recovery and slow-query events for metrics and logs. Never carries parameter values. */
+  readonly events = new EventEmitter<DatabaseEvents>();
+  /** @internal */ readonly driver: Driver;
+  /** @internal */ readonly logger: Logger;
+  private readonly pool: Pool;
+  private readonly calls = new WeakMap<Promise<unknown>, CallHandle>();
+  private readonly prepare: boolean;
+  private readonly queryTimeoutMs: number;
+  private readonly slowQueryMs: number;
+  private state: 'open' | 'closing' | 'closed' = 'open';
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
+  private listenerValue?: Listener;
+  private probeConnection?: Connection;
+  private probing?: Promise<number>;
+  /** @internal Set by the module when shutdown begins, so readiness reports down before the pool drains. */
+  shuttingDown = false;
+
+  constructor(
+    /** @internal */ readonly options: ResolvedOptions,
+    logger: Logger,
+  ) {
+    this.name = options.name;
+    this.dialect = options.dialect;
+    this.logger = logger;
+    this.driver = createDriver(options);
+    this.prepare = options.prepare;
+    this.queryTimeoutMs = options.queryTimeoutMs;
+    this.slowQueryMs = options.slowQueryMs;
+    const checker = withTransientErrors(options.deathChecker ?? defaultDeathChecker, options.transientErrors);
+    this.detector = new DeadConnectionDetector({
+      name: this.name,
+      deathChecker: checker,
+      reconnect: options.reconnect,
+      reconnector: () => this.reconnect(),
+      onDeath: (error) => {
+        const e = this.driver.translateError(error);
+        this.logger.warn(`database "${this.name}" marked dead: ${e.message}; reconnecting in the background`);
+        this.events.emit('dead', { database: this.name, error: e });
+      },
+      onRecovered: (downtimeMs) => {
+        this.logger.log(`database "${this.name}" recovered after ${downtimeMs} ms`);
+        this.events.emit('recovered', { database: this.name, downtimeMs });
+      },
+      onHandlerError: (error) => this.logger.error(`a recovery handler of database "${this.name}" threw: ${(error as Error)?.message}`),
+    });
+    const recommended = (this.driver as { recommendedMaxConnections?(): number | undefined }).recommendedMaxConnections?.();
+    const poolOptions = recommended ? { ...options.pool, max: Math.min(options.pool.max, recommended) } : options.pool;
+    this.pool = new Pool(poolOptions, {
+      name: this.name,
+      create: () => this.driver.connect(),
+      onCreateError: (error) => this.detector.checkForDeadConnection(error),
+      onConnectionError: (error) => {
+        if (this.state === 'open') this.detector.checkForDeadConnection(error);
+      },
+      onOpen: (c) => this.events.emit('connectionOpened', { database: this.name, serverId: c.serverId }),
+      onClose: (c) => this.events.emit('connectionClosed', { database: this.name, serverId: c.serverId }),
+      onLeak: (message, stack) => {
+        this.logger.warn(`${message}\n${stack}`);
+        this.events.emit('leak', { database: this.name, message, stack });
+      },
+    });
+  }
+
+  /** @internal Called by the module at bootstrap: opens `pool.min` connections, and checks the server when `verifyOnStartup`. */
+  async start(): Promise<void> {
+    if (this.options.verifyOnStartup) {
+      try {
+        await this.pool.verify();
+      } catch (error) {
+        const e = this.driver.translateError(error);
+        throw new DatabaseError(
+          `database "${this.name}" (${this.driver.describe()}) could not be reached at startup (verifyOnStartup): ${e.message}. ` +
+            'Check the server and the connection options, or set verifyOnStartup: false to start without it and connect lazily',
+          { code: 'STARTUP_FAILED', cause: e, dialect: this.dialect, database: this.name },
+        );
+      }
+    }
+    this.pool.fill();
+  }
+
+  /** Runs a statement and resolves with its rows. */
+  runQuery<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<T[]> {
+    return this.call(options, (call) => this.execute(call, 'rows', query, params, options)) as Promise<T[]>;
+  }
+
+  /** Runs a statement and resolves with what it changed: affected rows, insert id, warnings. */
+  runOperation(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<OperationResult> {
+    return this.call(options, (call) => this.execute(call, 'operation', query, params, options)) as Promise<OperationResult>;
+  }
+
+  /**
+   * Runs `interaction` in a transaction on one connection: COMMIT when its promise resolves,
+   * ROLLBACK when it rejects (the caller gets the original error). Inside it, this
+   * Database's `runQuery`/`runOperation`/`stream` use the transaction's connection.
+   */
+  runInteraction<R>(interaction: (tx: Transaction) => Promise<R>, options: TransactionOptions = {}): Promise<R> {
+    return this.track(() => runTransactional(this, options, interaction));
+  }
+
+  /** The transaction of the current async context on this database, if any. */
+  currentTransaction(): Transaction | undefined {
+    return currentTransaction<Transaction>(this);
+  }
+
+  /**
+   * Rows one at a time, with backpressure: an async iterable, and `.readable()` gives a Node
+   * Readable for piping. Breaking out of `for await` closes the cursor and returns the connection.
+   */
+  stream<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> & { readable(): Readable } {
+    const tx = currentTransaction<Transaction>(this);
+    const iterable = tx ? this.streamInTransaction<T>(tx, query, params, options) : this.streamFromPool<T>(query, params, options);
+    return Object.assign(iterable, { readable: () => Readable.from(iterable, { objectMode: true }) });
+  }
+
+  /** Calls a stored procedure (MySQL `CALL`, returning the first result set) or a set-returning function (PostgreSQL). */
+  callProcedure<T = Row>(name: string, params: unknown[] = []): Promise<T[]> {
+    return this.call(undefined, async (call) => {
+      const quoted = name
+        .split('.')
+        .map((part) => (this.dialect === 'mysql' ? '`' + part.replace(/`/g, '``') + '`' : '"' + part.replace(/"/g, '""') + '"'))
+        .join('.');
+      if (this.dialect === 'sqlite') throw new NotSupported('SQLite has no stored procedures', { dialect: 'sqlite' });
+      const placeholders = params.map((_, i) => (this.dialect === 'postgres' ? `$${i + 1}` : '?')).join(', ');
+      const text = this.dialect === 'mysql' ? `CALL ${quoted}(${placeholders})` : `SELECT * FROM ${quoted}(${placeholders})`;
+      return this.execute(call, 'rows', text, params, undefined);
+    }) as Promise<T[]>;
+  }
+
+  /** PostgreSQL: subscribes `observer` to NOTIFYs on `channel`; resolves with an unsubscribe. */
+  listen(channel: string, observer: (n: Notification) => unknown): Promise<() => Promise<void>> {
+    if (this.dialect !== 'postgres') return Promise.reject(this.notSupported('listen'));
+    if (this.state !== 'open') return Promise.reject(this.closedError());
+    this.listenerValue ??= new Listener(this);
+    return this.listenerValue.subscribe(channel, observer);
+  }
+
+  /** PostgreSQL: sends a NOTIFY; the payload travels as a parameter (`pg_notify`). */
+  notify(channel: string, payload = ''): Promise<void> {
+    if (this.dialect !== 'postgres') return Promise.reject(this.notSupported('notify'));
+    return this.runQuery('SELECT pg_notify($1, $2)', [channel, payload]).then(() => undefined);
+  }
+
+  /** @internal The listener of this database, if one was started. */
+  get listener(): Listener | undefined {
+    return this.listenerValue;
+  }
+
+  /**
+   * Cancels the query behind `pending`, a promise this Database returned, with the server's own
+   * cancel. `pending` rejects with `QueryCanceled`. A no-op once it settled.
+   */
+  async cancel(pending: Promise<unknown>): Promise<void> {
+    const call = this.calls.get(pending);
+    if (!call) return;
+    call.interrupt(new QueryCanceled('query canceled by Database.cancel()', { database: this.name, dialect: this.dialect }));
+    await call.cancelSent;
+  }
+
+  /** A round trip to the server; resolves with its duration in milliseconds. */
+  async ping(timeoutMs = 5000): Promise<number> {
+    const started = performance.now();
+    await this.call({ timeoutMs }, async (call) => {
+      this.assertUsable();
+      const lease = await this.acquire(call);
+      call.connection = lease.connection;
+      try {
+        await lease.connection.ping();
+      } catch (error) {
+        lease.discard = true;
+        throw this.failed(error);
+      } finally {
+        call.connection = undefined;
+        this.release(lease, call);
+      }
+    });
+    return performance.now() - started;
+  }
+
+  /**
+   * @internal The health check's ping: on a dedicated connection outside the pool (so that a
+   * busy pool cannot make readiness fail), shared by concurrent callers, bounded by `timeoutMs`.
+   */
+  probe(timeoutMs: number): Promise<number> {
+    this.probing ??= this.runProbe().finally(() => (this.probing = undefined));
+    const probing = this.probing;
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // A ping that does not answer in time: drop its connection, so the next probe starts afresh.
+        this.probeConnection?.destroy();
+        this.probeConnection = undefined;
+        reject(new QueryTimeout(`ping of database "${this.name}": timeout of ${timeoutMs}ms exceeded`, { timeoutMs, database: this.name }));
+      }, timeoutMs);
+      probing.then(
+        (ms) => {
+          clearTimeout(timer);
+          resolve(ms);
+        },
+        (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private async runProbe(): Promise<number> {
+    const started = performance.now();
+    try {
+      if (!this.probeConnection || this.probeConnection.broken) {
+        const connection = await this.driver.connect();
+        if (this.state !== 'open') {
+          connection.destroy();
+          throw this.closedError();
+        }
+        this.probeConnection = connection;
+      }
+      await this.probeConnection.ping();
+    } catch (error) {
+      this.probeConnection?.destroy();
+      this.probeConnection = undefined;
+      throw this.failed(error);
+    }
+    return performance.now() - started;
+  }
+
+  stats(): PoolStats {
+    return this.pool.stats();
+  }
+
+  /** True once shutdown began. */
+  get isClosed(): boolean {
+    return this.state !== 'open';
+  }
+
+  /**
+   * Stops taking work (`DatabaseClosed`), waits for in-flight work up to `shutdownTimeoutMs`,
+   * then closes every connection. Called by the module on application shutdown.
+   */
+  async close(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'closing';
+    const deadline = Date.now() + this.options.shutdownTimeoutMs;
+    if (this.inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.shutdownTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    await this.detector.close();
+    await this.listenerValue?.close();
+    this.probeConnection?.destroy();
+    this.probeConnection = undefined;
+    await this.pool.close(Math.max(0, deadline - Date.now()));
+    await this.driver.end?.();
+    this.state = 'closed';
+    this.events.removeAllListeners();
+  }
+
+  // ---- the call path -------------------------------------------------------------------
+
+  /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
+  private call<T>(options: QueryOptions | undefined, body: (call: CallHandle) => Promise<T>): Promise<T> {
+    const call = new CallHandle(this);
+    this.inFlight++;
+    const promise = new Promise<T>((resolve, reject) => {
+      call.reject = reject;
+      const signal = options?.signal;
+      if (signal) {
+        if (signal.aborted) {
+          call.settle();
+          this.callDone();
+          reject(new QueryCanceled('query not sent: its AbortSignal was already aborted', { database: this.name, dialect: this.dialect }));
+          return;
+        }
+        call.watch(signal);
+      }
+      const timeoutMs = options?.timeoutMs ?? this.queryTimeoutMs;
+      if (timeoutMs > 0) call.deadline(timeoutMs);
+      body(call).then(
+        (value) => {
+          call.settle();
+          this.callDone();
+          resolve(value);
+        },
+        (error) => {
+          call.settle();
+          this.callDone();
+          reject(error);
+        },
+      );
+    });
+    this.calls.set(promise, call);
+    return promise;
+  }
+
+  private callDone(): void {
+    if (--this.inFlight === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private track<R>(fn: () => Promise<R>): Promise<R> {
+    this.inFlight++;
+    let p: Promise<R>;
+    try {
+      p = fn();
+    } catch (error) {
+      p = Promise.reject(error);
+    }
+    p.then(
+      () => this.callDone(),
+      () => this.callDone(),
+    );
+    return p;
+  }
+
+  private compile(query: string | SqlQuery, params: unknown[] | undefined): { text: string; values: unknown[] } {
+    let text: string;
+    let values: unknown[];
+    if (typeof query === 'string') {
+      text = query;
+      values = params ?? [];
+      if (!Array.isArray(values)) throw new DatabaseError('params must be an array', { code: 'INVALID_PARAMETER', query: text });
+    } else if (isSqlQuery(query)) {
+      if (params !== undefined && params.length > 0) {
+        throw new DatabaseError('a sql`` query carries its own values; pass no params array beside it', { code: 'INVALID_PARAMETER' });
+      }
+      ({ text, values } = query.compile(this.dialect));
+    } else {
+      throw new DatabaseError(`query must be a string or a sql\`\` template (got ${typeof query})`, { code: 'INVALID_QUERY' });
+    }
+    checkParameters(values, this.dialect, this.driver.maxParameters, text);
+    return { text, values };
+  }
+
+  private async execute(
+    call: CallHandle,
+    mode: 'rows' | 'operation',
+    query: string | SqlQuery,
+    params: unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): Promise<unknown> {
+    const { text, values } = this.compile(query, params);
+    const exec: ExecuteOptions = { rowMode: options?.rowMode ?? 'object', prepare: options?.prepare ?? this.prepare };
+    const tx = currentTransaction<Transaction>(this);
+    if (tx) return this.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, exec)));
+    this.assertUsable();
+    for (let attempt = 0; ; attempt++) {
+      const lease = await this.acquire(call);
+      let result: ResultSet;
+      try {
+        result = await this.run(lease.connection, call, text, values, exec);
+      } catch (error) {
+        if (this.detector.isDeathError(error)) lease.discard = true;
+        this.release(lease, call);
+        // Replay only what the caller declared idempotent: the statement may have reached the server.
+        if (options?.retry && attempt === 0 && lease.discard && !call.isSettled) {
+          if (await this.detector.waitForRecovery(this.options.pool.acquireTimeoutMs)) continue;
+        }
+        throw error;
+      }
+      this.release(lease, call);
+      return this.shape(mode, result);
+    }
+  }
+
+  private shape(mode: 'rows' | 'operation', result: ResultSet): unknown {
+    if (mode === 'rows') return result.rows;
+    const out: OperationResult = { affectedRows: result.affectedRows };
+    if (result.insertId !== undefined) out.insertId = result.insertId;
+    if (result.warningCount !== undefined) out.warningCount = result.warningCount;
+    if (result.message !== undefined) out.message = result.message;
+    if (result.serverStatus !== undefined) out.serverStatus = result.serverStatus;
+    if (result.command !== undefined) out.command = result.command;
+    return out;
+  }
+
+  /** Runs one statement on a connection, under the call's interruption rules; feeds failures to the detector. */
+  private async run(connection: Connection, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
+    call.throwIfInterrupted();
+    call.connection = connection;
+    const started = this.slowQueryMs > 0 ? performance.now() : 0;
+    try {
+      return await connection.execute(text, values, exec);
+    } catch (error) {
+      const e = this.failed(error);
+      call.statementFailed(e);
+      throw e;
+    } finally {
+      call.connection = undefined;
+      if (started > 0) {
+        const durationMs = performance.now() - started;
+        if (durationMs >= this.slowQueryMs) this.events.emit('slowQuery', { database: this.name, query: text, durationMs });
+      }
+    }
+  }
+
+  /** Translates an error and tells the detector about it. */
+  private failed(error: unknown): DatabaseError {
+    const e = this.driver.translateError(error);
+    if (this.state === 'open') this.detector.checkForDeadConnection(e);
+    return e;
+  }
+
+  private assertUsable(): void {
+    if (this.state !== 'open') throw this.closedError();
+    this.detector.assertAlive();
+  }
+
+  private closedError(): DatabaseClosed {
+    return new DatabaseClosed(`database "${this.name}" is closed (the application is shutting down)`, {
+      database: this.name,
+      dialect: this.dialect,
+    });
+  }
+
+  private notSupported(what: string): NotSupported {
+    return new NotSupported(
+      `${what}() needs PostgreSQL: LISTEN/NOTIFY notifications are a PostgreSQL feature, and database "${this.name}" is ${this.dialect}`,
+      { dialect: this.dialect, database: this.name },
+    );
+  }
+
+  /**
+   * A pool connection for this call. A call that could not get one because the database
+   * died (nothing was sent) waits for the reconnect and tries again, within its deadline.
+   */
+  private async acquire(call: CallHandle): Promise<Lease> {
+    for (let attempt = 0; ; attempt++) {
+      let lease: Lease;
+      try {
+        lease = await this.pool.acquire();
+      } catch (error) {
+        call.throwIfInterrupted();
+        if (attempt === 0 && this.state === 'open' && this.detector.isDeathError(error)) {
+          if (await this.detector.waitForRecovery(this.options.pool.acquireTimeoutMs)) continue;
+          if (this.detector.isDead) throw this.detector.deadError();
+        }
+        throw this.driver.translateError(error);
+      }
+      if (call.isSettled) {
+        this.pool.release(lease);
+        call.throwIfInterrupted();
+      }
+      return lease;
+    }
+  }
+
+  /** Returns a call's connection; after an interruption, only once the cancel went out, and never reused if the cancel may still land. */
+  private release(lease: Lease, call?: CallHandle): void {
+    if (call?.interruption) {
+      if (call.poisoned) lease.discard = true;
+      void call.cancelSent.then(() => this.pool.release(lease));
+      return;
+    }
+    this.pool.release(lease);
+  }
+
+  /** @internal The detector's reconnect: one new connection that answers a ping joins the pool. */
+  private async reconnect(): Promise<void> {
+    const connection = await this.driver.connect();
+    try {
+      await connection.ping();
+    } catch (error) {
+      connection.destroy();
+      throw error;
+    }
+    this.pool.adopt(connection);
+  }
+
+  // ---- transactions (TransactionRunnerHost) ---------------------------------------------
+
+  /** @internal */
+  async begin(options: TransactionOptions): Promise<Transaction> {
+    this.assertUsable();
+    const call = new CallHandle(this);
+    const lease = await this.acquire(call);
+    const tx = new Transaction(this, lease, options);
+    try {
+      for (const statement of this.driver.beginStatements(options)) await this.control(tx, statement);
+      if (options.timeoutMs && options.timeoutMs > 0) {
+        const statement = this.driver.transactionTimeoutStatement?.(options.timeoutMs);
+        if (statement) await this.control(tx, statement);
+      }
+    } catch (error) {
+      this.pool.release(lease);
+      throw error;
+    }
+    return tx;
+  }
+
+  /** @internal */
+  finish(tx: Transaction): void {
+    if (tx.state === 'active' || tx.state === 'ending') tx.state = 'rolledBack';
+    this.pool.release(tx.lease);
+  }
+
+  /** @internal */
+  interrupt(tx: Transaction): void {
+    tx.lease.discard = true;
+    void tx.connection.cancel().catch(() => {});
+  }
+
+  /** @internal */
+  isDeathError(error: unknown): boolean {
+    return this.detector.isDeathError(error);
+  }
+
+  /** @internal */
+  async control(tx: Transaction, text: string): Promise<{ command?: string }> {
+    try {
+      return await tx.connection.execute(text, [], { rowMode: 'array' });
+    } catch (error) {
+      const e = this.failed(error);
+      if (this.detector.isDeathError(e)) tx.lease.discard = true;
+      throw e;
+    }
+  }
+
+  /** @internal */
+  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
+    return this.driver.savepointStatement(kind, name);
+  }
+
+  /** @internal */
+  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: unknown): Promise<never> {
+    const o = options as QueryOptions | undefined;
+    return this.call(o, async (call) => {
+      const { text, values } = this.compile(query, params);
+      const exec: ExecuteOptions = { rowMode: o?.rowMode ?? 'object', prepare: o?.prepare ?? this.prepare };
+      return this.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, exec)));
+    }) as Promise<never>;
+  }
+
+  private async executeOnTransaction(tx: Transaction, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
+    if (tx.timedOut) {
+      throw new QueryTimeout(`transaction on database "${this.name}" exceeded its timeoutMs (${tx.options.timeoutMs} ms)`, {
+        database: this.name,
+        timeoutMs: tx.options.timeoutMs,
+        query: text,
+      });
+    }
+    tx.assertActive();
+    try {
+      return await this.run(tx.connection, call, text, values, exec);
+    } catch (error) {
+      if (call.interruption || this.detector.isDeathError(error)) tx.lease.discard = true;
+      throw error;
+    }
+  }
+
+  /** @internal */
+  streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: unknown): AsyncIterable<T> & { readable(): Readable } {
+    const self = this;
+    const o = options as QueryOptions | undefined;
+    const iterable = {
+      async *[Symbol.asyncIterator]() {
+        tx.assertActive();
+        const { text, values } = self.compile(query, params);
+        let release!: () => void;
+        void tx.track(new Promise<void>((resolve) => (release = resolve)));
+        try {
+          yield* self.streamRows(tx.connection, text, values, o) as AsyncIterable<T>;
+        } catch (error) {
+          if (self.detector.isDeathError(error)) tx.lease.discard = true;
+          throw error;
+        } finally {
+          release();
+        }
+      },
+    };
+    return Object.assign(iterable, { readable: () => Readable.from(iterable, { objectMode: true }) });
+  }
+
+  private streamFromPool<T>(query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> {
+    const self = this;
+    return {
+      async *[Symbol.asyncIterator]() {
+        const { text, values } = self.compile(query, params);
+        self.assertUsable();
+        self.inFlight++;
+        const call = new CallHandle(self);
+        let lease: Lease | undefined;
+        try {
+          lease = await self.acquire(call);
+          yield* self.streamRows(lease.connection, text, values, options) as AsyncIterable<T>;
+        } catch (error) {
+          if (lease && self.detector.isDeathError(error)) lease.discard = true;
+          throw error;
+        } finally {
+          if (lease) self.pool.release(lease);
+          self.callDone();
+        }
+      },
+    };
+  }
+
+  private async *streamRows(connection: Connection, text: string, values: unknown[], options: QueryOptions | undefined): AsyncIterable<unknown> {
+    const iterator = connection.stream(text, values, {
+      rowMode: options?.rowMode ?? 'object',
+      batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE,
+    });
+    try {
+      yield* iterator;
+    } catch (error) {
+      throw this.failed(error);
+    }
+  }
+
+  /** @internal For the listener and the health indicator: a connection outside the pool. */
+  openDedicatedConnection(): Promise<Connection> {
+    return this.driver.connect();
+  }
+
+  /** @internal */
+  get interruptGraceMs(): number {
+    return CANCEL_GRACE_MS;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, dialect: this.dialect, target: this.driver.describe(), state: this.detector.state, pool: this.stats() };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `Database(${this.name}, ${this.driver.describe()}, ${this.detector.state})`;
+  }
+}
+
+export { TransactionError };

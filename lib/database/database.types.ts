@@ -1,0 +1,42 @@
+/** The shapes `Database` takes and returns. */
+import type { RowMode } from '../drivers/driver.js';
+import type { Dialect } from '../errors.js';
+
+export type Row = Record<string, unknown>;
+
+export interface QueryOptions {
+  /** Abort the query when this signal aborts (`QueryCanceled`); an aborted signal sends nothing. */
+  signal?: AbortSignal;
+  /** Deadline of this call, acquire included. Default: the module's `queryTimeoutMs`. */
+  timeoutMs?: number;
+  /** `'array'`: each row an array of column values. Default: `'object'`. */
+  rowMode?: RowMode;
+  /** Server-side prepared statement (`true`, or a name). Default: the module's `prepare`. */
+  prepare?: boolean | string;
+  /** Streaming: rows per round trip. Default: 1000. */
+  batchSize?: number;
+  /**
+   * Replay this call once after a reconnect even if it may have reached the server. Only for
+   * idempotent statements. Default: false.
+   */
+  retry?: boolean;
+}
+
+export interface OperationResult {
+  /** Rows inserted, updated or deleted. */
+  affectedRows: number;
+  /** MySQL auto-increment id, SQLite last row id. */
+  insertId?: number | bigint | string;
+  /** MySQL. */
+  warningCount?: number;
+  /** MySQL's info message (`Rows matched: 1  Changed: 1  Warnings: 0`). */
+  message?: string;
+  /** MySQL server status flags. */
+  serverStatus?: number;
+  /** PostgreSQL command tag: `INSERT`, `UPDATE`, ... */
+  command?: string;
+}
+
+export type { Notification } from '../drivers/driver.js';
+export type { PoolStats } from '../pool/pool.js';
+export type { Dialect };

@@ -1,0 +1,118 @@
+/**
+ * The small interface every dialect implements. Everything dialect-specific (wire protocol,
+ * placeholders, transaction syntax, error codes) lives behind it, in one file per dialect.
+ * A `Database` holds a `Driver`; the pool holds `Connection`s the driver opened.
+ *
+ * Drivers know nothing of NestJS, pools or the dead-connection detector.
+ */
+import type { DatabaseError, Dialect } from '../errors.js';
+
+export type RowMode = 'object' | 'array';
+
+/** What a statement returned, in one shape for every dialect. */
+export interface ResultSet {
+  rows: unknown[];
+  affectedRows: number;
+  insertId?: number | bigint | string;
+  warningCount?: number;
+  message?: string;
+  serverStatus?: number;
+  command?: string;
+}
+
+export interface ExecuteOptions {
+  rowMode: RowMode;
+  /** `true`: a server-side prepared statement, cached per connection; a string names it. */
+  prepare?: boolean | string;
+}
+
+export interface StreamOptions {
+  rowMode: RowMode;
+  /** Rows fetched per round trip (PostgreSQL cursor) or buffered (MySQL, SQLite). */
+  batchSize: number;
+}
+
+/** The isolation levels of the SQL standard. */
+export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
+
+export interface BeginOptions {
+  isolation?: IsolationLevel;
+  readOnly?: boolean;
+  /** PostgreSQL only: `DEFERRABLE` (meaningful with serializable read only). */
+  deferrable?: boolean;
+}
+
+/** A PostgreSQL NOTIFY as delivered to observers. */
+export interface Notification {
+  channel: string;
+  payload: string;
+  /** The backend process id of the session that sent it. */
+  processId: number;
+}
+
+/** One open session with the server. Not safe for concurrent queries: the pool hands it to one caller at a time. */
+export interface Connection {
+  /** Server-side session id: PostgreSQL backend pid, MySQL thread id, a counter for SQLite. */
+  readonly serverId: number;
+  /**
+   * Transaction state reported by the server after the last statement: `'idle'`, `'transaction'`,
+   * `'failed'` (PostgreSQL: an error inside a transaction), or `'unknown'` when the driver cannot tell.
+   */
+  readonly transactionStatus: 'idle' | 'transaction' | 'failed' | 'unknown';
+  /** True once the socket closed or a protocol error made the session unusable. */
+  readonly broken: boolean;
+
+  execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet>;
+  /** Rows one at a time with backpressure; `return()` on the iterator closes the cursor. */
+  stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown>;
+  /** Asks the server to cancel whatever statement this session runs now (PostgreSQL cancel request, MySQL KILL QUERY). */
+  cancel(): Promise<void>;
+  /** A cheap round trip. */
+  ping(): Promise<void>;
+  /** Graceful close (sends the protocol's terminate). */
+  close(): Promise<void>;
+  /** Immediate close of the socket, without waiting for anything. */
+  destroy(): void;
+  /** Errors that arrive while no statement runs (an idle socket reset). Never thrown: handed here. */
+  onError(handler: (error: DatabaseError) => void): void;
+  /** Called when the session ends, for any reason. */
+  onEnd(handler: () => void): void;
+  /** PostgreSQL: NOTIFY messages that arrive on this session. */
+  onNotification?(handler: (n: Notification) => void): void;
+}
+
+/** Connection settings after parsing; the password is never enumerable. */
+export interface ConnectionSettings {
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string | (() => string | Promise<string>);
+  database?: string;
+  /** SQLite: the file name, or `:memory:`. */
+  filename?: string;
+  ssl?: unknown;
+  connectTimeoutMs: number;
+  /** Server-side statement timeout to set on each new session, when the dialect has one. 0: none. */
+  statementTimeoutMs: number;
+  /** Extra settings passed to the underlying client as they are. */
+  driverOptions?: Record<string, unknown>;
+}
+
+export interface Driver {
+  readonly dialect: Dialect;
+  /** Most bound parameters one statement may have. */
+  readonly maxParameters: number;
+  /** `host:port/database` for messages: never a password. */
+  describe(): string;
+  connect(): Promise<Connection>;
+  /** Turns anything a client threw into our error tree; keeps `query` text, never the values. */
+  translateError(error: unknown, query?: string): DatabaseError;
+  /** The statements that begin a transaction with these options. */
+  beginStatements(options: BeginOptions): string[];
+  /** `SAVEPOINT`/`RELEASE`/`ROLLBACK TO` syntax. */
+  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string;
+  /** Statement that bounds the running time of statements in the current transaction, or undefined when the dialect has none. */
+  transactionTimeoutStatement?(timeoutMs: number): string | undefined;
+  /** Releases driver-wide resources (a worker thread). */
+  end?(): Promise<void>;
+}

@@ -1,0 +1,291 @@
+/**
+ * MySQL and MariaDB through `mysql2`, loaded on first use.
+ *
+ * Types as they come back: `BIGINT` and `DECIMAL` are strings (`supportBigNumbers` and
+ * `bigNumberStrings`, so that no value is rounded, the same as PostgreSQL's int8 and numeric);
+ * `INT`/`DOUBLE` numbers; `DATETIME`/`TIMESTAMP`/`DATE` JavaScript `Date`s read and written as
+ * UTC (`timezone: 'Z'`); `JSON` parsed; `BLOB` a `Buffer`. `insertId` is a number while it is
+ * a safe integer, a string beyond.
+ */
+import {
+  DatabaseError,
+  QueryCanceled,
+  QueryTimeout,
+  type DatabaseErrorFields,
+} from '../errors.js';
+import type {
+  BeginOptions,
+  Connection,
+  ConnectionSettings,
+  Driver,
+  ExecuteOptions,
+  ResultSet,
+  StreamOptions,
+} from './driver.js';
+import { redact } from './redact.js';
+
+type Mysql2 = typeof import('mysql2');
+type RawConnection = import('mysql2').Connection;
+
+let mysqlModule: Promise<Mysql2> | undefined;
+const loadMysql = (): Promise<Mysql2> =>
+  (mysqlModule ??= import('mysql2').then((m) => ((m as { default?: Mysql2 }).default ?? m) as Mysql2));
+
+const SERVER_STATUS_IN_TRANS = 1;
+/** Errors after which the session cannot be trusted, so the pool destroys it rather than reusing it. */
+const FATAL_CODES = new Set(['ER_NET_PACKET_TOO_LARGE', 'PROTOCOL_CONNECTION_LOST', 'ER_NET_READ_INTERRUPTED', 'ER_NET_ERROR_ON_WRITE']);
+
+const ISOLATION = {
+  'read uncommitted': 'READ UNCOMMITTED',
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+} as const;
+
+export class MysqlDriver implements Driver {
+  readonly dialect = 'mysql' as const;
+  readonly maxParameters = 65535;
+
+  constructor(private readonly settings: ConnectionSettings) {}
+
+  describe(): string {
+    const { host = 'localhost', port = 3306, database = '' } = this.settings;
+    return `mysql://${host}:${port}/${database}`;
+  }
+
+  /** Opens a raw mysql2 connection; the password function, if any, is called for each one. */
+  async open(): Promise<RawConnection> {
+    const mysql = await loadMysql();
+    const s = this.settings;
+    const password = typeof s.password === 'function' ? await s.password() : s.password;
+    const raw = mysql.createConnection({
+      host: s.host,
+      port: s.port,
+      user: s.user,
+      password,
+      database: s.database,
+      ssl: s.ssl as never,
+      connectTimeout: s.connectTimeoutMs,
+      enableKeepAlive: true,
+      keepAliveInitialDelay: 10_000,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      timezone: 'Z',
+      charset: 'utf8mb4',
+      ...s.driverOptions,
+    });
+    // A connection error emitted while nobody listens would crash the process.
+    raw.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      raw.connect((err) => (err ? reject(err) : resolve()));
+    }).catch((error) => {
+      raw.destroy();
+      throw this.translateError(error);
+    });
+    return raw;
+  }
+
+  async connect(): Promise<Connection> {
+    const raw = await this.open();
+    const connection = new MysqlConnection(raw, this);
+    if (this.settings.statementTimeoutMs > 0) await connection.setStatementTimeout(this.settings.statementTimeoutMs);
+    return connection;
+  }
+
+  /** `KILL QUERY` on a separate session: MySQL has no out-of-band cancel. */
+  async killQuery(threadId: number): Promise<void> {
+    const raw = await this.open();
+    try {
+      await new Promise<void>((resolve) => raw.query(`KILL QUERY ${Number(threadId)}`, () => resolve()));
+    } finally {
+      raw.destroy();
+    }
+  }
+
+  translateError(error: unknown, query?: string, hadValues = false): DatabaseError {
+    if (error instanceof DatabaseError) return error;
+    const e = error as { code?: string; errno?: number; sqlState?: string; message?: string; sqlMessage?: string };
+    let message = redact(e?.sqlMessage ?? e?.message ?? String(error), this.settings.password);
+    // The text protocol inlines values client-side, so "near '...'" can quote a parameter value.
+    if (hadValues) message = message.replace(/near '[\s\S]*' at line (\d+)/, "near '…' at line $1");
+    const fields: DatabaseErrorFields = { dialect: 'mysql', query, cause: error, code: e?.code ?? 'DATABASE_ERROR' };
+    if (typeof e?.errno === 'number') fields.errno = e.errno;
+    if (typeof e?.sqlState === 'string') fields.sqlState = e.sqlState;
+    if (e?.errno === 1969 || e?.errno === 3024 || e?.code === 'ER_QUERY_TIMEOUT') {
+      return new QueryTimeout(message, { ...fields, code: 'QUERY_TIMEOUT' });
+    }
+    if (e?.errno === 1317) return new QueryCanceled(message, { ...fields, code: 'QUERY_CANCELED' });
+    if (e?.code === 'ETIMEDOUT' && !query) {
+      return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: 'CONNECT_TIMEOUT' });
+    }
+    return new DatabaseError(message, fields);
+  }
+
+  beginStatements(options: BeginOptions): string[] {
+    const statements: string[] = [];
+    // MySQL applies SET TRANSACTION to the next transaction only, so it goes right before START.
+    if (options.isolation) statements.push(`SET TRANSACTION ISOLATION LEVEL ${ISOLATION[options.isolation]}`);
+    statements.push(options.readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
+    return statements;
+  }
+
+  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
+    const quoted = '`' + name.replace(/`/g, '``') + '`';
+    return kind === 'create' ? `SAVEPOINT ${quoted}` : kind === 'release' ? `RELEASE SAVEPOINT ${quoted}` : `ROLLBACK TO SAVEPOINT ${quoted}`;
+  }
+}
+
+class MysqlConnection implements Connection {
+  transactionStatus: Connection['transactionStatus'] = 'idle';
+  broken = false;
+  private errorHandler: (e: DatabaseError) => void = () => {};
+  private endHandlers: Array<() => void> = [];
+  private timeoutVariable: string | undefined;
+
+  constructor(
+    private readonly raw: RawConnection,
+    private readonly driver: MysqlDriver,
+  ) {
+    raw.removeAllListeners('error');
+    raw.on('error', (error: Error & { fatal?: boolean }) => {
+      this.broken = true;
+      this.errorHandler(driver.translateError(error));
+    });
+    raw.on('end', () => this.ended());
+    (raw as unknown as { stream: NodeJS.EventEmitter }).stream?.on('close', () => this.ended());
+  }
+
+  private ended(): void {
+    if (this.endHandlers.length === 0 && this.broken) return;
+    this.broken = true;
+    const handlers = this.endHandlers;
+    this.endHandlers = [];
+    for (const handler of handlers) handler();
+  }
+
+  get serverId(): number {
+    return this.raw.threadId ?? 0;
+  }
+
+  /** MariaDB's `max_statement_time` (seconds), or MySQL's `max_execution_time` (ms, SELECT only). */
+  async setStatementTimeout(ms: number): Promise<void> {
+    try {
+      await this.execute(`SET SESSION max_statement_time = ${ms / 1000}`, [], { rowMode: 'array' });
+      this.timeoutVariable = 'max_statement_time';
+    } catch {
+      await this.execute(`SET SESSION max_execution_time = ${Math.floor(ms)}`, [], { rowMode: 'array' }).catch(() => {});
+      this.timeoutVariable = 'max_execution_time';
+    }
+  }
+
+  execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
+    return new Promise((resolve, reject) => {
+      const callback = (error: (Error & { code?: string; fatal?: boolean }) | null, result: unknown) => {
+        if (error) {
+          if (error.fatal || (error.code && FATAL_CODES.has(error.code))) this.broken = true;
+          reject(this.driver.translateError(error, text, values.length > 0));
+          return;
+        }
+        resolve(this.toResultSet(result));
+      };
+      const query = { sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' };
+      if (options.prepare) this.raw.execute(query, callback as never);
+      else this.raw.query(query, callback as never);
+    });
+  }
+
+  private toResultSet(result: unknown): ResultSet {
+    if (Array.isArray(result)) {
+      // A CALL returns [rows, ..., okPacket]: the first result set is the answer.
+      const last = result[result.length - 1];
+      if (result.length >= 2 && Array.isArray(result[0]) && last && !Array.isArray(last) && 'affectedRows' in last) {
+        return { rows: result[0] as unknown[], affectedRows: 0 };
+      }
+      return { rows: result, affectedRows: 0 };
+    }
+    const header = result as {
+      affectedRows: number | string;
+      insertId: number | string;
+      warningStatus: number;
+      info: string;
+      serverStatus: number;
+    };
+    if (typeof header.serverStatus === 'number') {
+      this.transactionStatus = header.serverStatus & SERVER_STATUS_IN_TRANS ? 'transaction' : 'idle';
+    }
+    return {
+      rows: [],
+      affectedRows: Number(header.affectedRows),
+      insertId: toSafeNumber(header.insertId),
+      warningCount: header.warningStatus,
+      message: header.info,
+      serverStatus: header.serverStatus,
+    };
+  }
+
+  async *stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown> {
+    const query = this.raw.query({ sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' });
+    const readable = query.stream({ highWaterMark: options.batchSize });
+    let finished = false;
+    try {
+      for await (const row of readable) yield row;
+      finished = true;
+    } catch (error) {
+      throw this.driver.translateError(error, text, values.length > 0);
+    } finally {
+      if (!finished && !this.broken) {
+        // Stop the server sending the rest, then drain what is already on the way, so the
+        // session can be reused. If the server does not stop, the pool destroys it.
+        const drained = new Promise<void>((resolve) => {
+          query.on('end', resolve);
+          query.on('error', () => resolve());
+        });
+        await this.driver.killQuery(this.serverId).catch(() => {});
+        (this.raw as unknown as { resume(): void }).resume();
+        await drained;
+      }
+    }
+  }
+
+  cancel(): Promise<void> {
+    return this.driver.killQuery(this.serverId);
+  }
+
+  async ping(): Promise<void> {
+    await new Promise<void>((resolve, reject) =>
+      this.raw.ping((err) => (err ? reject(this.driver.translateError(err, 'PING')) : resolve())),
+    );
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.destroy();
+        resolve();
+      }, 1000);
+      this.raw.end(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  destroy(): void {
+    this.broken = true;
+    this.raw.destroy();
+  }
+
+  onError(handler: (error: DatabaseError) => void): void {
+    this.errorHandler = handler;
+  }
+
+  onEnd(handler: () => void): void {
+    this.endHandlers.push(handler);
+  }
+}
+
+function toSafeNumber(value: number | string | undefined): number | string | undefined {
+  if (typeof value !== 'string') return value;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : value;
+}

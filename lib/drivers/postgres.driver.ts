@@ -1,0 +1,293 @@
+/**
+ * PostgreSQL through `pg` (node-postgres). `pg` is loaded on first use, so an app on MySQL
+ * or SQLite never loads it.
+ *
+ * Types as they come back (pg's defaults, kept on purpose so that no value is rounded):
+ * `int8`/`bigint` and `numeric` are strings, `int2`/`int4`/`float*` numbers,
+ * `timestamptz`/`timestamp`/`date` JavaScript `Date`s, `json`/`jsonb` parsed objects,
+ * `bytea` a `Buffer`.
+ */
+import * as net from 'node:net';
+import {
+  DatabaseError,
+  QueryCanceled,
+  QueryTimeout,
+  type DatabaseErrorFields,
+} from '../errors.js';
+import type {
+  BeginOptions,
+  Connection,
+  ConnectionSettings,
+  Driver,
+  ExecuteOptions,
+  Notification,
+  ResultSet,
+  StreamOptions,
+} from './driver.js';
+import { redact } from './redact.js';
+
+type PgModule = typeof import('pg');
+type PgClient = import('pg').Client;
+
+let pgModule: Promise<PgModule> | undefined;
+const loadPg = (): Promise<PgModule> =>
+  (pgModule ??= import('pg').then((m) => ((m as unknown as { default?: PgModule }).default ?? m) as PgModule));
+
+type CursorCtor = new (text: string, values: unknown[], config?: { rowMode?: string }) => {
+  read(rows: number, cb: (err: Error | undefined, rows: unknown[]) => void): void;
+  close(cb: (err?: Error) => void): void;
+};
+let cursorModule: Promise<CursorCtor> | undefined;
+const loadCursor = (): Promise<CursorCtor> =>
+  (cursorModule ??= import('pg-cursor' as string).then((m: { default?: CursorCtor }) => (m.default ?? m) as unknown as CursorCtor));
+
+/** Prepared statements kept per connection before new ones run unnamed (PostgreSQL keeps each in the backend's memory). */
+const MAX_PREPARED_PER_CONNECTION = 256;
+
+/** Statement names are global per process and stable for a text, so every connection prepares a text under one name. */
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `ndbp_${statementNames.size.toString(36)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+const ISOLATION = {
+  'read uncommitted': 'READ UNCOMMITTED',
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+} as const;
+
+export class PostgresDriver implements Driver {
+  readonly dialect = 'postgres' as const;
+  readonly maxParameters = 65535;
+
+  constructor(private readonly settings: ConnectionSettings) {}
+
+  describe(): string {
+    const { host = 'localhost', port = 5432, database = '' } = this.settings;
+    return `postgres://${host}:${port}/${database}`;
+  }
+
+  async connect(): Promise<Connection> {
+    const pg = await loadPg();
+    const s = this.settings;
+    const client = new pg.Client({
+      host: s.host,
+      port: s.port,
+      user: s.user,
+      password: s.password,
+      database: s.database,
+      ssl: s.ssl as never,
+      connectionTimeoutMillis: s.connectTimeoutMs,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      statement_timeout: s.statementTimeoutMs > 0 ? s.statementTimeoutMs : undefined,
+      application_name: 'nestjs-dbpool',
+      ...s.driverOptions,
+    } as import('pg').ClientConfig);
+    // Until our own handlers are attached, an error event must not crash the process.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+    } catch (error) {
+      client.removeAllListeners();
+      client.on('error', () => {});
+      (client as unknown as { connection: { stream: net.Socket } }).connection?.stream?.destroy?.();
+      throw this.translateError(error);
+    }
+    return new PostgresConnection(client, this);
+  }
+
+  translateError(error: unknown, query?: string): DatabaseError {
+    if (error instanceof DatabaseError) return error;
+    const e = error as { code?: string; message?: string; errno?: number } | undefined;
+    const message = redact(e?.message ?? String(error), this.settings.password);
+    const code = e?.code;
+    const fields: DatabaseErrorFields = { dialect: 'postgres', query, cause: error };
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+      fields.code = code;
+      fields.sqlState = code;
+      if (code === '57014') {
+        return /statement timeout/i.test(message)
+          ? new QueryTimeout(message, { ...fields, code: 'QUERY_TIMEOUT' })
+          : new QueryCanceled(message, { ...fields, code: 'QUERY_CANCELED' });
+      }
+      return new DatabaseError(message, fields);
+    }
+    if (typeof code === 'string') {
+      fields.code = code; // ECONNREFUSED, ECONNRESET, ...
+      if (typeof e?.errno === 'number') fields.errno = e.errno;
+      return new DatabaseError(message, fields);
+    }
+    if (/Connection terminated|not queryable|Client was closed|connection ended|Connection closed/i.test(message)) {
+      return new DatabaseError(message, { ...fields, code: 'CONNECTION_LOST' });
+    }
+    if (/timeout expired/i.test(message)) {
+      return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: 'CONNECT_TIMEOUT' });
+    }
+    return new DatabaseError(message, fields);
+  }
+
+  beginStatements(options: BeginOptions): string[] {
+    let text = 'BEGIN';
+    if (options.isolation) text += ` ISOLATION LEVEL ${ISOLATION[options.isolation]}`;
+    if (options.readOnly) text += ' READ ONLY';
+    if (options.deferrable) text += ' DEFERRABLE';
+    return [text];
+  }
+
+  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
+    const quoted = `"${name.replace(/"/g, '""')}"`;
+    return kind === 'create' ? `SAVEPOINT ${quoted}` : kind === 'release' ? `RELEASE SAVEPOINT ${quoted}` : `ROLLBACK TO SAVEPOINT ${quoted}`;
+  }
+
+  transactionTimeoutStatement(timeoutMs: number): string {
+    return `SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`;
+  }
+
+  /** Sends a CancelRequest for `processId` on a fresh socket, as the protocol asks. */
+  sendCancel(processId: number, secretKey: number): Promise<void> {
+    const { host = 'localhost', port = 5432 } = this.settings;
+    return new Promise((resolve) => {
+      const socket = host.startsWith('/') ? net.connect(`${host}/.s.PGSQL.${port}`) : net.connect(port, host);
+      const done = () => {
+        socket.destroy();
+        resolve();
+      };
+      socket.setTimeout(this.settings.connectTimeoutMs || 5000, done);
+      socket.on('error', done);
+      socket.on('close', done);
+      socket.on('connect', () => {
+        const buf = Buffer.alloc(16);
+        buf.writeInt32BE(16, 0);
+        buf.writeInt32BE(80877102, 4);
+        buf.writeInt32BE(processId, 8);
+        buf.writeInt32BE(secretKey, 12);
+        socket.end(buf);
+      });
+    });
+  }
+}
+
+const TX_STATUS = { I: 'idle', T: 'transaction', E: 'failed' } as const;
+
+class PostgresConnection implements Connection {
+  transactionStatus: Connection['transactionStatus'] = 'idle';
+  broken = false;
+  private prepared = 0;
+  private errorHandler: (e: DatabaseError) => void = () => {};
+  private endHandlers: Array<() => void> = [];
+
+  constructor(
+    private readonly client: PgClient,
+    private readonly driver: PostgresDriver,
+  ) {
+    const raw = client as unknown as { connection: NodeJS.EventEmitter & { stream?: net.Socket } };
+    raw.connection.on('readyForQuery', (msg: { status?: keyof typeof TX_STATUS }) => {
+      this.transactionStatus = (msg.status && TX_STATUS[msg.status]) ?? 'unknown';
+    });
+    client.removeAllListeners('error');
+    client.on('error', (error) => {
+      this.broken = true;
+      this.errorHandler(driver.translateError(error));
+    });
+    client.on('end', () => {
+      this.broken = true;
+      for (const handler of this.endHandlers) handler();
+    });
+  }
+
+  get serverId(): number {
+    return (this.client as unknown as { processID: number }).processID;
+  }
+
+  async execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
+    const config: import('pg').QueryConfig & { rowMode?: string } = { text, values: values as unknown[] };
+    if (options.rowMode === 'array') config.rowMode = 'array';
+    if (options.prepare) {
+      const name = typeof options.prepare === 'string' ? options.prepare : statementName(text);
+      const parsed = (this.client as unknown as { connection: { parsedStatements: Record<string, string> } }).connection
+        .parsedStatements;
+      if (parsed[name] !== undefined || this.prepared < MAX_PREPARED_PER_CONNECTION) {
+        if (parsed[name] === undefined) this.prepared++;
+        config.name = name;
+      }
+    }
+    try {
+      const result = await this.client.query(config as import('pg').QueryConfig);
+      return { rows: result.rows, affectedRows: result.rowCount ?? 0, command: result.command };
+    } catch (error) {
+      throw this.driver.translateError(error, text);
+    }
+  }
+
+  async *stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown> {
+    const Cursor = await loadCursor();
+    const cursor = this.client.query(
+      new Cursor(text, values as unknown[], options.rowMode === 'array' ? { rowMode: 'array' } : undefined) as never,
+    ) as unknown as InstanceType<CursorCtor>;
+    const read = () =>
+      new Promise<unknown[]>((resolve, reject) =>
+        cursor.read(options.batchSize, (err, rows) => (err ? reject(this.driver.translateError(err, text)) : resolve(rows))),
+      );
+    let finished = false;
+    try {
+      for (;;) {
+        const rows = await read();
+        if (rows.length === 0) {
+          finished = true;
+          break;
+        }
+        for (const row of rows) yield row;
+      }
+    } finally {
+      await new Promise<void>((resolve) => cursor.close(() => resolve()));
+      if (!finished && this.broken) {
+        // nothing more to do: the pool drops broken connections
+      }
+    }
+  }
+
+  cancel(): Promise<void> {
+    const c = this.client as unknown as { processID: number; secretKey: number };
+    return this.driver.sendCancel(c.processID, c.secretKey);
+  }
+
+  async ping(): Promise<void> {
+    await this.execute('SELECT 1', [], { rowMode: 'array' });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.end();
+    } catch {
+      this.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.broken = true;
+    const raw = this.client as unknown as { connection?: { stream?: net.Socket } };
+    raw.connection?.stream?.destroy();
+    void this.client.end().catch(() => {});
+  }
+
+  onError(handler: (error: DatabaseError) => void): void {
+    this.errorHandler = handler;
+  }
+
+  onEnd(handler: () => void): void {
+    this.endHandlers.push(handler);
+  }
+
+  onNotification(handler: (n: Notification) => void): void {
+    this.client.on('notification', (msg) =>
+      handler({ channel: msg.channel, payload: msg.payload ?? '', processId: msg.processId }),
+    );
+  }
+}

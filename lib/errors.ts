@@ -1,0 +1,152 @@
+/**
+ * The error tree of nestjs-dbpool. Every error this package throws or rejects with is a
+ * `DatabaseError`, so callers can catch one class and switch on `code`.
+ *
+ * A server error keeps the driver's `code`, `errno` and `sqlState`, and the query text,
+ * never the parameter values.
+ *
+ * @example
+ * try { await db.runOperation('INSERT INTO users (login) VALUES ($1)', [login]); }
+ * catch (e) { if (e instanceof DatabaseError && e.sqlState === '23505') throw new ConflictException(); }
+ */
+
+export type Dialect = 'postgres' | 'mysql' | 'sqlite';
+
+export interface DatabaseErrorFields {
+  code?: string;
+  errno?: number;
+  sqlState?: string;
+  query?: string;
+  dialect?: Dialect;
+  cause?: unknown;
+  /** The named database (`DatabaseModuleOptions.name`) this error came from. */
+  database?: string;
+}
+
+export class DatabaseError extends Error {
+  /** A stable, machine-readable code: the driver's (`ER_DUP_ENTRY`, `23505`, `SQLITE_CONSTRAINT`) or ours (`CONNECTION_DEAD`, ...). */
+  readonly code: string;
+  readonly errno?: number;
+  readonly sqlState?: string;
+  /** The SQL text of the failing statement, without parameter values. */
+  readonly query?: string;
+  readonly dialect?: Dialect;
+  readonly database?: string;
+
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
+    this.name = new.target.name;
+    this.code = fields.code ?? 'DATABASE_ERROR';
+    if (fields.errno !== undefined) this.errno = fields.errno;
+    if (fields.sqlState !== undefined) this.sqlState = fields.sqlState;
+    if (fields.query !== undefined) this.query = fields.query;
+    if (fields.dialect !== undefined) this.dialect = fields.dialect;
+    if (fields.database !== undefined) this.database = fields.database;
+    // The driver's error is kept as `cause`, but hidden from JSON.stringify: a driver
+    // error can carry connection parameters (mysql2 puts the whole URL in some messages).
+    if (fields.cause !== undefined) {
+      Object.defineProperty(this, 'cause', { value: fields.cause, enumerable: false, writable: true, configurable: true });
+    }
+  }
+
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { name: this.name, message: this.message, code: this.code };
+    for (const key of ['errno', 'sqlState', 'query', 'dialect', 'database'] as const) {
+      if (this[key] !== undefined) out[key] = this[key];
+    }
+    return out;
+  }
+}
+
+/** The database is marked dead by the `DeadConnectionDetector`; calls fail fast until it reconnects. */
+export class ConnectionDead extends DatabaseError {
+  /** When the detector will next try to reconnect, if known. */
+  readonly nextAttemptAt?: Date;
+  constructor(message: string, fields: DatabaseErrorFields & { nextAttemptAt?: Date } = {}) {
+    super(message, { code: 'CONNECTION_DEAD', ...fields });
+    if (fields.nextAttemptAt) this.nextAttemptAt = fields.nextAttemptAt;
+  }
+}
+
+/** The rollback of a failed transaction failed too; `originalError` is why it was rolled back. The connection was destroyed. */
+export class RollbackFailed extends DatabaseError {
+  readonly originalError: unknown;
+  constructor(message: string, originalError: unknown, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'ROLLBACK_FAILED', ...fields });
+    this.originalError = originalError;
+  }
+}
+
+/**
+ * The connection died after COMMIT was sent: the transaction may or may not have committed.
+ * Never retried automatically; check the data before retrying.
+ */
+export class CommitOutcomeUnknown extends DatabaseError {
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'COMMIT_OUTCOME_UNKNOWN', ...fields });
+  }
+}
+
+/** A query (or a transaction) ran past its `timeoutMs` / `queryTimeoutMs`. */
+export class QueryTimeout extends DatabaseError {
+  readonly timeoutMs?: number;
+  constructor(message: string, fields: DatabaseErrorFields & { timeoutMs?: number } = {}) {
+    super(message, { code: 'QUERY_TIMEOUT', ...fields });
+    if (fields.timeoutMs !== undefined) this.timeoutMs = fields.timeoutMs;
+  }
+}
+
+/** The query was canceled through `Database.cancel(promise)` or an `AbortSignal`. */
+export class QueryCanceled extends DatabaseError {
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'QUERY_CANCELED', ...fields });
+  }
+}
+
+/** Every pool connection stayed busy for `pool.acquireTimeoutMs`. Distinct from `ConnectionDead`. */
+export class AcquireTimeout extends DatabaseError {
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'ACQUIRE_TIMEOUT', ...fields });
+  }
+}
+
+/** The `Database` is shutting down or closed and takes no new work. */
+export class DatabaseClosed extends DatabaseError {
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'DATABASE_CLOSED', ...fields });
+  }
+}
+
+/** An invalid module option; the message names the option and the accepted values. */
+export class ConfigurationError extends DatabaseError {
+  /** The option path, such as `pool.max`. */
+  readonly option?: string;
+  constructor(message: string, fields: DatabaseErrorFields & { option?: string } = {}) {
+    super(message, { code: 'CONFIGURATION_ERROR', ...fields });
+    if (fields.option !== undefined) this.option = fields.option;
+  }
+}
+
+/** A parameter value the driver would silently corrupt; refused before anything was sent. */
+export class InvalidParameter extends DatabaseError {
+  /** 1-based position of the offending parameter, when one is to blame. */
+  readonly position?: number;
+  constructor(message: string, fields: DatabaseErrorFields & { position?: number } = {}) {
+    super(message, { code: 'INVALID_PARAMETER', ...fields });
+    if (fields.position !== undefined) this.position = fields.position;
+  }
+}
+
+/** A transaction-state misuse: a query on a finished transaction, a propagation rule violated, orphaned queries at commit. */
+export class TransactionError extends DatabaseError {
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'TRANSACTION_ERROR', ...fields });
+  }
+}
+
+/** A feature this dialect does not have (LISTEN/NOTIFY on MySQL, say). */
+export class NotSupported extends DatabaseError {
+  constructor(message: string, fields: DatabaseErrorFields = {}) {
+    super(message, { code: 'NOT_SUPPORTED', ...fields });
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * nestjs-dbpool: DI-managed SQL pools for NestJS (PostgreSQL, MySQL/MariaDB, SQLite), with
+ * transactions, a dead-connection detector and health checks. The health indicator is in
+ * `nestjs-dbpool/health`.
+ */
+export { DatabaseModule } from './module/database.module.js';
+export type { DatabaseOptionsFactory, DatabaseModuleExtras, DatabaseModuleAsyncOptions } from './module/database.module.js';
+export type { DatabaseModuleOptions, PoolSettings } from './module/database.options.js';
+export { getDatabaseToken, DEFAULT_DATABASE } from './module/database.constants.js';
+export { InjectDatabase } from './module/inject.decorators.js';
+
+export { Database } from './database/database.js';
+export type { DatabaseEvents } from './database/database.js';
+export type { QueryOptions, OperationResult, Row, PoolStats, Notification } from './database/database.types.js';
+
+export { Transactional } from './transactions/transactional.decorator.js';
+export { Transaction } from './transactions/transaction.js';
+export type { TransactionOptions, Propagation, ErrorMatcher } from './transactions/transaction.js';
+
+export { OnNotify } from './notify/on-notify.decorator.js';
+export type { OnNotifyOptions } from './notify/on-notify.decorator.js';
+export type { ResubscribeInfo, NotificationObserver } from './notify/listener.js';
+
+export { DeadConnectionDetector } from './resilience/detector.js';
+export type { DetectorState, DetectorOptions, RecoveryHandler } from './resilience/detector.js';
+export { defaultDeathChecker } from './resilience/death-checker.js';
+export type { DeathChecker } from './resilience/death-checker.js';
+export { backoff } from './resilience/backoff.js';
+export type { BackoffOptions } from './resilience/backoff.js';
+export { RetryingCall } from './resilience/retrying-call.js';
+export type { FailureTester } from './resilience/retrying-call.js';
+export type { Clock } from './resilience/clock.js';
+
+export { sql, SqlQuery } from './sql.js';
+export type { CompiledQuery } from './sql.js';
+
+export {
+  DatabaseError,
+  ConnectionDead,
+  RollbackFailed,
+  CommitOutcomeUnknown,
+  QueryTimeout,
+  QueryCanceled,
+  AcquireTimeout,
+  DatabaseClosed,
+  ConfigurationError,
+  InvalidParameter,
+  TransactionError,
+  NotSupported,
+} from './errors.js';
+export type { Dialect } from './errors.js';
+
+export type { Driver, Connection, ResultSet, RowMode, IsolationLevel, BeginOptions } from './drivers/driver.js';

@@ -1,0 +1,293 @@
+/**
+ * The options of `DatabaseModule.forRoot` and their checking. Every option is validated once,
+ * at bootstrap; a bad one is a `ConfigurationError` that names the option and what it accepts.
+ * No message ever contains the password or the URL it came in.
+ */
+import { ConfigurationError } from '../errors.js';
+import type { Dialect } from '../errors.js';
+import type { ConnectionSettings, Driver } from '../drivers/driver.js';
+import type { PoolOptions } from '../pool/pool.js';
+import type { BackoffOptions } from '../resilience/backoff.js';
+import type { DeathChecker } from '../resilience/death-checker.js';
+
+export const DEFAULT_DATABASE = 'default';
+
+export interface PoolSettings {
+  /** Connections kept open even when idle. Default: 0 (lazy: nothing connects before the first query). */
+  min?: number;
+  /** Most connections open at once. Default: 10 (1 for `sqlite::memory:`). */
+  max?: number;
+  /** An idle connection above `min` is closed after this. Default: 30 000. 0: never. */
+  idleTimeoutMs?: number;
+  /** Wait at most this for a free connection, then `AcquireTimeout`. Default: 10 000. */
+  acquireTimeoutMs?: number;
+  /** A connection is closed (and replaced) once this old. Default: 1 800 000 (30 min). 0: no limit. */
+  maxLifetimeMs?: number;
+  /** Log once, with the stack that took it, a connection held longer than this. Default: 0 (off). */
+  leakDetectionMs?: number;
+  /** A connection idle longer than this is pinged before it is handed out. Default: 30 000. */
+  validateAfterIdleMs?: number;
+}
+
+export interface DatabaseModuleOptions {
+  /** The name of this database, for `@InjectDatabase(name)` and `@Transactional({ connection })`. Default: `'default'`. */
+  name?: string;
+  /**
+   * `postgres://user:password@host:5432/db`, `mysql://user:password@host:3306/db`,
+   * `sqlite:./data/app.db` or `sqlite::memory:`. Fields given beside it override its parts.
+   */
+  url?: string;
+  /** The dialect, or a `Driver` of your own. Default: taken from `url`. */
+  driver?: Dialect | Driver;
+  host?: string;
+  port?: number;
+  user?: string;
+  /** A string, or a function called for every new connection (rotating credentials, IAM tokens). Never logged. */
+  password?: string | (() => string | Promise<string>);
+  database?: string;
+  /** SQLite: the database file, or `:memory:`. */
+  filename?: string;
+  /** TLS options passed to the driver (`true`, or Node `tls.connect` options such as `ca`, `rejectUnauthorized`). */
+  ssl?: boolean | Record<string, unknown>;
+  pool?: PoolSettings;
+  /** Give up opening a connection after this. Default: 10 000. */
+  connectTimeoutMs?: number;
+  /** Deadline of every query (client side, plus the server's statement timeout where it has one). Default: 0 (none). */
+  queryTimeoutMs?: number;
+  /** Delays between reconnection attempts while the database is dead. Default: first at once, then from 100 ms doubling with ±20 % jitter, capped at 10 000, forever. */
+  reconnect?: BackoffOptions;
+  /** Extra error codes, errnos or message fragments that mean "the connection is dead". Default: none. */
+  transientErrors?: Array<string | number>;
+  /** Replaces `defaultDeathChecker` (after `transientErrors` are added to it). */
+  deathChecker?: DeathChecker;
+  /** Fail the boot if no connection can be opened within `connectTimeoutMs`. Default: false. */
+  verifyOnStartup?: boolean;
+  /** On shutdown, wait this long for in-flight work before closing connections. Default: 10 000. */
+  shutdownTimeoutMs?: number;
+  /** Server-side prepared statements for every query (`false`: only when a query asks). Default: false. */
+  prepare?: boolean;
+  /** Emit a `slowQuery` event for queries slower than this. Default: 0 (off). */
+  slowQueryMs?: number;
+  /** Options handed to the underlying client as they are (`pg.Client`, `mysql2.createConnection`). */
+  driverOptions?: Record<string, unknown>;
+}
+
+export interface ResolvedOptions {
+  name: string;
+  dialect: Dialect;
+  driver?: Driver;
+  settings: ConnectionSettings;
+  pool: PoolOptions;
+  queryTimeoutMs: number;
+  reconnect: BackoffOptions;
+  transientErrors: Array<string | number>;
+  deathChecker?: DeathChecker;
+  verifyOnStartup: boolean;
+  shutdownTimeoutMs: number;
+  prepare: boolean;
+  slowQueryMs: number;
+}
+
+const DIALECTS = ['postgres', 'mysql', 'sqlite'] as const;
+const SCHEMES: Record<string, Dialect> = {
+  postgres: 'postgres',
+  postgresql: 'postgres',
+  mysql: 'mysql',
+  mariadb: 'mysql',
+  sqlite: 'sqlite',
+};
+const DEFAULT_PORTS: Record<Dialect, number | undefined> = { postgres: 5432, mysql: 3306, sqlite: undefined };
+
+function fail(option: string, message: string): never {
+  throw new ConfigurationError(`DatabaseModule option "${option}" ${message}`, { option });
+}
+
+function checkNumber(option: string, value: unknown, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || !Number.isInteger(value)) {
+    fail(option, `must be an integer >= ${min} (got ${describeValue(value)})`);
+  }
+  return value;
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
+  return typeof value;
+}
+
+interface UrlParts {
+  dialect: Dialect;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+  filename?: string;
+  ssl?: ConnectionSettings['ssl'];
+}
+
+/** Parses a connection URL. Error messages show the scheme only: the URL may hold a password. */
+export function parseUrl(url: string): UrlParts {
+  if (typeof url !== 'string' || url.length === 0) fail('url', 'must be a non-empty string such as postgres://user@host/db');
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  const dialect = scheme ? SCHEMES[scheme] : undefined;
+  if (!dialect) {
+    fail('url', `has an unknown scheme "${scheme ?? ''}"; accepted: postgres://, postgresql://, mysql://, mariadb://, sqlite:`);
+  }
+  if (dialect === 'sqlite') {
+    let filename = url.slice(scheme!.length + 1);
+    if (filename.startsWith('//')) filename = filename.slice(2);
+    if (filename === '' ) fail('url', 'needs a file after "sqlite:" (sqlite:./data/app.db) or sqlite::memory:');
+    return { dialect, filename };
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    fail('url', `is not a valid ${scheme}:// URL (expected ${scheme}://user:password@host:port/database)`);
+  }
+  const parts: UrlParts = { dialect };
+  const params = parsed.searchParams;
+  const host = params.get('host') ?? decodeURIComponent(parsed.hostname);
+  if (host) parts.host = host.replace(/^\[(.*)\]$/, '$1');
+  if (parsed.port) parts.port = Number(parsed.port);
+  if (parsed.username) parts.user = decodeURIComponent(parsed.username);
+  if (parsed.password) parts.password = decodeURIComponent(parsed.password);
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  if (database) parts.database = database;
+  const sslmode = params.get('sslmode');
+  if (sslmode !== null) {
+    switch (sslmode) {
+      case 'disable':
+        parts.ssl = false;
+        break;
+      case 'prefer':
+      case 'require':
+      case 'no-verify':
+        parts.ssl = { rejectUnauthorized: false };
+        break;
+      case 'verify-ca':
+        parts.ssl = { rejectUnauthorized: true, checkServerIdentity: () => undefined };
+        break;
+      case 'verify-full':
+        parts.ssl = { rejectUnauthorized: true };
+        break;
+      default:
+        fail('url', `has sslmode "${sslmode}"; accepted: disable, prefer, require, verify-ca, verify-full`);
+    }
+  }
+  const ssl = params.get('ssl');
+  if (ssl === 'true' || ssl === '1') parts.ssl ??= {};
+  return parts;
+}
+
+/** Checks and completes the options; throws `ConfigurationError` on the first bad one. */
+export function resolveOptions(options: DatabaseModuleOptions | undefined): ResolvedOptions {
+  if (!options || typeof options !== 'object') fail('options', 'must be an object such as { url: "sqlite::memory:" }');
+  const name = options.name ?? DEFAULT_DATABASE;
+  if (typeof name !== 'string' || name.length === 0) fail('name', 'must be a non-empty string');
+
+  const fromUrl = options.url !== undefined ? parseUrl(options.url) : undefined;
+  let dialect: Dialect | undefined = fromUrl?.dialect;
+  let driver: Driver | undefined;
+  if (options.driver !== undefined) {
+    if (typeof options.driver === 'string') {
+      if (!(DIALECTS as readonly string[]).includes(options.driver)) {
+        fail('driver', `is "${describeValue(options.driver).replace(/"/g, '')}"; accepted: ${DIALECTS.join(', ')}, or a Driver object`);
+      }
+      if (dialect && dialect !== options.driver) fail('driver', `("${options.driver}") does not match the url's scheme ("${dialect}")`);
+      dialect = options.driver;
+    } else if (typeof options.driver === 'object' && typeof options.driver.connect === 'function') {
+      driver = options.driver;
+      dialect = driver.dialect;
+    } else {
+      fail('driver', `must be one of ${DIALECTS.join(', ')}, or a Driver object`);
+    }
+  }
+  if (!dialect) fail('url', 'or "driver" is required: give url (postgres://…, mysql://…, sqlite:…) or driver: postgres | mysql | sqlite');
+
+  for (const key of ['host', 'user', 'database', 'filename'] as const) {
+    const value = options[key];
+    if (value !== undefined && typeof value !== 'string') fail(key, `must be a string (got ${typeof value})`);
+  }
+  const password = options.password ?? fromUrl?.password;
+  if (password !== undefined && typeof password !== 'string' && typeof password !== 'function') {
+    fail('password', 'must be a string or a function returning one');
+  }
+  const port = options.port ?? fromUrl?.port ?? DEFAULT_PORTS[dialect];
+  if (port !== undefined) checkNumber('port', port, 0, 1);
+  if (port !== undefined && port > 65535) fail('port', `must be between 1 and 65535 (got ${port})`);
+
+  const filename = options.filename ?? fromUrl?.filename;
+  if (dialect === 'sqlite' && !filename && !driver) fail('filename', 'is required for sqlite (a file path, or ":memory:"), or use url: "sqlite:./data/app.db"');
+
+  const connectTimeoutMs = checkNumber('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1);
+  const queryTimeoutMs = checkNumber('queryTimeoutMs', options.queryTimeoutMs, 0);
+  const shutdownTimeoutMs = checkNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 10_000);
+  const slowQueryMs = checkNumber('slowQueryMs', options.slowQueryMs, 0);
+
+  const p = options.pool ?? {};
+  if (typeof p !== 'object') fail('pool', 'must be an object such as { max: 10 }');
+  const memory = dialect === 'sqlite' && filename === ':memory:';
+  const pool: PoolOptions = {
+    min: checkNumber('pool.min', p.min, 0),
+    max: checkNumber('pool.max', p.max, memory ? 1 : 10, 1),
+    idleTimeoutMs: checkNumber('pool.idleTimeoutMs', p.idleTimeoutMs, 30_000),
+    acquireTimeoutMs: checkNumber('pool.acquireTimeoutMs', p.acquireTimeoutMs, 10_000, 1),
+    maxLifetimeMs: checkNumber('pool.maxLifetimeMs', p.maxLifetimeMs, 1_800_000),
+    leakDetectionMs: checkNumber('pool.leakDetectionMs', p.leakDetectionMs, 0),
+    validateAfterIdleMs: checkNumber('pool.validateAfterIdleMs', p.validateAfterIdleMs, 30_000),
+  };
+  if (pool.min > pool.max) fail('pool.min', `(${pool.min}) must not exceed pool.max (${pool.max})`);
+
+  const reconnect = options.reconnect ?? {};
+  if (typeof reconnect !== 'object') fail('reconnect', 'must be an object such as { maxDelayMs: 10000 }');
+  for (const key of ['initialDelayMs', 'maxDelayMs'] as const) checkNumber(`reconnect.${key}`, reconnect[key], 0);
+  if (reconnect.maxRetries !== undefined && reconnect.maxRetries !== Infinity) checkNumber('reconnect.maxRetries', reconnect.maxRetries, 0);
+  for (const key of ['factor', 'jitter'] as const) {
+    const v = reconnect[key];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) fail(`reconnect.${key}`, `must be a number >= 0 (got ${describeValue(v)})`);
+  }
+  const transientErrors = options.transientErrors ?? [];
+  if (!Array.isArray(transientErrors) || transientErrors.some((t) => typeof t !== 'string' && typeof t !== 'number')) {
+    fail('transientErrors', 'must be an array of error codes, errnos or message fragments');
+  }
+  if (options.deathChecker !== undefined && typeof options.deathChecker !== 'function') fail('deathChecker', 'must be a function (error) => boolean');
+  for (const key of ['verifyOnStartup', 'prepare'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
+  }
+  if (options.ssl !== undefined && typeof options.ssl !== 'boolean' && (typeof options.ssl !== 'object' || options.ssl === null)) {
+    fail('ssl', 'must be true, false or an object of TLS options ({ ca, rejectUnauthorized, ... })');
+  }
+
+  const settings: ConnectionSettings = {
+    host: options.host ?? fromUrl?.host ?? (dialect === 'sqlite' ? undefined : '127.0.0.1'),
+    port,
+    user: options.user ?? fromUrl?.user,
+    database: options.database ?? fromUrl?.database,
+    filename,
+    ssl: options.ssl ?? fromUrl?.ssl,
+    connectTimeoutMs,
+    statementTimeoutMs: queryTimeoutMs,
+    driverOptions: options.driverOptions,
+  };
+  // Kept out of JSON.stringify, util.inspect and object spreads.
+  Object.defineProperty(settings, 'password', { value: password, enumerable: false, writable: false });
+
+  return {
+    name,
+    dialect,
+    driver,
+    settings,
+    pool,
+    queryTimeoutMs,
+    reconnect,
+    transientErrors,
+    deathChecker: options.deathChecker,
+    verifyOnStartup: options.verifyOnStartup ?? false,
+    shutdownTimeoutMs,
+    prepare: options.prepare ?? false,
+    slowQueryMs,
+  };
+}

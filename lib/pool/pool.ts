@@ -1,0 +1,407 @@
+/**
+ * The connection pool of one `Database`.
+ *
+ * Why not tarn (knex's pool engine), as DESIGN.md prefers: tarn has no maximum lifetime, no
+ * leak detection, no "hand out only clean" reset on release and no validation of connections
+ * that sat idle; each would be a wrapper around tarn's own bookkeeping (two sets of counters
+ * to keep in step), and its acquire path allocates a pending-operation object, a timeout and
+ * two promises per call. This pool is one scheduler in the shape of pg-pool's `_pulseQueue`:
+ * idle connections go to waiters in arrival order, a new connection is opened only when
+ * nobody returns one, and every hand-off happens in `pulse()`.
+ *
+ * Invariants: a connection is either idle (in `idle`), busy (in `busy`), or being opened
+ * (`opening` counts it); `idle + busy + opening <= max`. A connection is released exactly once;
+ * a second release throws. A connection released broken, inside a transaction that cannot be
+ * rolled back, or past its lifetime is destroyed, never handed out again.
+ */
+import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../errors.js';
+import type { Connection } from '../drivers/driver.js';
+
+export interface PoolOptions {
+  /** Connections kept open even when idle. Default: 0. */
+  min: number;
+  /** Most connections open at once. Default: 10. */
+  max: number;
+  /** An idle connection above `min` closes after this. Default: 30 000. 0: never. */
+  idleTimeoutMs: number;
+  /** Wait at most this for a free connection, then `AcquireTimeout`. Default: 10 000. */
+  acquireTimeoutMs: number;
+  /** A connection is closed once this old, when next released or idle. Default: 1 800 000 (30 min). 0: no limit. */
+  maxLifetimeMs: number;
+  /** Warn once, with the stack that took it, about a connection held longer than this. Default: 0 (off). */
+  leakDetectionMs: number;
+  /** A connection idle for longer than this is pinged before it is handed out. Default: 30 000. */
+  validateAfterIdleMs: number;
+}
+
+export interface PoolStats {
+  total: number;
+  idle: number;
+  busy: number;
+  waiting: number;
+  max: number;
+}
+
+export interface PoolHooks {
+  create(): Promise<Connection>;
+  /** A connection could not be opened (the waiter that asked also gets the error). */
+  onCreateError?(error: DatabaseError): void;
+  /** A pooled connection reported an error while idle or busy. */
+  onConnectionError?(error: DatabaseError): void;
+  onOpen?(connection: Connection): void;
+  onClose?(connection: Connection): void;
+  onLeak?(message: string, stack: string): void;
+  /** The name used in messages: `default`, `analytics`... */
+  name: string;
+}
+
+/** A connection on loan from the pool. Give it back with `pool.release(lease)` exactly once. */
+export interface Lease {
+  readonly connection: Connection;
+  /** Set by the owner when the connection must not be reused (timeout, protocol error). */
+  discard?: boolean;
+}
+
+interface Entry extends Lease {
+  createdAt: number;
+  idleSince: number;
+  released: boolean;
+  leakTimer?: NodeJS.Timeout;
+}
+
+interface Waiter {
+  resolve(entry: Entry): void;
+  reject(error: unknown): void;
+  timer?: NodeJS.Timeout;
+}
+
+const NO_TIMEOUT = 0;
+
+export class Pool {
+  private readonly idle: Entry[] = [];
+  private readonly busy = new Set<Entry>();
+  private readonly waiters: Waiter[] = [];
+  private opening = 0;
+  private closed = false;
+  private reaper?: NodeJS.Timeout;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    readonly options: PoolOptions,
+    private readonly hooks: PoolHooks,
+  ) {}
+
+  stats(): PoolStats {
+    return {
+      total: this.idle.length + this.busy.size + this.opening,
+      idle: this.idle.length,
+      busy: this.busy.size,
+      waiting: this.waiters.length,
+      max: this.options.max,
+    };
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Opens connections until `min` are open. Errors go to `onCreateError`. */
+  fill(): void {
+    while (!this.closed && this.idle.length + this.busy.size + this.opening < this.options.min) {
+      this.open().then(
+        (entry) => this.makeIdle(entry),
+        () => {},
+      );
+    }
+  }
+
+  /** Opens one connection and checks it answers; for `verifyOnStartup`. */
+  async verify(): Promise<void> {
+    const lease = await this.acquire();
+    try {
+      await lease.connection.ping();
+    } finally {
+      this.release(lease);
+    }
+  }
+
+  /** Takes in a connection opened elsewhere (the detector's reconnect); closes it if the pool is full or closed. */
+  adopt(connection: Connection): void {
+    if (this.closed || this.idle.length + this.busy.size + this.opening >= this.options.max) {
+      void connection.close().catch(() => connection.destroy());
+      return;
+    }
+    this.makeIdle(this.register(connection));
+    this.pulse();
+  }
+
+  acquire(timeoutMs: number = this.options.acquireTimeoutMs): Promise<Lease> {
+    if (this.closed) return Promise.reject(this.closedError());
+    // Fast path: a warm idle connection and nobody ahead in line.
+    while (this.waiters.length === 0 && this.idle.length > 0) {
+      const entry = this.idle.pop()!;
+      if (entry.connection.broken) {
+        this.destroy(entry);
+        continue;
+      }
+      if (Date.now() - entry.idleSince > this.options.validateAfterIdleMs) return this.validateThenLend(entry, timeoutMs);
+      return Promise.resolve(this.lend(entry));
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject };
+      if (timeoutMs > NO_TIMEOUT) {
+        waiter.timer = setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          const s = this.stats();
+          reject(
+            new AcquireTimeout(
+              `no connection of database "${this.hooks.name}" became free within ${timeoutMs} ms ` +
+                `(pool.max = ${s.max}, ${s.busy} busy, ${s.waiting} waiting); raise pool.max or pool.acquireTimeoutMs, ` +
+                `or look for connections that are never released`,
+              { database: this.hooks.name },
+            ),
+          );
+        }, timeoutMs);
+      }
+      this.waiters.push(waiter);
+      this.pulse();
+    });
+  }
+
+  /** Gives a connection back. A second release of the same lease throws. */
+  release(lease: Lease): void {
+    const entry = lease as Entry;
+    if (entry.released) throw new DatabaseError('connection released twice', { code: 'DOUBLE_RELEASE' });
+    entry.released = true;
+    this.busy.delete(entry);
+    if (entry.leakTimer) clearTimeout(entry.leakTimer);
+    const c = entry.connection;
+    if (entry.discard || c.broken || this.closed || this.expired(entry)) {
+      this.destroy(entry);
+      this.pulse();
+      return;
+    }
+    if (c.transactionStatus === 'transaction' || c.transactionStatus === 'failed') {
+      // Handed back inside a transaction: roll it back before anyone else gets it, or drop it.
+      this.opening++; // counts as "not available" while it is cleaned
+      c.execute('ROLLBACK', [], { rowMode: 'array' }).then(
+        () => {
+          this.opening--;
+          if (c.transactionStatus === 'idle' || c.transactionStatus === 'unknown') this.makeIdle(entry);
+          else this.destroy(entry);
+          this.pulse();
+        },
+        () => {
+          this.opening--;
+          this.destroy(entry);
+          this.pulse();
+        },
+      );
+      return;
+    }
+    this.makeIdle(entry);
+  }
+
+  /**
+   * Stops handing out connections: waiters get `DatabaseClosed`, idle connections close,
+   * and the returned promise settles once every busy connection came back or `timeoutMs`
+   * passed, after which the rest are destroyed.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    this.closed = true;
+    if (this.reaper) clearInterval(this.reaper);
+    this.reaper = undefined;
+    for (const waiter of this.waiters.splice(0)) {
+      if (waiter.timer) clearTimeout(waiter.timer);
+      waiter.reject(this.closedError());
+    }
+    await Promise.all(this.idle.splice(0).map((entry) => this.closeEntry(entry)));
+    if (this.busy.size > 0 || this.opening > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      for (const entry of [...this.busy]) this.destroy(entry);
+    }
+  }
+
+  private closedError(): DatabaseClosed {
+    return new DatabaseClosed(`database "${this.hooks.name}" is closed (the application is shutting down)`, {
+      database: this.hooks.name,
+    });
+  }
+
+  private lend(entry: Entry): Entry {
+    entry.released = false;
+    entry.discard = false;
+    this.busy.add(entry);
+    const leakMs = this.options.leakDetectionMs;
+    if (leakMs > 0) {
+      const taken = new Error('connection taken here');
+      entry.leakTimer = setTimeout(() => {
+        const stack = taken.stack ?? '';
+        this.hooks.onLeak?.(
+          `a connection of database "${this.hooks.name}" has been held for more than ${leakMs} ms (pool.leakDetectionMs) and not released`,
+          stack,
+        );
+      }, leakMs);
+      entry.leakTimer.unref();
+    }
+    return entry;
+  }
+
+  private async validateThenLend(entry: Entry, timeoutMs: number): Promise<Lease> {
+    this.busy.add(entry);
+    try {
+      await entry.connection.ping();
+      this.busy.delete(entry);
+      return this.lend(entry);
+    } catch {
+      this.busy.delete(entry);
+      this.destroy(entry);
+      return this.acquire(timeoutMs);
+    }
+  }
+
+  private makeIdle(entry: Entry): void {
+    if (this.closed) {
+      void this.closeEntry(entry);
+      this.notifyDrained();
+      return;
+    }
+    entry.idleSince = Date.now();
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      if (waiter.timer) clearTimeout(waiter.timer);
+      waiter.resolve(this.lend(entry));
+      return;
+    }
+    this.idle.push(entry);
+    this.startReaper();
+    this.notifyDrained();
+  }
+
+  /** Hands out what can be handed out and opens connections for waiters nobody else will serve. */
+  private pulse(): void {
+    if (this.closed) {
+      this.notifyDrained();
+      return;
+    }
+    while (this.waiters.length > 0 && this.idle.length > 0) {
+      const entry = this.idle.pop()!;
+      if (entry.connection.broken) {
+        this.destroy(entry);
+        continue;
+      }
+      const waiter = this.waiters.shift()!;
+      if (waiter.timer) clearTimeout(waiter.timer);
+      waiter.resolve(this.lend(entry));
+    }
+    const total = this.idle.length + this.busy.size + this.opening;
+    const wanted = Math.min(this.waiters.length - this.opening, this.options.max - total);
+    for (let i = 0; i < wanted; i++) {
+      this.open().then(
+        (entry) => this.makeIdle(entry),
+        (error) => {
+          // The waiter at the head gets the reason its connection could not be opened.
+          const waiter = this.waiters.shift();
+          if (waiter) {
+            if (waiter.timer) clearTimeout(waiter.timer);
+            waiter.reject(error);
+          }
+          this.notifyDrained();
+        },
+      );
+    }
+  }
+
+  private async open(): Promise<Entry> {
+    this.opening++;
+    try {
+      return this.register(await this.hooks.create());
+    } catch (error) {
+      const translated = error instanceof DatabaseError ? error : new DatabaseError(String(error), { cause: error });
+      this.hooks.onCreateError?.(translated);
+      throw translated;
+    } finally {
+      this.opening--;
+    }
+  }
+
+  private register(connection: Connection): Entry {
+    const now = Date.now();
+    const entry: Entry = { connection, createdAt: now, idleSince: now, released: true };
+    connection.onError((error) => {
+      this.hooks.onConnectionError?.(error);
+      this.evictIdle(entry);
+    });
+    connection.onEnd(() => this.evictIdle(entry));
+    this.hooks.onOpen?.(connection);
+    return entry;
+  }
+
+  /** A connection that broke while idle leaves the pool at once (a busy one leaves on release). */
+  private evictIdle(entry: Entry): void {
+    const i = this.idle.indexOf(entry);
+    if (i >= 0) {
+      this.idle.splice(i, 1);
+      this.destroy(entry);
+      this.fill();
+    }
+  }
+
+  private expired(entry: Entry): boolean {
+    return this.options.maxLifetimeMs > 0 && Date.now() - entry.createdAt > this.options.maxLifetimeMs;
+  }
+
+  private destroy(entry: Entry): void {
+    this.busy.delete(entry);
+    if (entry.leakTimer) clearTimeout(entry.leakTimer);
+    entry.connection.destroy();
+    this.hooks.onClose?.(entry.connection);
+    this.notifyDrained();
+    if (!this.closed) queueMicrotask(() => this.fill());
+  }
+
+  private async closeEntry(entry: Entry): Promise<void> {
+    if (entry.leakTimer) clearTimeout(entry.leakTimer);
+    await entry.connection.close().catch(() => entry.connection.destroy());
+    this.hooks.onClose?.(entry.connection);
+  }
+
+  private notifyDrained(): void {
+    if (this.busy.size === 0 && this.opening === 0 && this.drainWaiters.length > 0) {
+      for (const resolve of this.drainWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** Closes idle connections above `min` after `idleTimeoutMs`, and idle ones past their lifetime. */
+  private startReaper(): void {
+    if (this.reaper || (this.options.idleTimeoutMs <= 0 && this.options.maxLifetimeMs <= 0)) return;
+    const every = Math.max(100, Math.min(this.options.idleTimeoutMs || Infinity, this.options.maxLifetimeMs || Infinity, 1000));
+    this.reaper = setInterval(() => this.reap(), every);
+    this.reaper.unref();
+  }
+
+  private reap(): void {
+    const now = Date.now();
+    const idleMs = this.options.idleTimeoutMs;
+    for (let i = 0; i < this.idle.length; ) {
+      const entry = this.idle[i];
+      const total = this.idle.length + this.busy.size + this.opening;
+      const stale = idleMs > 0 && now - entry.idleSince >= idleMs && total > this.options.min;
+      if (stale || this.expired(entry)) {
+        this.idle.splice(i, 1);
+        void this.closeEntry(entry);
+      } else i++;
+    }
+    if (this.idle.length === 0 && this.reaper) {
+      clearInterval(this.reaper);
+      this.reaper = undefined;
+    }
+    this.fill();
+  }
+}

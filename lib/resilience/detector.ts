@@ -1,0 +1,225 @@
+/**
+ * The dead-connection detector of one database, after txpostgres's `DeadConnectionDetector`.
+ *
+ * States: `alive` → (a death error) → `dead` → (background loop reconnects with backoff) →
+ * `alive` again once the reconnect succeeded and every recovery handler ran. While dead,
+ * `assertAlive()` throws `ConnectionDead` at once, so calls fail fast instead of queueing
+ * behind a server that is gone. `closed` is final (application shutdown).
+ *
+ * Pure logic: it knows no driver. The `Database` gives it a `reconnect` function (open one
+ * connection and ping it) and feeds it errors.
+ *
+ * @example
+ * db.detector.onRecovery(() => logger.log('database is back'));
+ * if (db.detector.isDead) return 'degraded';
+ */
+import { ConnectionDead } from '../errors.js';
+import { backoff, type BackoffOptions } from './backoff.js';
+import { systemClock, type Clock } from './clock.js';
+import { defaultDeathChecker, type DeathChecker } from './death-checker.js';
+
+export type DetectorState = 'alive' | 'dead' | 'closed';
+
+export type RecoveryHandler = () => unknown;
+
+export interface DetectorOptions {
+  /** Which errors mean the connection is gone. Default: `defaultDeathChecker`. */
+  deathChecker?: DeathChecker;
+  /** The reconnection delays. */
+  reconnect?: BackoffOptions;
+  /** Opens a connection and proves it works; throws if it cannot. */
+  reconnector?: () => Promise<void>;
+  /** Called when the database is marked dead. */
+  onDeath?: (error: unknown) => void;
+  /** Called after a successful reconnect, once the recovery handlers ran. */
+  onRecovered?: (downtimeMs: number) => void;
+  /** A recovery handler threw; it is reported here and the others still run. */
+  onHandlerError?: (error: unknown) => void;
+  /** The named database, for messages. */
+  name?: string;
+  clock?: Clock;
+}
+
+export class DeadConnectionDetector {
+  private stateValue: DetectorState = 'alive';
+  private handlers: RecoveryHandler[] = [];
+  private deadSinceValue?: Date;
+  private lastErrorValue?: unknown;
+  private nextAttemptValue?: Date;
+  private attemptsValue = 0;
+  private loop?: Promise<void>;
+  private waiters: Array<() => void> = [];
+  private readonly clock: Clock;
+  private readonly deathChecker: DeathChecker;
+  private abort?: AbortController;
+
+  constructor(private readonly options: DetectorOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.deathChecker = options.deathChecker ?? defaultDeathChecker;
+  }
+
+  get state(): DetectorState {
+    return this.stateValue;
+  }
+
+  get isDead(): boolean {
+    return this.stateValue === 'dead';
+  }
+
+  /** When the database was marked dead (undefined while alive). */
+  get deadSince(): Date | undefined {
+    return this.deadSinceValue;
+  }
+
+  /** The error that marked it dead, or the last failed reconnect's. */
+  get lastError(): unknown {
+    return this.lastErrorValue;
+  }
+
+  /** When the next reconnection attempt is due (undefined while alive). */
+  get nextAttemptAt(): Date | undefined {
+    return this.nextAttemptValue;
+  }
+
+  /** Reconnection attempts since the database was marked dead. */
+  get attempts(): number {
+    return this.attemptsValue;
+  }
+
+  /** True if the checker says this error means the connection is gone. */
+  isDeathError(error: unknown): boolean {
+    return this.deathChecker(error);
+  }
+
+  /**
+   * Feeds an error to the detector: if it means the connection is gone, the database is
+   * marked dead and the reconnect loop starts. Returns whether it was a death error.
+   */
+  checkForDeadConnection(error: unknown): boolean {
+    if (this.stateValue === 'closed' || !this.deathChecker(error)) return false;
+    this.lastErrorValue = error;
+    if (this.stateValue === 'alive') {
+      this.stateValue = 'dead';
+      this.deadSinceValue = new Date(this.clock.now());
+      this.attemptsValue = 0;
+      this.options.onDeath?.(error);
+      this.loop = this.reconnectLoop();
+    }
+    return true;
+  }
+
+  /** Throws `ConnectionDead` while the database is dead. */
+  assertAlive(): void {
+    if (this.stateValue === 'dead') throw this.deadError();
+  }
+
+  deadError(): ConnectionDead {
+    const last = this.lastErrorValue as { message?: string } | undefined;
+    const next = this.nextAttemptValue;
+    const name = this.options.name ?? 'default';
+    return new ConnectionDead(
+      `database "${name}" is unreachable since ${this.deadSinceValue?.toISOString()} ` +
+        `(${last?.message ?? 'connection lost'}); next reconnection attempt ${next ? 'at ' + next.toISOString() : 'now'}`,
+      { cause: this.lastErrorValue, nextAttemptAt: next, database: name },
+    );
+  }
+
+  /** Resolves when the database is alive again (at once if it is), or after `timeoutMs` with false. */
+  waitForRecovery(timeoutMs: number): Promise<boolean> {
+    if (this.stateValue !== 'dead') return Promise.resolve(this.stateValue === 'alive');
+    return new Promise((resolve) => {
+      const waiter = () => {
+        this.clock.clearTimeout(timer);
+        resolve(this.stateValue === 'alive');
+      };
+      const timer = this.clock.setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Registers a handler run after each recovery; returns an unsubscribe. */
+  onRecovery(handler: RecoveryHandler): () => void {
+    this.handlers.push(handler);
+    return () => {
+      this.handlers = this.handlers.filter((h) => h !== handler);
+    };
+  }
+
+  recoveryHandlers(): readonly RecoveryHandler[] {
+    return [...this.handlers];
+  }
+
+  /** Stops the reconnect loop for good (application shutdown). */
+  async close(): Promise<void> {
+    this.stateValue = 'closed';
+    this.abort?.abort();
+    this.wake();
+    await this.loop?.catch(() => {});
+  }
+
+  private async reconnectLoop(): Promise<void> {
+    const abort = (this.abort = new AbortController());
+    const reconnector = this.options.reconnector;
+    for (const delay of backoff(this.options.reconnect)) {
+      if (this.stateValue !== 'dead') return;
+      this.nextAttemptValue = new Date(this.clock.now() + delay);
+      try {
+        if (delay > 0) await sleepOn(this.clock, delay, abort.signal);
+      } catch {
+        return; // closed
+      }
+      if (this.stateValue !== 'dead') return;
+      this.attemptsValue++;
+      try {
+        if (reconnector) await reconnector();
+      } catch (error) {
+        this.lastErrorValue = error;
+        continue;
+      }
+      if (this.stateValue !== 'dead') return;
+      await this.recovered();
+      return;
+    }
+    // maxRetries reached: stay dead; a later death error does not restart a loop, but
+    // checkForDeadConnection after a manual recovery would.
+  }
+
+  private async recovered(): Promise<void> {
+    const downtimeMs = this.clock.now() - (this.deadSinceValue?.getTime() ?? this.clock.now());
+    // Handlers run before calls are let through: a listener re-LISTENs before anyone relies on it.
+    for (const handler of [...this.handlers]) {
+      try {
+        await handler();
+      } catch (error) {
+        this.options.onHandlerError?.(error);
+      }
+    }
+    if (this.stateValue !== 'dead') return;
+    this.stateValue = 'alive';
+    this.deadSinceValue = undefined;
+    this.nextAttemptValue = undefined;
+    this.options.onRecovered?.(downtimeMs);
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const waiter of this.waiters.splice(0)) waiter();
+  }
+}
+
+function sleepOn(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const handle = clock.setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clock.clearTimeout(handle);
+      reject(new Error('closed'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

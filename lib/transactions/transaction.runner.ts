@@ -1,0 +1,236 @@
+/**
+ * Runs an interaction under a `TransactionOptions`: propagation decided in one switch, then
+ * BEGIN / COMMIT / ROLLBACK with the rules of API.md (rollback rules, RollbackFailed,
+ * CommitOutcomeUnknown, the leak guard, afterCommit hooks, retry on serialization failure).
+ */
+import {
+  CommitOutcomeUnknown,
+  DatabaseError,
+  QueryTimeout,
+  RollbackFailed,
+  TransactionError,
+} from '../errors.js';
+import { backoff } from '../resilience/backoff.js';
+import { currentTransaction, runWithTransaction } from './transaction.context.js';
+import {
+  isRetryableTransactionError,
+  matches,
+  Transaction,
+  type TransactionHost,
+  type TransactionOptions,
+} from './transaction.js';
+
+/** What the runner needs from the Database beyond what a Transaction needs. */
+export interface TransactionRunnerHost extends TransactionHost {
+  /** Takes a connection and runs BEGIN (and the server-side timeout) on it. */
+  begin(options: TransactionOptions): Promise<Transaction>;
+  /** Gives the connection back (destroyed if the lease says discard). */
+  finish(tx: Transaction): void;
+  /** Cancels the statement running on the transaction's connection, if any. */
+  interrupt(tx: Transaction): void;
+  isDeathError(error: unknown): boolean;
+}
+
+export function runTransactional<R>(
+  host: TransactionRunnerHost,
+  options: TransactionOptions,
+  fn: (tx: Transaction) => Promise<R>,
+): Promise<R> {
+  const current = currentTransaction<Transaction>(host);
+  const propagation = options.propagation ?? 'required';
+  switch (propagation) {
+    case 'required':
+      return current ? join(current, options, fn) : beginWithRetry(host, options, fn);
+    case 'requiresNew':
+      return beginWithRetry(host, options, fn);
+    case 'nested':
+      return current ? current.savepoint(fn) : beginWithRetry(host, options, fn);
+    case 'mandatory':
+      if (!current) {
+        return Promise.reject(
+          new TransactionError(`propagation "mandatory" needs an active transaction on database "${host.name}", and there is none`, {
+            code: 'TRANSACTION_REQUIRED',
+          }),
+        );
+      }
+      return join(current, options, fn);
+    case 'never':
+      if (current) {
+        return Promise.reject(
+          new TransactionError(`propagation "never" forbids an active transaction, and database "${host.name}" has one`, {
+            code: 'TRANSACTION_FORBIDDEN',
+          }),
+        );
+      }
+      return runWithTransaction(host, null, () => fn(undefined as unknown as Transaction));
+    case 'supports':
+      return current ? join(current, options, fn) : fn(undefined as unknown as Transaction);
+    case 'notSupported':
+      return runWithTransaction(host, null, () => fn(undefined as unknown as Transaction));
+    default:
+      return Promise.reject(
+        new TransactionError(
+          `unknown propagation "${String(propagation)}"; accepted: required, requiresNew, nested, mandatory, never, supports, notSupported`,
+          { code: 'CONFIGURATION_ERROR' },
+        ),
+      );
+  }
+}
+
+/** Joins the current transaction; a failure marks it rollback-only, as Spring does. */
+async function join<R>(tx: Transaction, options: TransactionOptions, fn: (tx: Transaction) => Promise<R>): Promise<R> {
+  tx.assertActive();
+  try {
+    return await fn(tx);
+  } catch (error) {
+    if (rollsBack(options, error)) tx.rollbackOnlyCause ??= error;
+    throw error;
+  }
+}
+
+function rollsBack(options: TransactionOptions, error: unknown): boolean {
+  if (matches(options.noRollbackFor, error)) return false;
+  if (options.rollbackFor) return matches(options.rollbackFor, error);
+  return true;
+}
+
+async function beginWithRetry<R>(
+  host: TransactionRunnerHost,
+  options: TransactionOptions,
+  fn: (tx: Transaction) => Promise<R>,
+): Promise<R> {
+  const retry = options.retry;
+  const attempts = retry === undefined ? 1 : typeof retry === 'number' ? retry + 1 : retry.attempts;
+  if (!Number.isInteger(attempts) || attempts < 1) {
+    throw new TransactionError('TransactionOptions.retry must be a number >= 0 or { attempts: n >= 1 }', { code: 'CONFIGURATION_ERROR' });
+  }
+  const delays = backoff({
+    initialDelayMs: typeof retry === 'object' ? retry.initialDelayMs ?? 5 : 5,
+    maxDelayMs: typeof retry === 'object' ? retry.maxDelayMs ?? 500 : 500,
+    jitter: 0.5,
+  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runOnce(host, options, fn);
+    } catch (error) {
+      if (attempt >= attempts || !isRetryableTransactionError(error)) throw error;
+      const delay = delays.next().value ?? 500;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptions, fn: (tx: Transaction) => Promise<R>): Promise<R> {
+  const tx = await host.begin(options);
+  let timer: NodeJS.Timeout | undefined;
+  if (options.timeoutMs && options.timeoutMs > 0) {
+    timer = setTimeout(() => {
+      tx.timedOut = true;
+      host.interrupt(tx);
+    }, options.timeoutMs);
+  }
+  const timeoutError = () =>
+    new QueryTimeout(`transaction on database "${host.name}" exceeded timeoutMs (${options.timeoutMs} ms) and was rolled back`, {
+      timeoutMs: options.timeoutMs,
+      database: host.name,
+    });
+  try {
+    let result: R;
+    try {
+      result = await runWithTransaction(host, tx, () => fn(tx));
+    } catch (error) {
+      tx.state = 'ending';
+      await tx.settle();
+      const failure = tx.timedOut ? timeoutError() : error;
+      if (!rollsBack(options, error) && !tx.timedOut && !tx.rollbackOnlyCause) {
+        await commit(host, tx);
+        throw error;
+      }
+      await rollback(host, tx, failure);
+      throw failure;
+    }
+    tx.state = 'ending';
+    const orphans = await tx.settle();
+    if (tx.timedOut) {
+      const failure = timeoutError();
+      await rollback(host, tx, failure);
+      throw failure;
+    }
+    if (orphans > 0) {
+      const failure = new TransactionError(
+        `${orphans} ${orphans === 1 ? 'query was' : 'queries were'} still running when the interaction returned, ` +
+          'so the transaction was rolled back instead of committing part of the work; await every query (Promise.all) before returning',
+        { code: 'TRANSACTION_ORPHANED_QUERIES', database: host.name },
+      );
+      await rollback(host, tx, failure);
+      throw failure;
+    }
+    if (tx.rollbackOnlyCause !== undefined) {
+      const failure = new TransactionError(
+        `transaction rolled back because a joined inner call failed: ${(tx.rollbackOnlyCause as Error)?.message ?? tx.rollbackOnlyCause}`,
+        { code: 'TRANSACTION_ROLLBACK_ONLY', cause: tx.rollbackOnlyCause, database: host.name },
+      );
+      await rollback(host, tx, failure);
+      throw failure;
+    }
+    await commit(host, tx);
+    return result;
+  } finally {
+    clearTimeout(timer);
+    host.finish(tx);
+  }
+}
+
+async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<void> {
+  let result: { command?: string };
+  try {
+    result = await host.control(tx, 'COMMIT');
+  } catch (error) {
+    tx.state = 'rolledBack';
+    if (host.isDeathError(error)) {
+      tx.lease.discard = true;
+      const failure = new CommitOutcomeUnknown(
+        `the connection to database "${host.name}" was lost after COMMIT was sent: the transaction may or may not have committed; ` +
+          'check the data before retrying',
+        { cause: error, database: host.name },
+      );
+      await tx.runHooks('rolledBack').catch(() => {});
+      throw failure;
+    }
+    // A commit the server refused (a deferred constraint, a serialization failure) is a rollback.
+    if (tx.connection.transactionStatus !== 'idle') {
+      await host.control(tx, 'ROLLBACK').catch(() => (tx.lease.discard = true));
+    }
+    await tx.runHooks('rolledBack');
+    throw error;
+  }
+  if (result.command === 'ROLLBACK') {
+    // PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, and no error.
+    tx.state = 'rolledBack';
+    await tx.runHooks('rolledBack');
+    throw new TransactionError(
+      'the server rolled the transaction back at COMMIT because a statement inside it had failed (and its error was caught)',
+      { code: 'TRANSACTION_ABORTED', sqlState: '25P02', database: host.name },
+    );
+  }
+  tx.state = 'committed';
+  await tx.runHooks('committed');
+}
+
+async function rollback(host: TransactionRunnerHost, tx: Transaction, originalError: unknown): Promise<void> {
+  try {
+    await host.control(tx, 'ROLLBACK');
+  } catch (rollbackError) {
+    tx.state = 'rolledBack';
+    tx.lease.discard = true;
+    await tx.runHooks('rolledBack');
+    const reason = rollbackError instanceof DatabaseError ? rollbackError.message : String(rollbackError);
+    throw new RollbackFailed(
+      `rollback failed on database "${host.name}" (${reason}); the connection was destroyed. The error that caused the rollback is in originalError`,
+      originalError,
+      { cause: rollbackError, database: host.name },
+    );
+  }
+  tx.state = 'rolledBack';
+  await tx.runHooks('rolledBack');
+}

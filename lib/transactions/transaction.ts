@@ -1,0 +1,209 @@
+/**
+ * A transaction on one connection, as handed to `runInteraction` callbacks. Queries made on
+ * it (or, inside its interaction, on its `Database`) run on its connection.
+ *
+ * @example
+ * await db.runInteraction(async (tx) => {
+ *   await tx.runOperation('UPDATE accounts SET balance = balance - $1 WHERE id = $2', [10, from]);
+ *   await tx.savepoint(async () => audit(tx));       // rolled back alone if audit throws
+ *   tx.afterCommit(() => events.emit('transferred')); // only once the COMMIT succeeded
+ * });
+ */
+import type { Logger } from '../database/logger.js';
+import type { Connection, IsolationLevel } from '../drivers/driver.js';
+import { RollbackFailed, TransactionError, type DatabaseError } from '../errors.js';
+import type { Lease } from '../pool/pool.js';
+import type { SqlQuery } from '../sql.js';
+import { runWithTransaction } from './transaction.context.js';
+
+/** How a transactional call relates to a transaction already running, as in Spring. */
+export type Propagation =
+  /** Join the current transaction, or begin one. The default. */
+  | 'required'
+  /** Always begin a new transaction on its own connection; the outer one is suspended meanwhile. */
+  | 'requiresNew'
+  /** A savepoint inside the current transaction (rolled back alone), or a new transaction if none. */
+  | 'nested'
+  /** Join the current transaction; throw if there is none. */
+  | 'mandatory'
+  /** Run without a transaction; throw if one is active. */
+  | 'never'
+  /** Join the current transaction if there is one, else run without. */
+  | 'supports'
+  /** Run without a transaction, on a pool connection, even if one is active. */
+  | 'notSupported';
+
+export type ErrorMatcher = Array<abstract new (...args: never[]) => unknown> | ((error: unknown) => boolean);
+
+export interface TransactionOptions {
+  /** The named database. Default: `'default'`. */
+  connection?: string;
+  isolation?: IsolationLevel;
+  readOnly?: boolean;
+  /** PostgreSQL: `DEFERRABLE` (with serializable and readOnly, never fails with a serialization error). */
+  deferrable?: boolean;
+  /** Default: `'required'`. */
+  propagation?: Propagation;
+  /** Whole-transaction deadline: server side (`SET LOCAL statement_timeout` on PostgreSQL) and client side; ends in `QueryTimeout` and a rollback. */
+  timeoutMs?: number;
+  /**
+   * Re-run the whole interaction on serialization failure (40001), deadlock (40P01, MySQL 1213)
+   * or MySQL lock wait timeout (1205). A number: how many times to retry after the first attempt.
+   * `{ attempts }`: how many attempts in all. Only where the transaction begins, never when it joins one.
+   */
+  retry?: number | { attempts: number; initialDelayMs?: number; maxDelayMs?: number };
+  /** Roll back only for these errors (classes or a predicate). Default: every error. */
+  rollbackFor?: ErrorMatcher;
+  /** Commit anyway on these errors (the caller still gets the error). */
+  noRollbackFor?: ErrorMatcher;
+}
+
+export type TransactionState = 'active' | 'ending' | 'committed' | 'rolledBack';
+
+/** What a Transaction needs from its Database; implemented by `Database`. */
+export interface TransactionHost {
+  readonly name: string;
+  readonly logger: Logger;
+  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: unknown): Promise<never>;
+  streamInTransaction(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: unknown): AsyncIterable<never>;
+  /** Runs a control statement (BEGIN, SAVEPOINT, COMMIT...) on the transaction's connection. */
+  control(tx: Transaction, text: string): Promise<{ command?: string }>;
+  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string;
+}
+
+export class Transaction {
+  state: TransactionState = 'active';
+  /** Set when a joined inner scope failed: the transaction can only roll back. */
+  rollbackOnlyCause?: unknown;
+  /** Set when `timeoutMs` ran out. */
+  timedOut = false;
+  private pending = 0;
+  private idleWaiters: Array<() => void> = [];
+  private commitHooks: Array<() => unknown> = [];
+  private rollbackHooks: Array<() => unknown> = [];
+  private savepointCounter = 0;
+
+  constructor(
+    private readonly host: TransactionHost,
+    /** @internal */ readonly lease: Lease,
+    readonly options: TransactionOptions = {},
+  ) {}
+
+  /** @internal */
+  get connection(): Connection {
+    return this.lease.connection;
+  }
+
+  get isActive(): boolean {
+    return this.state === 'active';
+  }
+
+  runQuery<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: unknown): Promise<T[]> {
+    return this.host.runInTransaction(this, 'rows', query, params, options);
+  }
+
+  runOperation(query: string | SqlQuery, params?: unknown[], options?: unknown): Promise<import('../database/database.types.js').OperationResult> {
+    return this.host.runInTransaction(this, 'operation', query, params, options);
+  }
+
+  stream<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: unknown): AsyncIterable<T> {
+    return this.host.streamInTransaction(this, query, params, options);
+  }
+
+  /**
+   * Runs `fn` inside a savepoint: if it rejects, only its work is rolled back and the error
+   * is rethrown; the transaction goes on.
+   */
+  async savepoint<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
+    this.assertActive();
+    const name = `ndbp_sp_${++this.savepointCounter}`;
+    await this.host.control(this, this.host.savepointStatement('create', name));
+    let result: R;
+    try {
+      result = await runWithTransaction(this.host, this, () => fn(this));
+    } catch (error) {
+      try {
+        await this.host.control(this, this.host.savepointStatement('rollback', name));
+        await this.host.control(this, this.host.savepointStatement('release', name));
+      } catch (rollbackError) {
+        this.lease.discard = true;
+        throw new RollbackFailed(
+          `rollback to savepoint failed (${(rollbackError as Error).message}); the original error is in originalError`,
+          error,
+          { cause: rollbackError, database: this.host.name },
+        );
+      }
+      throw error;
+    }
+    await this.host.control(this, this.host.savepointStatement('release', name));
+    return result;
+  }
+
+  /** Runs `fn` once the transaction has committed. A hook that throws is logged; it does not change the outcome. */
+  afterCommit(fn: () => unknown): void {
+    this.commitHooks.push(fn);
+  }
+
+  /** Runs `fn` once the transaction has rolled back. A hook that throws is logged. */
+  afterRollback(fn: () => unknown): void {
+    this.rollbackHooks.push(fn);
+  }
+
+  /** @internal Throws unless queries may still run on this transaction (the leak guard). */
+  assertActive(): void {
+    if (this.state !== 'active') {
+      throw new TransactionError(
+        `this transaction has already ${this.state === 'ending' ? 'ended its interaction' : this.state === 'committed' ? 'committed' : 'rolled back'}; ` +
+          'a query issued after its interaction returned would run outside it. Await every query inside the interaction.',
+        { database: this.host.name, code: 'TRANSACTION_ENDED' },
+      );
+    }
+  }
+
+  /** @internal */
+  track<T>(promise: Promise<T>): Promise<T> {
+    this.pending++;
+    const done = () => {
+      if (--this.pending === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  /** @internal How many queries were still running; waits for them to settle. */
+  async settle(): Promise<number> {
+    const running = this.pending;
+    if (running > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    return running;
+  }
+
+  /** @internal */
+  async runHooks(outcome: 'committed' | 'rolledBack'): Promise<void> {
+    const hooks = outcome === 'committed' ? this.commitHooks : this.rollbackHooks;
+    this.commitHooks = [];
+    this.rollbackHooks = [];
+    for (const hook of hooks) {
+      try {
+        await hook();
+      } catch (error) {
+        this.host.logger.error(
+          `an ${outcome === 'committed' ? 'afterCommit' : 'afterRollback'} hook threw: ${(error as Error)?.message ?? error}`,
+          (error as Error)?.stack,
+        );
+      }
+    }
+  }
+}
+
+export function matches(matcher: ErrorMatcher | undefined, error: unknown): boolean {
+  if (!matcher) return false;
+  if (typeof matcher === 'function') return matcher(error);
+  return matcher.some((cls) => error instanceof (cls as abstract new (...args: never[]) => unknown));
+}
+
+/** Serialization failure, deadlock and MySQL lock wait timeout: the errors `retry` re-runs a transaction for. */
+export function isRetryableTransactionError(error: unknown): boolean {
+  const e = error as DatabaseError | undefined;
+  const code = e?.sqlState ?? e?.code;
+  return code === '40001' || code === '40P01' || e?.errno === 1213 || e?.errno === 1205;
+}

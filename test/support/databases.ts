@@ -1,0 +1,65 @@
+/**
+ * Where the suite finds its servers (PG_URL, MYSQL_URL; the local servers by default), and
+ * `describeEachDialect`, which runs one test body per dialect.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Dialect } from '../../lib/index.js';
+
+export const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+
+export interface DialectCase {
+  dialect: Dialect;
+  /** A fresh database URL for this test file (a new SQLite file per call). */
+  url(): string;
+  /** `$1` or `?` for the n-th (1-based) parameter. */
+  p(n: number): string;
+  /** Auto-increment primary key column type. */
+  serial: string;
+  /** Server-side sessions open right now (connections of any client), excluding the probe itself. */
+  sessions?(): Promise<number>;
+}
+
+let sqliteDir: string | undefined;
+let sqliteCount = 0;
+export function tempSqliteUrl(): string {
+  sqliteDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-test-'));
+  return `sqlite:${path.join(sqliteDir, `db${process.pid}-${++sqliteCount}.sqlite`)}`;
+}
+
+export const postgresCase: DialectCase = {
+  dialect: 'postgres',
+  url: () => PG_URL,
+  p: (n) => `$${n}`,
+  serial: 'SERIAL PRIMARY KEY',
+};
+
+export const mysqlCase: DialectCase = {
+  dialect: 'mysql',
+  url: () => MYSQL_URL,
+  p: () => '?',
+  serial: 'INT AUTO_INCREMENT PRIMARY KEY',
+};
+
+export const sqliteCase: DialectCase = {
+  dialect: 'sqlite',
+  url: tempSqliteUrl,
+  p: () => '?',
+  serial: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+};
+
+export const serverCases = [postgresCase, mysqlCase];
+export const allCases = [postgresCase, mysqlCase, sqliteCase];
+
+/** Runs `body` once per dialect, in a `describe` named after it. */
+export function describeEachDialect(cases: DialectCase[], name: string, body: (c: DialectCase) => void): void {
+  for (const c of cases) describe(`${name} [${c.dialect}]`, () => body(c));
+}
+
+/** A table name unique to this process and call, so test files never collide. */
+let tableCount = 0;
+export function uniqueTable(prefix = 't'): string {
+  return `${prefix}_${process.pid}_${Date.now().toString(36)}_${++tableCount}`;
+}
