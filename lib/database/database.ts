@@ -29,7 +29,7 @@ import type { ResolvedOptions } from '../module/database.options.js';
 import { Pool, type Lease, type PoolStats } from '../pool/pool.js';
 import { withTransientErrors, defaultDeathChecker } from '../resilience/death-checker.js';
 import { DeadConnectionDetector } from '../resilience/detector.js';
-import { isSqlQuery, type SqlQuery } from '../sql.js';
+import { isSqlQuery, sql, type SqlQuery } from '../sql.js';
 import { currentTransaction } from '../transactions/transaction.context.js';
 import { runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
 import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
@@ -171,18 +171,26 @@ export class Database implements TransactionRunnerHost {
     return Object.assign(iterable, { readable: () => Readable.from(iterable, { objectMode: true }) });
   }
 
-  /** Calls a stored procedure (MySQL `CALL`, returning the first result set) or a set-returning function (PostgreSQL). */
+  /**
+   * Calls a stored procedure: `CALL name(...)` on MySQL, returning the first result set, or
+   * `SELECT * FROM name(...)` on PostgreSQL (a set-returning function). The name is quoted as an
+   * identifier (`schema.name` is split on the dot). A `sql` fragment among the params is spliced
+   * as SQL, for MySQL OUT parameters: `callProcedure('p', [21, sql.raw('@out')])`, then
+   * `SELECT @out` on the same connection (inside `runInteraction`).
+   */
   callProcedure<T = Row>(name: string, params: unknown[] = []): Promise<T[]> {
-    return this.call(undefined, async (call) => {
-      const quoted = name
-        .split('.')
-        .map((part) => (this.dialect === 'mysql' ? '`' + part.replace(/`/g, '``') + '`' : '"' + part.replace(/"/g, '""') + '"'))
-        .join('.');
-      if (this.dialect === 'sqlite') throw new NotSupported('SQLite has no stored procedures', { dialect: 'sqlite' });
-      const placeholders = params.map((_, i) => (this.dialect === 'postgres' ? `$${i + 1}` : '?')).join(', ');
-      const text = this.dialect === 'mysql' ? `CALL ${quoted}(${placeholders})` : `SELECT * FROM ${quoted}(${placeholders})`;
-      return this.execute(call, 'rows', text, params, undefined);
-    }) as Promise<T[]>;
+    if (this.dialect === 'sqlite') {
+      return Promise.reject(new NotSupported('SQLite has no stored procedures', { dialect: 'sqlite', database: this.name }));
+    }
+    let query: SqlQuery;
+    try {
+      const args = sql.join(params.map((p) => (isSqlQuery(p) ? p : sql`${p}`)));
+      const callee = sql.identifier(...String(name).split('.'));
+      query = this.dialect === 'mysql' ? sql`CALL ${callee}(${args})` : sql`SELECT * FROM ${callee}(${args})`;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.runQuery<T>(query);
   }
 
   /** PostgreSQL: subscribes `observer` to NOTIFYs on `channel`; resolves with an unsubscribe. */
@@ -211,6 +219,8 @@ export class Database implements TransactionRunnerHost {
   async cancel(pending: Promise<unknown>): Promise<void> {
     const call = this.calls.get(pending);
     if (!call) return;
+    // The rejection this causes is expected by whoever cancels: never an unhandled rejection.
+    pending.catch(() => {});
     call.interrupt(new QueryCanceled('query canceled by Database.cancel()', { database: this.name, dialect: this.dialect }));
     await call.cancelSent;
   }

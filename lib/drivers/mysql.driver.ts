@@ -225,6 +225,18 @@ class MysqlConnection implements Connection {
 
   async *stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown> {
     const query = this.raw.query({ sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' });
+    // Listen for the end from the start: a small result may be fully read before the consumer stops.
+    let ended = false;
+    const done = new Promise<void>((resolve) => {
+      query.once('end', () => {
+        ended = true;
+        resolve();
+      });
+      query.once('error', () => {
+        ended = true;
+        resolve();
+      });
+    });
     const readable = query.stream({ highWaterMark: options.batchSize });
     let finished = false;
     try {
@@ -233,16 +245,14 @@ class MysqlConnection implements Connection {
     } catch (error) {
       throw this.driver.translateError(error, text, values.length > 0);
     } finally {
-      if (!finished && !this.broken) {
-        // Stop the server sending the rest, then drain what is already on the way, so the
-        // session can be reused. If the server does not stop, the pool destroys it.
-        const drained = new Promise<void>((resolve) => {
-          query.on('end', resolve);
-          query.on('error', () => resolve());
-        });
+      if (!finished && !ended && !this.broken) {
+        // Stop the server sending the rest, then let what is on the way drain, so the session
+        // can be reused; one that does not finish within a second is destroyed.
         await this.driver.killQuery(this.serverId).catch(() => {});
         (this.raw as unknown as { resume(): void }).resume();
-        await drained;
+        const timer = setTimeout(() => this.destroy(), 1000);
+        await done;
+        clearTimeout(timer);
       }
     }
   }

@@ -1,0 +1,176 @@
+import { openDatabase } from '../support/app.js';
+import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
+import { killSessions } from '../support/sessions.js';
+import { QueryCanceled, QueryTimeout, sql, type Database } from '../../lib/index.js';
+
+describeEachDialect(serverCases, 'query control', (c) => {
+  let db: Database;
+  let close: () => Promise<void>;
+  const sleep10 = c.dialect === 'postgres' ? 'SELECT pg_sleep(10)' : 'SELECT SLEEP(10)';
+  const table = uniqueTable('qc');
+
+  beforeAll(async () => {
+    ({ db, close } = await openDatabase({ url: c.url(), pool: { max: 3 } }));
+    await db.runOperation(`CREATE TABLE ${table} (id INT PRIMARY KEY, v VARCHAR(20))`);
+    const values = Array.from({ length: 5000 }, (_, i) => `(${i}, 'v${i}')`).join(',');
+    await db.runOperation(`INSERT INTO ${table} VALUES ${values}`);
+  });
+  // A canceled statement's connection goes back only once the cancel request was delivered.
+  afterEach(async () => {
+    for (let i = 0; i < 100 && db.stats().busy > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  });
+  afterAll(async () => {
+    await db.runOperation(`DROP TABLE ${table}`);
+    await close();
+  });
+
+  it('cancel(promise) stops a 10 s sleep in under 1 s with QueryCanceled, and the pool keeps serving', async () => {
+    const pending = db.runQuery(sleep10);
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    await db.cancel(pending);
+    await expect(pending).rejects.toBeInstanceOf(QueryCanceled);
+    expect(Date.now() - started).toBeLessThan(1000);
+    const results = await Promise.all([1, 2, 3, 4].map((n) => db.runQuery<{ n: number }>(`SELECT ${n} AS n`)));
+    expect(results.map((r) => Number(r[0].n))).toEqual([1, 2, 3, 4]);
+  });
+
+  it('an AbortSignal aborts a running query; an aborted signal sends nothing', async () => {
+    const controller = new AbortController();
+    const pending = db.runQuery(sleep10, [], { signal: controller.signal });
+    setTimeout(() => controller.abort(), 200);
+    const started = Date.now();
+    await expect(pending).rejects.toBeInstanceOf(QueryCanceled);
+    expect(Date.now() - started).toBeLessThan(1200);
+    const already = AbortSignal.abort();
+    await expect(db.runOperation(`INSERT INTO ${table} VALUES (99999, 'never')`, [], { signal: already })).rejects.toBeInstanceOf(QueryCanceled);
+    expect(await db.runQuery(`SELECT id FROM ${table} WHERE id = 99999`)).toHaveLength(0);
+  });
+
+  it('cancel racing completion is a no-op once the query settled, and never hits the next caller', async () => {
+    for (let i = 0; i < 20; i++) {
+      const pending = db.runQuery<{ n: number }>('SELECT 1 AS n');
+      const result = await pending;
+      await db.cancel(pending);
+      expect(Number(result[0].n)).toBe(1);
+    }
+    // Cancel right as it finishes: either outcome is fine, and the next queries are unharmed.
+    for (let i = 0; i < 20; i++) {
+      const pending = db.runQuery('SELECT 1 AS n');
+      void db.cancel(pending);
+      await pending.catch((e) => expect(e).toBeInstanceOf(QueryCanceled));
+      const next = await db.runQuery<{ n: number }>(c.dialect === 'postgres' ? 'SELECT 2 AS n, pg_sleep(0.01)' : 'SELECT 2 AS n, SLEEP(0.01)');
+      expect(Number(next[0].n)).toBe(2);
+    }
+  });
+
+  it('timeoutMs ends a query with QueryTimeout on time', async () => {
+    const started = Date.now();
+    await expect(db.runQuery(sleep10, [], { timeoutMs: 300 })).rejects.toBeInstanceOf(QueryTimeout);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await db.runQuery('SELECT 1 AS n')).toHaveLength(1);
+  });
+
+  it('streams rows with for await, and an early break returns the connection', async () => {
+    let count = 0;
+    let sum = 0;
+    for await (const row of db.stream<{ id: number }>(`SELECT id FROM ${table} ORDER BY id`, [], { batchSize: 100 })) {
+      count++;
+      sum += Number(row.id);
+    }
+    expect(count).toBe(5000);
+    expect(sum).toBe((4999 * 5000) / 2);
+    let seen = 0;
+    for await (const _row of db.stream(`SELECT id FROM ${table} ORDER BY id`)) {
+      if (++seen === 10) break;
+    }
+    expect(seen).toBe(10);
+    expect(db.stats().busy).toBe(0);
+    expect(await db.runQuery(`SELECT count(*) AS n FROM ${table}`)).toHaveLength(1);
+  });
+
+  it('an error in the consumer closes the stream and returns the connection', async () => {
+    const boom = new Error('consumer failed');
+    await expect(
+      (async () => {
+        for await (const _row of db.stream(`SELECT id FROM ${table}`)) throw boom;
+      })(),
+    ).rejects.toBe(boom);
+    expect(db.stats().busy).toBe(0);
+  });
+
+  it('pipes through a Node Readable', async () => {
+    const readable = db.stream<{ id: number }>(`SELECT id FROM ${table} WHERE id < 100 ORDER BY id`).readable();
+    const ids: number[] = [];
+    for await (const row of readable) ids.push(Number((row as { id: number }).id));
+    expect(ids).toHaveLength(100);
+  });
+
+  it('a stream inside a transaction uses the transaction connection', async () => {
+    await db.runInteraction(async () => {
+      await db.runOperation(`INSERT INTO ${table} VALUES (100001, 'in-tx')`);
+      const rows: unknown[] = [];
+      for await (const row of db.stream(`SELECT v FROM ${table} WHERE id = 100001`)) rows.push(row);
+      expect(rows).toEqual([{ v: 'in-tx' }]);
+      throw new Error('roll back');
+    }).catch(() => {});
+    expect(await db.runQuery(`SELECT v FROM ${table} WHERE id = 100001`)).toHaveLength(0);
+  });
+
+  it('prepared statements run, and survive the connection being replaced', async () => {
+    const q = `SELECT v FROM ${table} WHERE id = ${c.p(1)}`;
+    for (let i = 0; i < 5; i++) expect(await db.runQuery(q, [i], { prepare: true })).toEqual([{ v: `v${i}` }]);
+    const { db: single, close: closeSingle } = await openDatabase({ url: c.url(), name: 'prep', pool: { max: 1 }, prepare: true });
+    try {
+      expect(await single.runQuery(q, [7])).toEqual([{ v: 'v7' }]);
+      const [{ id }] = await single.runQuery<{ id: number }>(c.dialect === 'postgres' ? 'SELECT pg_backend_pid() AS id' : 'SELECT CONNECTION_ID() AS id');
+      await killSessions(c.dialect, { ids: [Number(id)] });
+      await new Promise((r) => setTimeout(r, 200));
+      let rows: unknown[] | undefined;
+      for (let attempt = 0; attempt < 20 && !rows; attempt++) {
+        rows = await single.runQuery(q, [8]).catch(() => undefined);
+        if (!rows) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(rows).toEqual([{ v: 'v8' }]);
+    } finally {
+      await closeSingle();
+    }
+  });
+});
+
+describe('callProcedure', () => {
+  it('[mysql] calls a procedure with IN and OUT parameters and returns the first result set', async () => {
+    const { db, close } = await openDatabase({ url: serverCases[1].url() });
+    const proc = uniqueTable('proc');
+    try {
+      await db.runOperation(`CREATE PROCEDURE ${proc}(IN a INT, OUT doubled INT) BEGIN SET doubled = a * 2; SELECT a AS a, a + 1 AS next; END`);
+      const rows = await db.runInteraction(async () => {
+        const first = await db.callProcedure<{ a: number; next: number }>(proc, [21, sql.raw('@out')]);
+        const [{ out }] = await db.runQuery<{ out: number }>('SELECT @out AS `out`');
+        return { first, out };
+      });
+      expect(rows.first).toEqual([{ a: 21, next: '22' }]); // a + 1 is BIGINT: an exact string
+      expect(Number(rows.out)).toBe(42);
+    } finally {
+      await db.runOperation(`DROP PROCEDURE IF EXISTS ${proc}`).catch(() => {});
+      await close();
+    }
+  });
+
+  it('[postgres] calls a set-returning function, the name quoted as an identifier', async () => {
+    const { db, close } = await openDatabase({ url: serverCases[0].url() });
+    const fn = uniqueTable('Fn');
+    try {
+      await db.runOperation(`CREATE FUNCTION "${fn}"(n int) RETURNS TABLE(i int, sq int) LANGUAGE sql AS $$ SELECT g, g * g FROM generate_series(1, n) g $$`);
+      expect(await db.callProcedure(fn, [3])).toEqual([
+        { i: 1, sq: 1 },
+        { i: 2, sq: 4 },
+        { i: 3, sq: 9 },
+      ]);
+    } finally {
+      await db.runOperation(`DROP FUNCTION IF EXISTS "${fn}"(int)`).catch(() => {});
+      await close();
+    }
+  });
+});
+

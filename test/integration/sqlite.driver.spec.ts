@@ -1,0 +1,463 @@
+import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DatabaseError, QueryCanceled } from '../../lib/errors.js';
+import type { Connection } from '../../lib/drivers/driver.js';
+import { SqliteDriver } from '../../lib/drivers/sqlite.driver.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const OBJECT = { rowMode: 'object' } as const;
+const ARRAY = { rowMode: 'array' } as const;
+/** About 1–2 s of pure CPU inside SQLite on the test machine. */
+const LONG_QUERY =
+  'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 5000000) SELECT count(*) AS n FROM c';
+
+function settings(filename: string, driverOptions?: Record<string, unknown>) {
+  return { filename, connectTimeoutMs: 5000, statementTimeoutMs: 0, driverOptions };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function settleTime(promise: Promise<unknown>): Promise<{ ms: number; error?: unknown; value?: unknown }> {
+  const start = performance.now();
+  try {
+    const value = await promise;
+    return { ms: performance.now() - start, value };
+  } catch (error) {
+    return { ms: performance.now() - start, error };
+  }
+}
+
+describe('SqliteDriver on a file', () => {
+  let dir: string;
+  let driver: SqliteDriver;
+  const open: Connection[] = [];
+  const connect = async (d = driver) => {
+    const c = await d.connect();
+    open.push(c);
+    return c;
+  };
+
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-sqlite-'));
+    driver = new SqliteDriver(settings(path.join(dir, 'nested', 'dir', 'test.db')));
+  });
+
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((c) => c.close()));
+  });
+
+  afterAll(async () => {
+    await driver.end();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates the missing parent directory and opens the file in WAL mode', async () => {
+    const c = await connect();
+    expect(fs.existsSync(path.join(dir, 'nested', 'dir', 'test.db'))).toBe(true);
+    expect(await c.execute('PRAGMA journal_mode', [], OBJECT)).toEqual({ rows: [{ journal_mode: 'wal' }], affectedRows: 0 });
+    expect(driver.describe()).toBe(`sqlite:${path.join(dir, 'nested', 'dir', 'test.db')}`);
+    expect(driver.recommendedMaxConnections()).toBeUndefined();
+  });
+
+  it('reports affectedRows and insertId exactly', async () => {
+    const c = await connect();
+    await c.execute('CREATE TABLE counts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)', [], OBJECT);
+    expect(await c.execute('INSERT INTO counts (name, n) VALUES (?, ?)', ['a', 1], OBJECT)).toEqual({
+      rows: [],
+      affectedRows: 1,
+      insertId: 1,
+    });
+    expect(await c.execute('INSERT INTO counts (name, n) VALUES (?, ?), (?, ?)', ['b', 2, 'c', 3], OBJECT)).toEqual({
+      rows: [],
+      affectedRows: 2,
+      insertId: 3,
+    });
+    expect(await c.execute('UPDATE counts SET n = n + 10 WHERE n >= ?', [2], OBJECT)).toEqual({ rows: [], affectedRows: 2 });
+    expect(await c.execute('UPDATE counts SET n = 0 WHERE name = ?', ['nobody'], OBJECT)).toEqual({ rows: [], affectedRows: 0 });
+    expect(await c.execute('SELECT id, name, n FROM counts ORDER BY id', [], OBJECT)).toEqual({
+      rows: [
+        { id: 1, name: 'a', n: 1 },
+        { id: 2, name: 'b', n: 12 },
+        { id: 3, name: 'c', n: 13 },
+      ],
+      affectedRows: 0,
+    });
+    expect((await c.execute('SELECT id, name FROM counts WHERE id = ?', [2], ARRAY)).rows).toEqual([[2, 'b']]);
+    expect(await c.execute('DELETE FROM counts WHERE id > ?', [1], OBJECT)).toEqual({ rows: [], affectedRows: 2 });
+    // A rowid beyond 2^53 comes back as a string, never rounded.
+    const big = await c.execute('INSERT INTO counts (id, name) VALUES (?, ?)', [2n ** 60n + 1n, 'big'], OBJECT);
+    expect(big.insertId).toBe('1152921504606846977');
+    // RETURNING: the rows, and one affected row per row returned.
+    expect(await c.execute('UPDATE counts SET n = 7 RETURNING name', [], OBJECT)).toEqual({
+      rows: [{ name: 'a' }, { name: 'big' }],
+      affectedRows: 2,
+    });
+  });
+
+  it('binds and returns values without loss', async () => {
+    const c = await connect();
+    await c.execute('CREATE TABLE vals (b INTEGER, d TEXT, blob BLOB, big INTEGER, j TEXT, r REAL)', [], OBJECT);
+    const date = new Date('2024-02-29T12:34:56.789Z');
+    await c.execute('INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?)', [true, date, Buffer.from([0, 1, 255]), 9007199254740993n, { a: [1] }, 1.5], OBJECT);
+    const { rows } = await c.execute('SELECT * FROM vals', [], OBJECT);
+    expect(rows).toEqual([{ b: 1, d: '2024-02-29T12:34:56.789Z', blob: Buffer.from([0, 1, 255]), big: '9007199254740993', j: '{"a":[1]}', r: 1.5 }]);
+    expect(Buffer.isBuffer((rows[0] as { blob: unknown }).blob)).toBe(true);
+    await expect(c.execute('SELECT ?', [undefined], OBJECT)).rejects.toMatchObject({ code: 'INVALID_PARAMETER', position: 1 });
+    await expect(c.execute('SELECT ?', [new Date(NaN)], OBJECT)).rejects.toMatchObject({ code: 'INVALID_PARAMETER' });
+  });
+
+  it('runs a script of several statements', async () => {
+    const c = await connect();
+    const result = await c.execute('CREATE TABLE script (a); INSERT INTO script VALUES (1); INSERT INTO script VALUES (2), (3);', [], OBJECT);
+    expect(result).toEqual({ rows: [], affectedRows: 3 });
+  });
+
+  it('keeps working past the prepared statement cache size', async () => {
+    const c = await connect();
+    for (let i = 0; i < 250; i++) await c.execute(`SELECT ${i} AS n`, [], OBJECT);
+    expect((await c.execute('SELECT 0 AS n', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('gives two connections separate transactions that see each other’s committed data', async () => {
+    const a = await connect();
+    const b = await connect();
+    expect(a.serverId).not.toBe(b.serverId);
+    await a.execute('CREATE TABLE shared (v TEXT)', [], OBJECT);
+
+    for (const statement of driver.beginStatements({})) await a.execute(statement, [], OBJECT);
+    expect(a.transactionStatus).toBe('transaction');
+    await a.execute('INSERT INTO shared VALUES (?)', ['committed'], OBJECT);
+    expect((await b.execute('SELECT count(*) AS n FROM shared', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+    expect(b.transactionStatus).toBe('idle');
+    await a.execute('COMMIT', [], OBJECT);
+    expect(a.transactionStatus).toBe('idle');
+    expect((await b.execute('SELECT v FROM shared', [], OBJECT)).rows).toEqual([{ v: 'committed' }]);
+
+    await a.execute('BEGIN IMMEDIATE', [], OBJECT);
+    await a.execute('INSERT INTO shared VALUES (?)', ['rolled back'], OBJECT);
+    await a.execute(driver.savepointStatement('create', 'sp"1'), [], OBJECT);
+    await a.execute('INSERT INTO shared VALUES (?)', ['in savepoint'], OBJECT);
+    await a.execute(driver.savepointStatement('rollback', 'sp"1'), [], OBJECT);
+    await a.execute('ROLLBACK', [], OBJECT);
+    expect((await b.execute('SELECT v FROM shared', [], OBJECT)).rows).toEqual([{ v: 'committed' }]);
+    expect((await a.execute('SELECT v FROM shared', [], OBJECT)).rows).toEqual([{ v: 'committed' }]);
+  });
+
+  it('makes a second writer wait for the first one’s commit without stalling the worker', async () => {
+    const a = await connect();
+    const b = await connect();
+    await a.execute('CREATE TABLE writers (who TEXT)', [], OBJECT);
+    await a.execute('BEGIN IMMEDIATE', [], OBJECT);
+    await a.execute('INSERT INTO writers VALUES (?)', ['a'], OBJECT);
+    const bBegins = settleTime(b.execute('BEGIN IMMEDIATE', [], OBJECT));
+    await sleep(100);
+    // b waits for the write lock; a must still be served meanwhile.
+    const aCommits = await settleTime(a.execute('COMMIT', [], OBJECT));
+    expect(aCommits.error).toBeUndefined();
+    // Far below the 5 s busy timeout a native busy wait on the shared thread would cost.
+    expect(aCommits.ms).toBeLessThan(1000);
+    const begun = await bBegins;
+    expect(begun.error).toBeUndefined();
+    await b.execute('INSERT INTO writers VALUES (?)', ['b'], OBJECT);
+    await b.execute('COMMIT', [], OBJECT);
+    expect((await a.execute('SELECT who FROM writers ORDER BY who', [], ARRAY)).rows).toEqual([['a'], ['b']]);
+  });
+
+  it('fails a waiting writer with SQLITE_BUSY after busyTimeoutMs', async () => {
+    const impatient = new SqliteDriver(settings(path.join(dir, 'busy.db'), { busyTimeoutMs: 200 }));
+    try {
+      const a = await impatient.connect();
+      const b = await impatient.connect();
+      await a.execute('BEGIN IMMEDIATE', [], OBJECT);
+      const begun = await settleTime(b.execute('BEGIN IMMEDIATE', [], OBJECT));
+      expect(begun.error).toMatchObject({ code: 'SQLITE_BUSY', dialect: 'sqlite', query: 'BEGIN IMMEDIATE' });
+      expect(begun.ms).toBeGreaterThanOrEqual(150);
+      expect(begun.ms).toBeLessThan(1500);
+      await a.execute('ROLLBACK', [], OBJECT);
+      await b.execute('BEGIN IMMEDIATE', [], OBJECT);
+      await b.execute('ROLLBACK', [], OBJECT);
+    } finally {
+      await impatient.end();
+    }
+  });
+
+  it('maps errors to DatabaseError with the SQLite code and never the values', async () => {
+    const c = await connect();
+    const syntax = await settleTime(c.execute('SELEC 1', [], OBJECT));
+    expect(syntax.error).toBeInstanceOf(DatabaseError);
+    expect(syntax.error).toMatchObject({ code: 'SQLITE_ERROR', dialect: 'sqlite', query: 'SELEC 1' });
+    expect((syntax.error as Error).message).toMatch(/near "SELEC": syntax error/);
+
+    await c.execute('CREATE TABLE users (login TEXT UNIQUE, age INTEGER CHECK (age >= 0))', [], OBJECT);
+    await c.execute('INSERT INTO users (login) VALUES (?)', ['secret-login-42'], OBJECT);
+    const unique = await settleTime(c.execute('INSERT INTO users (login) VALUES (?)', ['secret-login-42'], OBJECT));
+    expect(unique.error).toMatchObject({ code: 'SQLITE_CONSTRAINT_UNIQUE', query: 'INSERT INTO users (login) VALUES (?)' });
+    expect(JSON.stringify(unique.error)).not.toContain('secret-login-42');
+    expect(String((unique.error as Error).message)).not.toContain('secret-login-42');
+    const check = await settleTime(c.execute('INSERT INTO users (login, age) VALUES (?, ?)', ['x', -123456], OBJECT));
+    expect(check.error).toMatchObject({ code: 'SQLITE_CONSTRAINT_CHECK' });
+    expect(JSON.stringify(check.error)).not.toContain('123456');
+
+    await expect(c.execute('SELECT ?', [1, 2], OBJECT)).rejects.toMatchObject({ code: 'SQLITE_RANGE' });
+    // The connection is fine after errors.
+    expect((await c.execute('SELECT 1 AS one', [], OBJECT)).rows).toEqual([{ one: 1 }]);
+    expect(c.transactionStatus).toBe('idle');
+  });
+
+  it('streams in batches, and an early break leaves the connection usable', async () => {
+    const c = await connect();
+    await c.execute('CREATE TABLE many (n INTEGER)', [], OBJECT);
+    await c.execute(
+      'WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM s WHERE n < 1000) INSERT INTO many SELECT n FROM s',
+      [],
+      OBJECT,
+    );
+    const seen: unknown[] = [];
+    for await (const row of c.stream('SELECT n FROM many ORDER BY n', [], { rowMode: 'object', batchSize: 10 })) {
+      seen.push(row);
+      if (seen.length === 25) break;
+    }
+    expect(seen[24]).toEqual({ n: 25 });
+    expect(c.broken).toBe(false);
+    // The same text again (a cached statement that was being iterated) and another statement.
+    expect((await c.execute('SELECT count(*) AS n FROM many', [], OBJECT)).rows).toEqual([{ n: 1000 }]);
+    let count = 0;
+    let last: unknown;
+    for await (const row of c.stream('SELECT n FROM many WHERE n > ? ORDER BY n', [990], { rowMode: 'array', batchSize: 3 })) {
+      count++;
+      last = row;
+    }
+    expect(count).toBe(10);
+    expect(last).toEqual([1000]);
+    // A write with RETURNING streams too, and is committed.
+    const deleted: unknown[] = [];
+    for await (const row of c.stream('DELETE FROM many WHERE n <= ? RETURNING n', [5], { rowMode: 'array', batchSize: 2 })) deleted.push(row);
+    expect(deleted).toHaveLength(5);
+    expect((await c.execute('SELECT count(*) AS n FROM many', [], OBJECT)).rows).toEqual([{ n: 995 }]);
+  });
+
+  it('pings', async () => {
+    const c = await connect();
+    await expect(c.ping()).resolves.toBeUndefined();
+  });
+
+  it('keeps the event loop running during a CPU-heavy query', async () => {
+    const c = await connect();
+    let last = performance.now();
+    let maxGap = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+    }, 10);
+    try {
+      const run = await settleTime(c.execute(LONG_QUERY, [], OBJECT));
+      expect(run.error).toBeUndefined();
+      expect((run.value as { rows: unknown[] }).rows).toEqual([{ n: 5000000 }]);
+      console.log(`event loop: query took ${run.ms.toFixed(0)} ms, largest gap between 10 ms ticks ${maxGap.toFixed(1)} ms`);
+      expect(run.ms).toBeGreaterThan(300);
+      expect(maxGap).toBeLessThan(100);
+    } finally {
+      clearInterval(ticker);
+    }
+  });
+
+  it('cancels a running query by restarting the worker, and keeps working afterwards', async () => {
+    const setup = await connect();
+    await setup.execute('CREATE TABLE survives (v TEXT)', [], OBJECT);
+    await setup.execute('INSERT INTO survives VALUES (?)', ['kept'], OBJECT);
+    const c = await connect();
+    const bystander = await connect();
+    const ended: number[] = [];
+    c.onEnd(() => ended.push(c.serverId));
+    bystander.onEnd(() => ended.push(bystander.serverId));
+
+    const running = settleTime(c.execute(LONG_QUERY, [], OBJECT));
+    await sleep(200);
+    const canceledAt = performance.now();
+    await c.cancel();
+    const outcome = await running;
+    const settledIn = performance.now() - canceledAt;
+    console.log(`cancel: the canceled query settled ${settledIn.toFixed(1)} ms after cancel()`);
+    expect(outcome.error).toBeInstanceOf(QueryCanceled);
+    expect(outcome.error).toMatchObject({ code: 'QUERY_CANCELED', dialect: 'sqlite', query: LONG_QUERY });
+    expect(settledIn).toBeLessThan(1000);
+    // Every session of the stopped worker is gone.
+    expect(c.broken).toBe(true);
+    expect(bystander.broken).toBe(true);
+    expect(ended.sort()).toEqual([c.serverId, bystander.serverId].sort());
+    await expect(bystander.execute('SELECT 1', [], OBJECT)).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
+
+    const after = await connect();
+    expect((await after.execute('SELECT v FROM survives', [], OBJECT)).rows).toEqual([{ v: 'kept' }]);
+  });
+
+  it('cancels a write so that it has no effect, even though SQLite finishes it in the old thread', async () => {
+    const setup = await connect();
+    await setup.execute('CREATE TABLE bulk (x INTEGER)', [], OBJECT);
+    const c = await connect();
+    const running = settleTime(
+      c.execute('WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM s WHERE x < 3000000) INSERT INTO bulk SELECT x FROM s', [], OBJECT),
+    );
+    await sleep(200);
+    await c.cancel();
+    expect((await running).error).toBeInstanceOf(QueryCanceled);
+    // Taking the write lock waits until the abandoned thread has finished and let go of it.
+    const after = await connect();
+    await after.execute('BEGIN IMMEDIATE', [], OBJECT);
+    await after.execute('COMMIT', [], OBJECT);
+    expect((await after.execute('SELECT count(*) AS n FROM bulk', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('cancels a queued statement without disturbing the one that runs', async () => {
+    const setup = await connect();
+    await setup.execute('CREATE TABLE queued (v TEXT)', [], OBJECT);
+    const runner = await connect();
+    const waiter = await connect();
+    const running = settleTime(runner.execute(LONG_QUERY, [], OBJECT));
+    await sleep(100);
+    const queued = settleTime(waiter.execute('INSERT INTO queued VALUES (?)', ['never'], OBJECT));
+    await sleep(50);
+    await waiter.cancel();
+    const canceled = await queued;
+    expect(canceled.error).toBeInstanceOf(QueryCanceled);
+    const ran = await running;
+    expect(ran.error).toBeUndefined();
+    expect(runner.broken).toBe(false);
+    expect(waiter.broken).toBe(false);
+    expect((await waiter.execute('SELECT count(*) AS n FROM queued', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('does nothing when cancel() finds nothing running', async () => {
+    const c = await connect();
+    await c.cancel();
+    expect((await c.execute('SELECT 1 AS one', [], OBJECT)).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('closes and destroys connections', async () => {
+    const c = await driver.connect();
+    const d = await driver.connect();
+    let ends = 0;
+    c.onEnd(() => ends++);
+    d.onEnd(() => ends++);
+    await c.close();
+    d.destroy();
+    expect(ends).toBe(2);
+    expect(c.broken && d.broken).toBe(true);
+    await expect(c.execute('SELECT 1', [], OBJECT)).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
+  });
+});
+
+describe('SqliteDriver on :memory:', () => {
+  let driver: SqliteDriver;
+  beforeEach(() => {
+    driver = new SqliteDriver(settings(':memory:'));
+  });
+  afterEach(() => driver.end());
+
+  it('shares one database between its connections and asks for a pool of one', async () => {
+    expect(driver.recommendedMaxConnections()).toBe(1);
+    expect(driver.describe()).toBe('sqlite::memory:');
+    const a = await driver.connect();
+    const b = await driver.connect();
+    await a.execute('CREATE TABLE t (v)', [], OBJECT);
+    await a.execute('INSERT INTO t VALUES (?)', [1], OBJECT);
+    expect((await b.execute('SELECT v FROM t', [], ARRAY)).rows).toEqual([[1]]);
+    await a.close();
+    await b.close();
+    // The data outlives the connections (an idle pool closing its last one loses nothing)...
+    const c = await driver.connect();
+    expect((await c.execute('SELECT v FROM t', [], ARRAY)).rows).toEqual([[1]]);
+    // ...but not the worker.
+    await driver.end();
+    const d = await driver.connect();
+    await expect(d.execute('SELECT v FROM t', [], ARRAY)).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
+  });
+});
+
+describe('SqliteDriver settings and dialect SQL', () => {
+  it('requires a filename and checks driverOptions', () => {
+    expect(() => new SqliteDriver({ connectTimeoutMs: 0, statementTimeoutMs: 0 })).toThrow(/filename/);
+    expect(() => new SqliteDriver(settings(':memory:', { pragmas: { 'x; DROP TABLE y': 1 } }))).toThrow(/PRAGMA/);
+    expect(() => new SqliteDriver(settings(':memory:', { busyTimeoutMs: -1 }))).toThrow(/busyTimeoutMs/);
+  });
+
+  it('writes BEGIN and SAVEPOINT statements', () => {
+    const driver = new SqliteDriver(settings(':memory:'));
+    expect(driver.dialect).toBe('sqlite');
+    expect(driver.maxParameters).toBe(32766);
+    expect(driver.beginStatements({})).toEqual(['BEGIN IMMEDIATE']);
+    expect(driver.beginStatements({ isolation: 'read committed' })).toEqual(['BEGIN IMMEDIATE']);
+    expect(driver.beginStatements({ readOnly: true, isolation: 'serializable' })).toEqual(['BEGIN']);
+    expect(driver.savepointStatement('create', 'a"b')).toBe('SAVEPOINT "a""b"');
+    expect(driver.savepointStatement('release', 's')).toBe('RELEASE SAVEPOINT "s"');
+    expect(driver.savepointStatement('rollback', 's')).toBe('ROLLBACK TO SAVEPOINT "s"');
+  });
+});
+
+describe('SqliteDriver compiled to JavaScript, in its own process', () => {
+  let out: string;
+
+  beforeAll(() => {
+    // Only the driver and what it imports, so that other files of lib/ being edited cannot break this.
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-sqlite-dist-'));
+    execFileSync(
+      process.execPath,
+      [
+        path.join(ROOT, 'node_modules/typescript/bin/tsc'),
+        path.join(ROOT, 'lib/drivers/sqlite.driver.ts'),
+        ...['--outDir', out, '--rootDir', ROOT, '--module', 'NodeNext', '--moduleResolution', 'NodeNext'],
+        ...['--target', 'ES2022', '--types', 'node', '--strict', '--skipLibCheck', '--declaration', 'false'],
+      ],
+      { cwd: ROOT, stdio: 'pipe' },
+    );
+    fs.writeFileSync(path.join(out, 'package.json'), '{"type":"module"}');
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(out, 'node_modules'), 'dir');
+  }, 60_000);
+
+  afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
+
+  function runScript(body: string): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+    const file = path.join(out, `script-${Math.random().toString(36).slice(2)}.mjs`);
+    fs.writeFileSync(file, `import { SqliteDriver } from './lib/drivers/sqlite.driver.js';\n${body}`);
+    const start = performance.now();
+    return new Promise((resolve) => {
+      execFile(process.execPath, [file], { timeout: 10_000, env: { ...process.env, NODE_OPTIONS: '' } }, (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr, ms: performance.now() - start }),
+      );
+    });
+  }
+
+  it('exits by itself after end()', async () => {
+    const result = await runScript(`
+      const driver = new SqliteDriver({ filename: ${JSON.stringify(path.join(out, 'data', 'x.db'))}, connectTimeoutMs: 5000, statementTimeoutMs: 0 });
+      const c = await driver.connect();
+      await c.execute('CREATE TABLE t (v)', [], { rowMode: 'object' });
+      await c.execute('INSERT INTO t VALUES (?)', ['ok'], { rowMode: 'object' });
+      const { rows } = await c.execute('SELECT v FROM t', [], { rowMode: 'object' });
+      console.log(JSON.stringify(rows));
+      await driver.end();
+    `);
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim()).toBe('[{"v":"ok"}]');
+    expect(result.code).toBe(0);
+    expect(result.ms).toBeLessThan(5000);
+  });
+
+  it('lets the process exit while connections sit idle, but not while a query is in flight', async () => {
+    const result = await runScript(`
+      const driver = new SqliteDriver({ filename: ':memory:', connectTimeoutMs: 5000, statementTimeoutMs: 0 });
+      const c = await driver.connect();
+      // Nothing awaits this: only the in-flight query keeps the process alive until it answers.
+      c.execute(${JSON.stringify(LONG_QUERY.replace('5000000', '1000000'))}, [], { rowMode: 'array' })
+        .then(({ rows }) => console.log(JSON.stringify(rows)));
+    `);
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim()).toBe('[[1000000]]');
+    expect(result.code).toBe(0);
+    expect(result.ms).toBeLessThan(5000);
+  });
+});
