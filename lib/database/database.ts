@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Connection, Driver, ExecuteOptions, Notification, ResultSet } from '../drivers/driver.js';
+import { RowIterator, type StreamSource } from './row-iterator.js';
 import { createDriver } from '../drivers/index.js';
 import {
   DatabaseClosed,
@@ -620,60 +621,57 @@ export class Database implements TransactionRunnerHost {
 
   /** @internal */
   streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: unknown): AsyncIterable<T> & { readable(): Readable } {
-    const self = this;
     const o = options as QueryOptions | undefined;
-    const iterable = {
-      async *[Symbol.asyncIterator]() {
-        tx.assertActive();
-        const { text, values } = self.compile(query, params);
-        let release!: () => void;
-        void tx.track(new Promise<void>((resolve) => (release = resolve)));
-        try {
-          yield* self.streamRows(tx.connection, text, values, o) as AsyncIterable<T>;
-        } catch (error) {
-          if (self.detector.isDeathError(error)) tx.lease.discard = true;
-          throw error;
-        } finally {
-          release();
-        }
-      },
-    };
-    return Object.assign(iterable, { readable: () => Readable.from(iterable, { objectMode: true }) });
-  }
-
-  private streamFromPool<T>(query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> {
-    const self = this;
-    return {
-      async *[Symbol.asyncIterator]() {
-        const { text, values } = self.compile(query, params);
-        self.assertUsable();
-        self.inFlight++;
-        const call = new CallHandle(self);
-        let lease: Lease | undefined;
-        try {
-          lease = await self.acquire(call);
-          yield* self.streamRows(lease.connection, text, values, options) as AsyncIterable<T>;
-        } catch (error) {
-          if (lease && self.detector.isDeathError(error)) lease.discard = true;
-          throw error;
-        } finally {
-          if (lease) self.pool.release(lease);
-          self.callDone();
-        }
-      },
-    };
-  }
-
-  private async *streamRows(connection: Connection, text: string, values: unknown[], options: QueryOptions | undefined): AsyncIterable<unknown> {
-    const iterator = connection.stream(text, values, {
-      rowMode: options?.rowMode ?? 'object',
-      batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE,
+    return this.rowStream<T>(o, async () => {
+      tx.assertActive();
+      const { text, values } = this.compile(query, params);
+      let done!: () => void;
+      void tx.track(new Promise<void>((resolve) => (done = resolve)));
+      return {
+        connection: tx.connection,
+        text,
+        values,
+        finish: (error?: unknown) => {
+          if (error !== undefined && this.detector.isDeathError(error)) tx.lease.discard = true;
+          done();
+        },
+      };
     });
-    try {
-      yield* iterator;
-    } catch (error) {
-      throw this.failed(error);
-    }
+  }
+
+  private streamFromPool<T>(query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+    return this.rowStream<T>(options, async () => {
+      const { text, values } = this.compile(query, params);
+      this.assertUsable();
+      this.inFlight++;
+      let lease: Lease;
+      try {
+        lease = await this.acquire(new CallHandle(this));
+      } catch (error) {
+        this.callDone();
+        throw error;
+      }
+      return {
+        connection: lease.connection,
+        text,
+        values,
+        finish: (error?: unknown) => {
+          if (error !== undefined && this.detector.isDeathError(error)) lease.discard = true;
+          this.pool.release(lease);
+          this.callDone();
+        },
+      };
+    });
+  }
+
+  /** An iterable whose every iteration opens its own cursor: rows served from batches, one promise per row. */
+  private rowStream<T>(options: QueryOptions | undefined, open: () => Promise<StreamSource>): AsyncIterable<T> & { readable(): Readable } {
+    const cursorOptions = { rowMode: options?.rowMode ?? 'object', batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE } as const;
+    const iterable = {
+      [Symbol.asyncIterator]: () => new RowIterator<T>(open, cursorOptions, (error) => this.failed(error)),
+      readable: () => Readable.from(iterable, { objectMode: true }),
+    };
+    return iterable;
   }
 
   /** @internal For the listener and the health indicator: a connection outside the pool. */

@@ -50,6 +50,12 @@ export interface Notification {
   processId: number;
 }
 
+/** A result read in batches: `read()` resolves with the next rows, an empty array at the end; `close()` stops early. */
+export interface RowCursor {
+  read(): Promise<unknown[]>;
+  close(): Promise<void>;
+}
+
 /** One open session with the server. Not safe for concurrent queries: the pool hands it to one caller at a time. */
 export interface Connection {
   /** Server-side session id: PostgreSQL backend pid, MySQL thread id, a counter for SQLite. */
@@ -63,8 +69,11 @@ export interface Connection {
   readonly broken: boolean;
 
   execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet>;
-  /** Rows one at a time with backpressure; `return()` on the iterator closes the cursor. */
-  stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown>;
+  /**
+   * Opens a result for reading in batches, with backpressure: nothing more is fetched until
+   * the next `read()`. One batch per call keeps the per-row cost to the consumer's own loop.
+   */
+  cursor(text: string, values: readonly unknown[], options: StreamOptions): RowCursor;
   /** Asks the server to cancel whatever statement this session runs now (PostgreSQL cancel request, MySQL KILL QUERY). */
   cancel(): Promise<void>;
   /** A cheap round trip. */

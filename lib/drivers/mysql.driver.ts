@@ -20,6 +20,7 @@ import type {
   Driver,
   ExecuteOptions,
   ResultSet,
+  RowCursor,
   StreamOptions,
 } from './driver.js';
 import { redact } from './redact.js';
@@ -32,6 +33,8 @@ const loadMysql = (): Promise<Mysql2> =>
   (mysqlModule ??= import('mysql2').then((m) => ((m as { default?: Mysql2 }).default ?? m) as Mysql2));
 
 const SERVER_STATUS_IN_TRANS = 1;
+/** Statements the binary protocol does not take: transaction control, session settings, LOCK, CALL with OUT variables. */
+const UNPREPARABLE = /^\s*(?:START|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|LOCK|UNLOCK|CALL|XA|USE|KILL)\b/i;
 /** Errors after which the session cannot be trusted, so the pool destroys it rather than reusing it. */
 const FATAL_CODES = new Set(['ER_NET_PACKET_TOO_LARGE', 'PROTOCOL_CONNECTION_LOST', 'ER_NET_READ_INTERRUPTED', 'ER_NET_ERROR_ON_WRITE']);
 
@@ -189,8 +192,13 @@ class MysqlConnection implements Connection {
         resolve(this.toResultSet(result));
       };
       const query = { sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' };
-      if (options.prepare) this.raw.execute(query, callback as never);
-      else this.raw.query(query, callback as never);
+      if (options.prepare && !UNPREPARABLE.test(text)) {
+        this.raw.execute(query, ((error: (Error & { errno?: number }) | null, result: unknown) => {
+          // 1295: this statement cannot be prepared; nothing ran, so run it on the text protocol.
+          if (error?.errno === 1295) this.raw.query(query, callback as never);
+          else callback(error, result);
+        }) as never);
+      } else this.raw.query(query, callback as never);
     });
   }
 
@@ -223,38 +231,59 @@ class MysqlConnection implements Connection {
     };
   }
 
-  async *stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown> {
-    const query = this.raw.query({ sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' });
-    // Listen for the end from the start: a small result may be fully read before the consumer stops.
+  cursor(text: string, values: readonly unknown[], options: StreamOptions): RowCursor {
+    // Rows arrive as events; the socket is paused once a batch is buffered and resumed by read().
+    const raw = this.raw as unknown as RawConnection & { pause(): void; resume(): void };
+    let buffer: unknown[] = [];
     let ended = false;
-    const done = new Promise<void>((resolve) => {
-      query.once('end', () => {
-        ended = true;
-        resolve();
-      });
-      query.once('error', () => {
-        ended = true;
-        resolve();
-      });
-    });
-    const readable = query.stream({ highWaterMark: options.batchSize });
-    let finished = false;
-    try {
-      for await (const row of readable) yield row;
-      finished = true;
-    } catch (error) {
-      throw this.driver.translateError(error, text, values.length > 0);
-    } finally {
-      if (!finished && !ended && !this.broken) {
-        // Stop the server sending the rest, then let what is on the way drain, so the session
-        // can be reused; one that does not finish within a second is destroyed.
-        await this.driver.killQuery(this.serverId).catch(() => {});
-        (this.raw as unknown as { resume(): void }).resume();
-        const timer = setTimeout(() => this.destroy(), 1000);
-        await done;
-        clearTimeout(timer);
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    const query = raw.query({ sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' });
+    query.on('result', (row: unknown) => {
+      buffer.push(row);
+      if (buffer.length >= options.batchSize) {
+        raw.pause();
+        wake?.();
       }
-    }
+    });
+    query.on('end', () => {
+      ended = true;
+      wake?.();
+    });
+    query.on('error', (error: Error & { fatal?: boolean }) => {
+      if (error.fatal) this.broken = true;
+      failure = error;
+      ended = true;
+      wake?.();
+    });
+    const take = () => {
+      const rows = buffer;
+      buffer = [];
+      if (!ended) raw.resume();
+      return rows;
+    };
+    return {
+      read: async () => {
+        if (buffer.length < options.batchSize && !ended) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        if (failure) throw this.driver.translateError(failure, text, values.length > 0);
+        return take();
+      },
+      close: async () => {
+        if (ended || this.broken) return;
+        // Stop the server sending the rest and drain what is on the way, so the session can
+        // be reused; one that does not finish within a second is destroyed.
+        buffer = [];
+        const drained = new Promise<void>((resolve) => (wake = resolve));
+        query.removeAllListeners('result');
+        query.on('result', () => {});
+        await this.driver.killQuery(this.serverId).catch(() => {});
+        raw.resume();
+        const timer = setTimeout(() => this.destroy(), 1000);
+        await drained;
+        clearTimeout(timer);
+      },
+    };
   }
 
   cancel(): Promise<void> {

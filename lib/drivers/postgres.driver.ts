@@ -22,6 +22,7 @@ import type {
   ExecuteOptions,
   Notification,
   ResultSet,
+  RowCursor,
   StreamOptions,
 } from './driver.js';
 import { redact } from './redact.js';
@@ -44,16 +45,24 @@ const loadCursor = (): Promise<CursorCtor> =>
 /** Prepared statements kept per connection before new ones run unnamed (PostgreSQL keeps each in the backend's memory). */
 const MAX_PREPARED_PER_CONNECTION = 256;
 
+/** Distinct statement texts given a name before new texts run unnamed (bounds memory when SQL is built dynamically). */
+const MAX_STATEMENT_NAMES = 10_000;
+
 /** Statement names are global per process and stable for a text, so every connection prepares a text under one name. */
 const statementNames = new Map<string, string>();
-function statementName(text: string): string {
+let nameCounter = 0;
+function statementName(text: string): string | undefined {
   let name = statementNames.get(text);
   if (name === undefined) {
-    name = `ndbp_${statementNames.size.toString(36)}`;
+    if (statementNames.size >= MAX_STATEMENT_NAMES) return undefined;
+    name = `ndbp_${(nameCounter++).toString(36)}`;
     statementNames.set(text, name);
   }
   return name;
 }
+
+/** 0A000 "cached plan must not change result type": the table changed under a prepared statement. */
+const STALE_PLAN = /cached plan must not change result type/i;
 
 const ISOLATION = {
   'read uncommitted': 'READ UNCOMMITTED',
@@ -211,9 +220,8 @@ class PostgresConnection implements Connection {
     if (options.rowMode === 'array') config.rowMode = 'array';
     if (options.prepare) {
       const name = typeof options.prepare === 'string' ? options.prepare : statementName(text);
-      const parsed = (this.client as unknown as { connection: { parsedStatements: Record<string, string> } }).connection
-        .parsedStatements;
-      if (parsed[name] !== undefined || this.prepared < MAX_PREPARED_PER_CONNECTION) {
+      const parsed = this.parsedStatements();
+      if (name !== undefined && (parsed[name] !== undefined || this.prepared < MAX_PREPARED_PER_CONNECTION)) {
         if (parsed[name] === undefined) this.prepared++;
         config.name = name;
       }
@@ -222,35 +230,49 @@ class PostgresConnection implements Connection {
       const result = await this.client.query(config as import('pg').QueryConfig);
       return { rows: result.rows, affectedRows: result.rowCount ?? 0, command: result.command };
     } catch (error) {
+      if (config.name && STALE_PLAN.test((error as Error)?.message) && this.transactionStatus === 'idle') {
+        // The statement failed before running: forget it, and run the text again unnamed.
+        await this.client.query(`DEALLOCATE "${config.name.replace(/"/g, '""')}"`).catch(() => {});
+        delete this.parsedStatements()[config.name];
+        this.prepared--;
+        return this.execute(text, values, { rowMode: options.rowMode });
+      }
       throw this.driver.translateError(error, text);
     }
   }
 
-  async *stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown> {
-    const Cursor = await loadCursor();
-    const cursor = this.client.query(
-      new Cursor(text, values as unknown[], options.rowMode === 'array' ? { rowMode: 'array' } : undefined) as never,
-    ) as unknown as InstanceType<CursorCtor>;
-    const read = () =>
-      new Promise<unknown[]>((resolve, reject) =>
-        cursor.read(options.batchSize, (err, rows) => (err ? reject(this.driver.translateError(err, text)) : resolve(rows))),
-      );
-    let finished = false;
-    try {
-      for (;;) {
-        const rows = await read();
-        if (rows.length === 0) {
-          finished = true;
-          break;
-        }
-        for (const row of rows) yield row;
-      }
-    } finally {
-      await new Promise<void>((resolve) => cursor.close(() => resolve()));
-      if (!finished && this.broken) {
-        // nothing more to do: the pool drops broken connections
-      }
-    }
+  private parsedStatements(): Record<string, string> {
+    return (this.client as unknown as { connection: { parsedStatements: Record<string, string> } }).connection.parsedStatements;
+  }
+
+  cursor(text: string, values: readonly unknown[], options: StreamOptions): RowCursor {
+    // A portal read `batchSize` rows per Execute (pg-cursor): a server-side cursor without a transaction.
+    let cursor: InstanceType<CursorCtor> | undefined;
+    let done = false;
+    const open = async () => {
+      const Cursor = await loadCursor();
+      return (cursor = this.client.query(
+        new Cursor(text, values as unknown[], options.rowMode === 'array' ? { rowMode: 'array' } : undefined) as never,
+      ) as unknown as InstanceType<CursorCtor>);
+    };
+    return {
+      read: async () => {
+        if (done) return [];
+        const c = cursor ?? (await open());
+        const rows = await new Promise<unknown[]>((resolve, reject) =>
+          c.read(options.batchSize, (err, rows) => (err ? reject(this.driver.translateError(err, text)) : resolve(rows))),
+        );
+        if (rows.length === 0) done = true;
+        return rows;
+      },
+      close: async () => {
+        if (!cursor) return;
+        const c = cursor;
+        cursor = undefined;
+        done = true;
+        await new Promise<void>((resolve) => c.close(() => resolve()));
+      },
+    };
   }
 
   cancel(): Promise<void> {

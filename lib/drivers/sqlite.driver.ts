@@ -43,6 +43,7 @@ import type {
   Driver,
   ExecuteOptions,
   ResultSet,
+  RowCursor,
   StreamOptions,
 } from './driver.js';
 import { redact } from './redact.js';
@@ -464,27 +465,37 @@ class SqliteConnection implements Connection {
 
   /**
    * The worker steps the statement and sends `batchSize` rows at a time, the next batch only
-   * when this side asks for it. Ending the loop early closes the statement in the worker and
-   * leaves the connection usable. A statement that writes (`... RETURNING`) runs whole first.
+   * when this side asks for it. Closing early closes the statement in the worker and leaves
+   * the connection usable. A statement that writes (`... RETURNING`) runs whole first.
    */
-  async *stream(text: string, values: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown> {
+  cursor(text: string, values: readonly unknown[], options: StreamOptions): RowCursor {
     const batchSize = Math.max(1, Math.floor(options.batchSize) || DEFAULT_BATCH_SIZE);
-    let reply = await this.request(
-      { op: 'streamOpen', text, values: toSqliteValues(values, text), array: options.rowMode === 'array', batchSize },
-      text,
-    );
-    const cursor = reply.cursor ?? 0;
-    let done = reply.done === true;
-    try {
-      for (;;) {
-        for (const row of reply.rows ?? []) yield row;
-        if (done) return;
-        reply = await this.request({ op: 'streamNext', cursor }, text);
+    let cursor: number | undefined;
+    let done = false;
+    return {
+      read: async () => {
+        if (done) return [];
+        const reply =
+          cursor === undefined
+            ? await this.request({ op: 'streamOpen', text, values: toSqliteValues(values, text), array: options.rowMode === 'array', batchSize }, text)
+            : await this.request({ op: 'streamNext', cursor }, text);
+        cursor = reply.cursor ?? cursor ?? 0;
         done = reply.done === true;
-      }
-    } finally {
-      if (!done && !this.broken) await this.request({ op: 'streamClose', cursor }, text, false).catch(() => {});
-    }
+        const rows = reply.rows ?? [];
+        if (rows.length === 0 && !done) return this.cursorRead(cursor, text);
+        return rows;
+      },
+      close: async () => {
+        if (done || cursor === undefined || this.broken) return;
+        done = true;
+        await this.request({ op: 'streamClose', cursor }, text, false).catch(() => {});
+      },
+    };
+  }
+
+  private async cursorRead(cursor: number, text: string): Promise<unknown[]> {
+    const reply = await this.request({ op: 'streamNext', cursor }, text);
+    return reply.rows ?? [];
   }
 
   /** See WorkerHost.cancel: a running statement is stopped by restarting the worker, which closes every connection of this database. */

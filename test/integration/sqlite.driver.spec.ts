@@ -216,7 +216,7 @@ describe('SqliteDriver on a file', () => {
       OBJECT,
     );
     const seen: unknown[] = [];
-    for await (const row of c.stream('SELECT n FROM many ORDER BY n', [], { rowMode: 'object', batchSize: 10 })) {
+    for await (const row of rowsOf(c, 'SELECT n FROM many ORDER BY n', [], { rowMode: 'object', batchSize: 10 })) {
       seen.push(row);
       if (seen.length === 25) break;
     }
@@ -226,7 +226,7 @@ describe('SqliteDriver on a file', () => {
     expect((await c.execute('SELECT count(*) AS n FROM many', [], OBJECT)).rows).toEqual([{ n: 1000 }]);
     let count = 0;
     let last: unknown;
-    for await (const row of c.stream('SELECT n FROM many WHERE n > ? ORDER BY n', [990], { rowMode: 'array', batchSize: 3 })) {
+    for await (const row of rowsOf(c, 'SELECT n FROM many WHERE n > ? ORDER BY n', [990], { rowMode: 'array', batchSize: 3 })) {
       count++;
       last = row;
     }
@@ -234,7 +234,7 @@ describe('SqliteDriver on a file', () => {
     expect(last).toEqual([1000]);
     // A write with RETURNING streams too, and is committed.
     const deleted: unknown[] = [];
-    for await (const row of c.stream('DELETE FROM many WHERE n <= ? RETURNING n', [5], { rowMode: 'array', batchSize: 2 })) deleted.push(row);
+    for await (const row of rowsOf(c, 'DELETE FROM many WHERE n <= ? RETURNING n', [5], { rowMode: 'array', batchSize: 2 })) deleted.push(row);
     expect(deleted).toHaveLength(5);
     expect((await c.execute('SELECT count(*) AS n FROM many', [], OBJECT)).rows).toEqual([{ n: 995 }]);
   });
@@ -461,3 +461,20 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
     expect(result.ms).toBeLessThan(5000);
   });
 });
+
+/** Rows of a driver cursor, one at a time; closes the cursor when the loop ends early. */
+async function* rowsOf(
+  c: { cursor(text: string, values: unknown[], options: { rowMode: 'object' | 'array'; batchSize: number }): { read(): Promise<unknown[]>; close(): Promise<void> } },
+  text: string,
+  values: unknown[],
+  options: { rowMode: 'object' | 'array'; batchSize: number },
+): AsyncIterableIterator<unknown> {
+  const cursor = c.cursor(text, values, options);
+  let done = false;
+  try {
+    for (let rows = await cursor.read(); rows.length > 0; rows = await cursor.read()) yield* rows;
+    done = true;
+  } finally {
+    if (!done) await cursor.close();
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The iterator behind `Database.stream()`: it reads the driver's cursor a batch at a time and
+ * hands out rows from the batch, so a row costs one resolved promise, as a Node Readable's
+ * iterator does. Breaking out of `for await`, or an error, closes the cursor and gives the
+ * connection back (`finish`), exactly once.
+ */
+import type { Connection, RowCursor, StreamOptions } from '../drivers/driver.js';
+import type { DatabaseError } from '../errors.js';
+
+/** Where a stream runs: opened when iteration starts. */
+export interface StreamSource {
+  connection: Connection;
+  text: string;
+  values: unknown[];
+  /** Called once when the stream ends, with the error if it failed. */
+  finish(error?: unknown): void;
+}
+
+export class RowIterator<T> implements AsyncIterableIterator<T> {
+  private batch: unknown[] = [];
+  private index = 0;
+  private source?: StreamSource;
+  private cursor?: RowCursor;
+  private ended = false;
+
+  constructor(
+    private readonly open: () => Promise<StreamSource>,
+    private readonly options: StreamOptions,
+    private readonly translate: (error: unknown) => DatabaseError,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.index < this.batch.length) return Promise.resolve({ value: this.batch[this.index++] as T, done: false });
+    return this.fill();
+  }
+
+  async return(): Promise<IteratorResult<T>> {
+    if (!this.ended) {
+      this.ended = true;
+      try {
+        await this.cursor?.close();
+      } finally {
+        this.source?.finish();
+      }
+    }
+    return { value: undefined, done: true };
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<T>> {
+    await this.return();
+    throw error;
+  }
+
+  private async fill(): Promise<IteratorResult<T>> {
+    if (this.ended) return { value: undefined, done: true };
+    try {
+      if (!this.source) {
+        this.source = await this.open();
+        this.cursor = this.source.connection.cursor(this.source.text, this.source.values, this.options);
+      }
+      this.batch = await this.cursor!.read();
+      this.index = 0;
+    } catch (error) {
+      this.ended = true;
+      const translated = this.translate(error);
+      this.source?.finish(translated);
+      throw translated;
+    }
+    if (this.batch.length === 0) {
+      this.ended = true;
+      this.source.finish();
+      return { value: undefined, done: true };
+    }
+    return { value: this.batch[this.index++] as T, done: false };
+  }
+}
