@@ -5,6 +5,7 @@
  */
 import {
   CommitOutcomeUnknown,
+  ConfigurationError,
   DatabaseError,
   QueryTimeout,
   RollbackFailed,
@@ -69,9 +70,9 @@ export function runTransactional<R>(
       return runWithTransaction(host, null, () => fn(undefined as unknown as Transaction));
     default:
       return Promise.reject(
-        new TransactionError(
+        new ConfigurationError(
           `unknown propagation "${String(propagation)}"; accepted: required, requiresNew, nested, mandatory, never, supports, notSupported`,
-          { code: 'CONFIGURATION_ERROR' },
+          { option: 'propagation', database: host.name },
         ),
       );
   }
@@ -102,8 +103,12 @@ async function beginWithRetry<R>(
   const retry = options.retry;
   const attempts = retry === undefined ? 1 : typeof retry === 'number' ? retry + 1 : retry.attempts;
   if (!Number.isInteger(attempts) || attempts < 1) {
-    throw new TransactionError('TransactionOptions.retry must be a number >= 0 or { attempts: n >= 1 }', { code: 'CONFIGURATION_ERROR' });
+    throw new ConfigurationError(`TransactionOptions.retry must be a number >= 0 or { attempts: n >= 1 } (got ${JSON.stringify(retry)})`, {
+      option: 'retry',
+      database: host.name,
+    });
   }
+  if (attempts === 1) return runOnce(host, options, fn);
   const delays = backoff({
     initialDelayMs: typeof retry === 'object' ? retry.initialDelayMs ?? 5 : 5,
     maxDelayMs: typeof retry === 'object' ? retry.maxDelayMs ?? 500 : 500,
@@ -126,7 +131,9 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
   if (options.timeoutMs && options.timeoutMs > 0) {
     timer = setTimeout(() => {
       tx.timedOut = true;
-      host.interrupt(tx);
+      // Only a running statement needs the server's cancel: an idle transaction refuses its next
+      // statement client-side, and a cancel sent to an idle session could hit the ROLLBACK.
+      if (tx.running > 0) host.interrupt(tx);
     }, options.timeoutMs);
   }
   const timeoutError = () =>
@@ -142,7 +149,7 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
       tx.state = 'ending';
       await tx.settle();
       const failure = tx.timedOut ? timeoutError() : error;
-      if (!rollsBack(options, error) && !tx.timedOut && !tx.rollbackOnlyCause) {
+      if (!rollsBack(options, error) && !tx.timedOut && tx.rollbackOnlyCause === undefined && tx.abortCause === undefined) {
         await commit(host, tx);
         throw error;
       }
@@ -162,6 +169,11 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
           'so the transaction was rolled back instead of committing part of the work; await every query (Promise.all) before returning',
         { code: 'TRANSACTION_ORPHANED_QUERIES', database: host.name },
       );
+      await rollback(host, tx, failure);
+      throw failure;
+    }
+    if (tx.abortCause !== undefined) {
+      const failure = abortedError(host, tx.abortCause);
       await rollback(host, tx, failure);
       throw failure;
     }
@@ -189,13 +201,13 @@ async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<voi
     tx.state = 'rolledBack';
     if (host.isDeathError(error)) {
       tx.lease.discard = true;
-      const failure = new CommitOutcomeUnknown(
+      // Neither hook runs: the outcome is not known, and may never be.
+      tx.dropHooks();
+      throw new CommitOutcomeUnknown(
         `the connection to database "${host.name}" was lost after COMMIT was sent: the transaction may or may not have committed; ` +
           'check the data before retrying',
         { cause: error, database: host.name },
       );
-      await tx.runHooks('rolledBack').catch(() => {});
-      throw failure;
     }
     // A commit the server refused (a deferred constraint, a serialization failure) is a rollback.
     if (tx.connection.transactionStatus !== 'idle') {
@@ -209,8 +221,9 @@ async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<voi
     tx.state = 'rolledBack';
     await tx.runHooks('rolledBack');
     throw new TransactionError(
-      'the server rolled the transaction back at COMMIT because a statement inside it had failed (and its error was caught)',
-      { code: 'TRANSACTION_ABORTED', sqlState: '25P02', database: host.name },
+      'the server rolled the transaction back at COMMIT because a statement inside it had failed (and its error was caught)' +
+        (tx.statementError !== undefined ? `: ${(tx.statementError as Error)?.message ?? tx.statementError}` : ''),
+      { code: 'TRANSACTION_ABORTED', sqlState: '25P02', database: host.name, cause: tx.statementError },
     );
   }
   tx.state = 'committed';
@@ -233,4 +246,12 @@ async function rollback(host: TransactionRunnerHost, tx: Transaction, originalEr
   }
   tx.state = 'rolledBack';
   await tx.runHooks('rolledBack');
+}
+
+function abortedError(host: TransactionRunnerHost, cause: unknown): TransactionError {
+  return new TransactionError(
+    `the server rolled the transaction back when a statement failed (${(cause as Error)?.message ?? cause}), ` +
+      'and the interaction went on; nothing was committed',
+    { code: 'TRANSACTION_ABORTED', cause, database: host.name },
+  );
 }

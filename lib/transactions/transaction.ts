@@ -77,6 +77,14 @@ export class Transaction {
   rollbackOnlyCause?: unknown;
   /** Set when `timeoutMs` ran out. */
   timedOut = false;
+  /**
+   * @internal Set when a statement failed with an error after which the server has already rolled
+   * the whole transaction back (a MySQL deadlock): later statements would run in autocommit, so
+   * they are refused, and the transaction can only end in a rollback.
+   */
+  abortCause?: unknown;
+  /** @internal The first statement error since the transaction (or the savepoint it was rolled back to) was clean. */
+  statementError?: unknown;
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
   private commitHooks: Array<() => unknown> = [];
@@ -118,10 +126,13 @@ export class Transaction {
     this.assertActive();
     const name = `ndbp_sp_${++this.savepointCounter}`;
     await this.host.control(this, this.host.savepointStatement('create', name));
+    const { rollbackOnlyCause, statementError } = this;
     let result: R;
     try {
       result = await runWithTransaction(this.host, this, () => fn(this));
     } catch (error) {
+      // The server already ended the whole transaction: there is no savepoint left to return to.
+      if (this.abortCause !== undefined) throw error;
       try {
         await this.host.control(this, this.host.savepointStatement('rollback', name));
         await this.host.control(this, this.host.savepointStatement('release', name));
@@ -133,6 +144,10 @@ export class Transaction {
           { cause: rollbackError, database: this.host.name },
         );
       }
+      // What failed inside the savepoint was undone with it, so it no longer dooms the
+      // transaction (Spring resets rollback-only on a rollback to savepoint too).
+      this.rollbackOnlyCause = rollbackOnlyCause;
+      this.statementError = statementError;
       throw error;
     }
     await this.host.control(this, this.host.savepointStatement('release', name));
@@ -151,6 +166,13 @@ export class Transaction {
 
   /** @internal Throws unless queries may still run on this transaction (the leak guard). */
   assertActive(): void {
+    if (this.state === 'active' && this.abortCause !== undefined) {
+      throw new TransactionError(
+        `the server already rolled this transaction back (${(this.abortCause as Error)?.message ?? this.abortCause}); ` +
+          'a later statement would run outside it, in autocommit. Let the error end the interaction (retry re-runs it).',
+        { database: this.host.name, code: 'TRANSACTION_ABORTED', cause: this.abortCause },
+      );
+    }
     if (this.state !== 'active') {
       throw new TransactionError(
         `this transaction has already ${this.state === 'ending' ? 'ended its interaction' : this.state === 'committed' ? 'committed' : 'rolled back'}; ` +
@@ -166,8 +188,19 @@ export class Transaction {
     const done = () => {
       if (--this.pending === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
-    promise.then(done, done);
+    promise.then(done, (error) => {
+      if (this.state === 'active' && !(error instanceof TransactionError)) {
+        this.statementError ??= error;
+        if (endsTransactionOnServer(error)) this.abortCause ??= error;
+      }
+      done();
+    });
     return promise;
+  }
+
+  /** @internal Statements of this transaction sent and not yet answered. */
+  get running(): number {
+    return this.pending;
   }
 
   /** @internal How many queries were still running; waits for them to settle. */
@@ -177,8 +210,15 @@ export class Transaction {
     return running;
   }
 
+  /** @internal Forgets the hooks without running them. */
+  dropHooks(): void {
+    this.commitHooks = [];
+    this.rollbackHooks = [];
+  }
+
   /** @internal */
   async runHooks(outcome: 'committed' | 'rolledBack'): Promise<void> {
+    if (this.commitHooks.length === 0 && this.rollbackHooks.length === 0) return;
     const hooks = outcome === 'committed' ? this.commitHooks : this.rollbackHooks;
     this.commitHooks = [];
     this.rollbackHooks = [];
@@ -201,9 +241,26 @@ export function matches(matcher: ErrorMatcher | undefined, error: unknown): bool
   return matcher.some((cls) => error instanceof (cls as abstract new (...args: never[]) => unknown));
 }
 
-/** Serialization failure, deadlock and MySQL lock wait timeout: the errors `retry` re-runs a transaction for. */
+/**
+ * Serialization failure, deadlock and MySQL lock wait timeout: the errors `retry` re-runs a
+ * transaction for. Also a transaction that could only roll back because of one of them (the
+ * interaction caught it, or a joined call failed with it): re-running the whole interaction is
+ * as safe there, since nothing was committed.
+ */
 export function isRetryableTransactionError(error: unknown): boolean {
   const e = error as DatabaseError | undefined;
+  if (e instanceof TransactionError && (e.code === 'TRANSACTION_ABORTED' || e.code === 'TRANSACTION_ROLLBACK_ONLY')) {
+    return e.cause !== undefined && isRetryableTransactionError(e.cause);
+  }
   const code = e?.sqlState ?? e?.code;
   return code === '40001' || code === '40P01' || e?.errno === 1213 || e?.errno === 1205;
+}
+
+/**
+ * A statement error after which the server has already rolled back the whole transaction, not
+ * just the statement: MySQL/MariaDB on deadlock (1213). PostgreSQL keeps the transaction open
+ * (in a failed state, recoverable by a rollback to savepoint), as does MySQL on lock wait timeout.
+ */
+function endsTransactionOnServer(error: unknown): boolean {
+  return (error as DatabaseError | undefined)?.errno === 1213;
 }

@@ -1,0 +1,227 @@
+import { Pool, type PoolOptions } from '../../lib/pool/pool.js';
+import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../../lib/index.js';
+import type { Connection } from '../../lib/drivers/driver.js';
+
+/** A connection that records what was run on it; no server. */
+class FakeConnection implements Connection {
+  static next = 1;
+  readonly serverId = FakeConnection.next++;
+  transactionStatus: Connection['transactionStatus'] = 'idle';
+  broken = false;
+  closed = false;
+  readonly statements: string[] = [];
+  failRollback = false;
+  private errorHandler?: (e: DatabaseError) => void;
+  private endHandlers: Array<() => void> = [];
+
+  async execute(text: string) {
+    this.statements.push(text);
+    if (text === 'ROLLBACK') {
+      if (this.failRollback) throw new DatabaseError('rollback failed');
+      this.transactionStatus = 'idle';
+    }
+    return { rows: [], affectedRows: 0 };
+  }
+  cursor() {
+    return { read: async () => [], close: async () => {} };
+  }
+  async cancel() {}
+  async ping() {
+    if (this.broken) throw new DatabaseError('broken', { code: 'CONNECTION_LOST' });
+  }
+  async close() {
+    this.closed = true;
+  }
+  destroy() {
+    this.closed = true;
+    this.broken = true;
+  }
+  onError(handler: (e: DatabaseError) => void) {
+    this.errorHandler = handler;
+  }
+  onEnd(handler: () => void) {
+    this.endHandlers.push(handler);
+  }
+  /** The server closed the socket while the connection sat idle. */
+  die() {
+    this.broken = true;
+    this.errorHandler?.(new DatabaseError('reset', { code: 'ECONNRESET' }));
+    for (const h of this.endHandlers) h();
+  }
+}
+
+const defaults: PoolOptions = {
+  min: 0,
+  max: 2,
+  idleTimeoutMs: 0,
+  acquireTimeoutMs: 200,
+  maxLifetimeMs: 0,
+  leakDetectionMs: 0,
+  validateAfterIdleMs: 30_000,
+};
+
+function makePool(options: Partial<PoolOptions> = {}) {
+  const created: FakeConnection[] = [];
+  const leaks: Array<{ message: string; stack: string }> = [];
+  const pool = new Pool(
+    { ...defaults, ...options },
+    {
+      name: 'unit',
+      create: async () => {
+        const c = new FakeConnection();
+        created.push(c);
+        return c;
+      },
+      onLeak: (message, stack) => leaks.push({ message, stack }),
+    },
+  );
+  return { pool, created, leaks };
+}
+
+describe('Pool (fake connections)', () => {
+  it('opens nothing until asked, reuses an idle connection, and never exceeds max', async () => {
+    const { pool, created } = makePool();
+    expect(pool.stats()).toEqual({ total: 0, idle: 0, busy: 0, waiting: 0, max: 2 });
+    const a = await pool.acquire();
+    pool.release(a);
+    const b = await pool.acquire();
+    expect(b.connection).toBe(a.connection);
+    const c = await pool.acquire();
+    const waiting = pool.acquire();
+    expect(pool.stats()).toMatchObject({ total: 2, busy: 2, waiting: 1 });
+    pool.release(c);
+    expect((await waiting).connection).toBe(c.connection);
+    expect(created).toHaveLength(2);
+  });
+
+  it('throws on a second release of the same lease', async () => {
+    const { pool } = makePool();
+    const lease = await pool.acquire();
+    pool.release(lease);
+    expect(() => pool.release(lease)).toThrow(/released twice/);
+  });
+
+  it('rejects with AcquireTimeout naming the database and the pool size', async () => {
+    const { pool } = makePool({ max: 1, acquireTimeoutMs: 50 });
+    await pool.acquire();
+    const error = await pool.acquire().catch((e) => e);
+    expect(error).toBeInstanceOf(AcquireTimeout);
+    expect(error.message).toMatch(/"unit".*pool\.max = 1/);
+    expect(pool.stats().waiting).toBe(0);
+  });
+
+  it('rolls back a connection released inside a transaction before anyone else gets it', async () => {
+    const { pool } = makePool({ max: 1 });
+    const lease = await pool.acquire();
+    const c = lease.connection as FakeConnection;
+    c.transactionStatus = 'transaction';
+    pool.release(lease);
+    const next = await pool.acquire();
+    expect(next.connection).toBe(c);
+    expect(c.statements).toEqual(['ROLLBACK']);
+    expect(c.transactionStatus).toBe('idle');
+  });
+
+  it('destroys a connection whose rollback on release fails, and opens a fresh one', async () => {
+    const { pool, created } = makePool({ max: 1 });
+    const lease = await pool.acquire();
+    const c = lease.connection as FakeConnection;
+    c.transactionStatus = 'failed';
+    c.failRollback = true;
+    pool.release(lease);
+    const next = await pool.acquire();
+    expect(next.connection).not.toBe(c);
+    expect(c.closed).toBe(true);
+    expect(created).toHaveLength(2);
+  });
+
+  it('destroys a discarded or broken connection instead of reusing it', async () => {
+    const { pool } = makePool({ max: 1 });
+    const lease = await pool.acquire();
+    lease.discard = true;
+    pool.release(lease);
+    expect((lease.connection as FakeConnection).closed).toBe(true);
+    const next = await pool.acquire();
+    expect(next.connection).not.toBe(lease.connection);
+  });
+
+  it('drops a connection that dies while idle, and never hands it out', async () => {
+    const { pool } = makePool();
+    const lease = await pool.acquire();
+    pool.release(lease);
+    (lease.connection as FakeConnection).die();
+    expect(pool.stats().idle).toBe(0);
+    const next = await pool.acquire();
+    expect(next.connection).not.toBe(lease.connection);
+  });
+
+  it('pings a connection idle longer than validateAfterIdleMs, and replaces it if the ping fails', async () => {
+    const { pool } = makePool({ validateAfterIdleMs: 10 });
+    const lease = await pool.acquire();
+    pool.release(lease);
+    (lease.connection as FakeConnection).broken = false;
+    await new Promise((r) => setTimeout(r, 20));
+    // Broken without an event (a silent half-open socket): only the ping tells.
+    const stale = lease.connection as FakeConnection;
+    stale.ping = async () => {
+      throw new DatabaseError('no answer', { code: 'ETIMEDOUT' });
+    };
+    const next = await pool.acquire();
+    expect(next.connection).not.toBe(stale);
+    expect(stale.closed).toBe(true);
+  });
+
+  it('replaces a connection past its maximum lifetime when it is released', async () => {
+    const { pool } = makePool({ maxLifetimeMs: 10 });
+    const lease = await pool.acquire();
+    await new Promise((r) => setTimeout(r, 20));
+    pool.release(lease);
+    expect((lease.connection as FakeConnection).closed).toBe(true);
+  });
+
+  it('warns once, with the stack that took it, about a connection held past leakDetectionMs', async () => {
+    const { pool, leaks } = makePool({ leakDetectionMs: 20 });
+    const lease = await (async function takeAndForget() {
+      return pool.acquire();
+    })();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(leaks).toHaveLength(1);
+    expect(leaks[0].message).toMatch(/held for more than 20 ms/);
+    expect(leaks[0].stack).toMatch(/takeAndForget/);
+    pool.release(lease);
+  });
+
+  it('keeps min connections open', async () => {
+    const { pool } = makePool({ min: 2 });
+    pool.fill();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(pool.stats()).toMatchObject({ total: 2, idle: 2 });
+  });
+
+  it('closes: waiters get DatabaseClosed, idle connections close, busy ones are waited for', async () => {
+    const { pool } = makePool({ max: 1 });
+    const lease = await pool.acquire();
+    const waiter = pool.acquire();
+    const closing = pool.close(1000);
+    await expect(waiter).rejects.toBeInstanceOf(DatabaseClosed);
+    let closed = false;
+    void closing.then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(closed).toBe(false);
+    pool.release(lease);
+    await closing;
+    expect((lease.connection as FakeConnection).closed).toBe(true);
+    await expect(pool.acquire()).rejects.toBeInstanceOf(DatabaseClosed);
+  });
+
+  it('gives the error of a failed open to the waiter that asked', async () => {
+    const pool = new Pool(defaults, {
+      name: 'unit',
+      create: async () => {
+        throw new DatabaseError('refused', { code: 'ECONNREFUSED' });
+      },
+    });
+    await expect(pool.acquire()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(pool.stats()).toMatchObject({ total: 0, waiting: 0 });
+  });
+});
