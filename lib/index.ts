@@ -19,7 +19,7 @@ export type { TransactionOptions, Propagation, ErrorMatcher } from './transactio
 
 export { OnNotify } from './notify/on-notify.decorator.js';
 export type { OnNotifyOptions } from './notify/on-notify.decorator.js';
-export type { ResubscribeInfo, NotificationObserver } from './notify/listener.js';
+export type { ResubscribeInfo, ResubscribeHook, SubscribeOptions, NotificationObserver } from './notify/listener.js';
 
 export { DeadConnectionDetector } from './resilience/detector.js';
 export type { DetectorState, DetectorOptions, RecoveryHandler } from './resilience/detector.js';

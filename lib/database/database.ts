@@ -18,8 +18,10 @@ import type { Connection, Driver, ExecuteOptions, Notification, ResultSet } from
 import { RowIterator, type StreamSource } from './row-iterator.js';
 import { createDriver } from '../drivers/index.js';
 import {
+  AcquireTimeout,
   DatabaseClosed,
   DatabaseError,
+  InvalidParameter,
   NotSupported,
   QueryCanceled,
   QueryTimeout,
@@ -38,7 +40,7 @@ import type { OperationResult, QueryOptions, Row } from './database.types.js';
 import type { Logger } from './logger.js';
 import { checkParameters } from './parameters.js';
 import { CallHandle } from './call.js';
-import { Listener } from '../notify/listener.js';
+import { Listener, quoteChannel, type ResubscribeInfo, type SubscribeOptions } from '../notify/listener.js';
 
 /** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
 const CANCEL_GRACE_MS = 1000;
@@ -109,8 +111,9 @@ export class Database implements TransactionRunnerHost {
       name: this.name,
       create: () => this.driver.connect(),
       onCreateError: (error) => this.detector.checkForDeadConnection(error),
+      // One pooled connection that died proves little (a killed session, an idle timeout): the detector checks the server first.
       onConnectionError: (error) => {
-        if (this.state === 'open') this.detector.checkForDeadConnection(error);
+        if (this.state === 'open') this.detector.suspectDeadConnection(error);
       },
       onOpen: (c) => this.events.emit('connectionOpened', { database: this.name, serverId: c.serverId }),
       onClose: (c) => this.events.emit('connectionClosed', { database: this.name, serverId: c.serverId }),
@@ -194,18 +197,52 @@ export class Database implements TransactionRunnerHost {
     return this.runQuery<T>(query);
   }
 
-  /** PostgreSQL: subscribes `observer` to NOTIFYs on `channel`; resolves with an unsubscribe. */
-  listen(channel: string, observer: (n: Notification) => unknown): Promise<() => Promise<void>> {
+  /**
+   * PostgreSQL: subscribes `observer` to NOTIFYs on `channel` (quoted as an identifier, so any
+   * name is safe); resolves with an unsubscribe once LISTEN is in place. One dedicated
+   * connection serves every channel. An observer gets its channel's notifications in order,
+   * the next once its returned promise settled; one that throws is logged. At most once:
+   * what is sent while the connection is down is missed (see `onResubscribe`).
+   * `{ waitForServer: true }`: when the server cannot be reached, resolve anyway and LISTEN once it can.
+   *
+   * @example
+   * const stop = await db.listen('orders', (n) => this.orders.refresh(n.payload));
+   * await stop();
+   */
+  listen(channel: string, observer: (n: Notification) => unknown, options?: SubscribeOptions): Promise<() => Promise<void>> {
     if (this.dialect !== 'postgres') return Promise.reject(this.notSupported('listen'));
     if (this.state !== 'open') return Promise.reject(this.closedError());
     this.listenerValue ??= new Listener(this);
-    return this.listenerValue.subscribe(channel, observer);
+    return this.listenerValue.subscribe(channel, observer, options);
   }
 
-  /** PostgreSQL: sends a NOTIFY; the payload travels as a parameter (`pg_notify`). */
+  /**
+   * PostgreSQL: sends a NOTIFY; the payload (under 8000 bytes) travels as a parameter
+   * (`pg_notify`). Inside a transaction it is delivered on COMMIT, and not at all on ROLLBACK.
+   */
   notify(channel: string, payload = ''): Promise<void> {
     if (this.dialect !== 'postgres') return Promise.reject(this.notSupported('notify'));
+    try {
+      quoteChannel(channel);
+      if (typeof payload !== 'string') throw new InvalidParameter(`a notification payload must be a string (got ${typeof payload})`, { position: 2 });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.runQuery('SELECT pg_notify($1, $2)', [channel, payload]).then(() => undefined);
+  }
+
+  /**
+   * PostgreSQL: `hook({ channels, downtimeMs })` runs after the listener connection was lost
+   * and every channel is LISTENed again, once the database takes calls: the place to catch up
+   * on what was sent meanwhile. Returns an unsubscribe.
+   *
+   * @example
+   * db.onResubscribe(async ({ downtimeMs }) => this.orders.reloadChangedSince(Date.now() - downtimeMs - 1000));
+   */
+  onResubscribe(hook: (info: ResubscribeInfo) => unknown): () => void {
+    if (this.dialect !== 'postgres') throw this.notSupported('onResubscribe');
+    this.listenerValue ??= new Listener(this);
+    return this.listenerValue.onResubscribe(hook);
   }
 
   /** @internal The listener of this database, if one was started. */
@@ -310,6 +347,8 @@ export class Database implements TransactionRunnerHost {
     if (this.state !== 'open') return;
     this.state = 'closing';
     const deadline = Date.now() + this.options.shutdownTimeoutMs;
+    // No new notifications start observers (and their queries) while in-flight work drains.
+    await this.listenerValue?.close();
     if (this.inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -319,7 +358,6 @@ export class Database implements TransactionRunnerHost {
       clearTimeout(timer);
     }
     await this.detector.close();
-    await this.listenerValue?.close();
     this.probeConnection?.destroy();
     this.probeConnection = undefined;
     await this.pool.close(Math.max(0, deadline - Date.now()));
@@ -453,7 +491,8 @@ export class Database implements TransactionRunnerHost {
     try {
       return await connection.execute(text, values, exec);
     } catch (error) {
-      const e = this.failed(error);
+      // After an interruption the failure is our own doing (the cancel, or the destroy after the grace period), not news about the server.
+      const e = call.interruption ? this.driver.translateError(error) : this.failed(error);
       call.statementFailed(e);
       throw e;
     } finally {
@@ -465,10 +504,10 @@ export class Database implements TransactionRunnerHost {
     }
   }
 
-  /** Translates an error and tells the detector about it. */
+  /** Translates an error and tells the detector about it: a connection that died makes it check the server. */
   private failed(error: unknown): DatabaseError {
     const e = this.driver.translateError(error);
-    if (this.state === 'open') this.detector.checkForDeadConnection(e);
+    if (this.state === 'open') this.detector.suspectDeadConnection(e);
     return e;
   }
 
@@ -499,11 +538,17 @@ export class Database implements TransactionRunnerHost {
     for (let attempt = 0; ; attempt++) {
       let lease: Lease;
       try {
-        lease = await this.pool.acquire();
+        // Within the call's deadline, if it has one: a caller with queryTimeoutMs never waits longer for a connection,
+        // and one whose deadline ran out while waiting gets its QueryTimeout, not the pool's AcquireTimeout.
+        const waitMs = call.remainingMs(this.options.pool.acquireTimeoutMs);
+        lease = await this.pool.acquire(waitMs).catch((error: unknown) => {
+          if (error instanceof AcquireTimeout && waitMs < this.options.pool.acquireTimeoutMs) call.expire();
+          throw error;
+        });
       } catch (error) {
         call.throwIfInterrupted();
         if (attempt === 0 && this.state === 'open' && this.detector.isDeathError(error)) {
-          if (await this.detector.waitForRecovery(this.options.pool.acquireTimeoutMs)) continue;
+          if (await this.detector.waitForRecovery(call.remainingMs(this.options.pool.acquireTimeoutMs))) continue;
           if (this.detector.isDead) throw this.detector.deadError();
         }
         throw this.driver.translateError(error);
@@ -519,7 +564,8 @@ export class Database implements TransactionRunnerHost {
   /** Returns a call's connection; after an interruption, only once the cancel went out, and never reused if the cancel may still land. */
   private release(lease: Lease, call?: CallHandle): void {
     if (call?.interruption) {
-      if (call.poisoned) lease.discard = true;
+      // A client-side timeout destroys the connection: whatever made it slow (a lock, a stopped backend) may still hold it.
+      if (call.poisoned || call.interruption instanceof QueryTimeout) lease.discard = true;
       void call.cancelSent.then(() => this.pool.release(lease));
       return;
     }
@@ -529,11 +575,21 @@ export class Database implements TransactionRunnerHost {
   /** @internal The detector's reconnect: one new connection that answers a ping joins the pool. */
   private async reconnect(): Promise<void> {
     const connection = await this.driver.connect();
+    const limitMs = this.options.settings.connectTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await connection.ping();
+      // Bounded like the connect: a server that accepts and then says nothing must not stall the reconnect loop.
+      await Promise.race([
+        connection.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new DatabaseError(`ping got no answer within ${limitMs} ms`, { code: 'CONNECT_TIMEOUT', dialect: this.dialect })), limitMs);
+        }),
+      ]);
     } catch (error) {
       connection.destroy();
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
     this.pool.adopt(connection);
   }
@@ -544,7 +600,14 @@ export class Database implements TransactionRunnerHost {
   async begin(options: TransactionOptions): Promise<Transaction> {
     this.assertUsable();
     const call = new CallHandle(this);
-    const lease = await this.acquire(call);
+    // Taking the connection for BEGIN is bounded like a query: by queryTimeoutMs, if set.
+    if (this.queryTimeoutMs > 0) call.deadline(this.queryTimeoutMs);
+    let lease: Lease;
+    try {
+      lease = await this.acquire(call);
+    } finally {
+      call.settle();
+    }
     const tx = new Transaction(this, lease, options);
     try {
       for (const statement of this.driver.beginStatements(options)) await this.control(tx, statement);
@@ -578,12 +641,36 @@ export class Database implements TransactionRunnerHost {
 
   /** @internal */
   async control(tx: Transaction, text: string): Promise<{ command?: string }> {
+    const limitMs = this.queryTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
     try {
-      return await tx.connection.execute(text, [], { rowMode: 'array' });
+      const pending = tx.connection.execute(text, [], { rowMode: 'array' });
+      if (limitMs > 0) {
+        // BEGIN/COMMIT/ROLLBACK/SAVEPOINT get queryTimeoutMs too. No answer: the connection is destroyed, which ends the
+        // statement with a connection error, so an unanswered COMMIT becomes CommitOutcomeUnknown, never a hang.
+        timer = setTimeout(() => {
+          timedOut = true;
+          tx.lease.discard = true;
+          tx.connection.destroy();
+        }, limitMs);
+      }
+      return await pending;
     } catch (error) {
-      const e = this.failed(error);
+      let e = this.failed(error);
+      if (timedOut) {
+        e = new QueryTimeout(`${text} on database "${this.name}" got no answer within ${limitMs} ms (queryTimeoutMs); the connection was destroyed`, {
+          timeoutMs: limitMs,
+          query: text,
+          dialect: this.dialect,
+          database: this.name,
+          cause: e,
+        });
+      }
       if (this.detector.isDeathError(e)) tx.lease.discard = true;
       throw e;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -42,7 +42,7 @@ let cursorModule: Promise<CursorCtor> | undefined;
 const loadCursor = (): Promise<CursorCtor> =>
   (cursorModule ??= import('pg-cursor' as string).then((m: { default?: CursorCtor }) => (m.default ?? m) as unknown as CursorCtor));
 
-/** Prepared statements kept per connection before new ones run unnamed (PostgreSQL keeps each in the backend's memory). */
+/** Prepared statements kept per connection; past this the least recently used is deallocated (each holds backend memory). */
 const MAX_PREPARED_PER_CONNECTION = 256;
 
 /** Distinct statement texts given a name before new texts run unnamed (bounds memory when SQL is built dynamically). */
@@ -188,7 +188,8 @@ const TX_STATUS = { I: 'idle', T: 'transaction', E: 'failed' } as const;
 class PostgresConnection implements Connection {
   transactionStatus: Connection['transactionStatus'] = 'idle';
   broken = false;
-  private prepared = 0;
+  /** Statements prepared on this session, least recently used first. */
+  private readonly prepared = new Map<string, true>();
   private errorHandler: (e: DatabaseError) => void = () => {};
   private endHandlers: Array<() => void> = [];
 
@@ -220,10 +221,13 @@ class PostgresConnection implements Connection {
     if (options.rowMode === 'array') config.rowMode = 'array';
     if (options.prepare) {
       const name = typeof options.prepare === 'string' ? options.prepare : statementName(text);
-      const parsed = this.parsedStatements();
-      if (name !== undefined && (parsed[name] !== undefined || this.prepared < MAX_PREPARED_PER_CONNECTION)) {
-        if (parsed[name] === undefined) this.prepared++;
+      if (name !== undefined) {
         config.name = name;
+        if (this.prepared.delete(name)) this.prepared.set(name, true);
+        else {
+          this.prepared.set(name, true);
+          if (this.prepared.size > MAX_PREPARED_PER_CONNECTION) this.evictLeastRecent();
+        }
       }
     }
     try {
@@ -234,11 +238,19 @@ class PostgresConnection implements Connection {
         // The statement failed before running: forget it, and run the text again unnamed.
         await this.client.query(`DEALLOCATE "${config.name.replace(/"/g, '""')}"`).catch(() => {});
         delete this.parsedStatements()[config.name];
-        this.prepared--;
+        this.prepared.delete(config.name);
         return this.execute(text, values, { rowMode: options.rowMode });
       }
       throw this.driver.translateError(error, text);
     }
+  }
+
+  /** Forgets the least recently used statement here and on the server (queued before the next query). */
+  private evictLeastRecent(): void {
+    const oldest = this.prepared.keys().next().value as string;
+    this.prepared.delete(oldest);
+    delete this.parsedStatements()[oldest];
+    void this.client.query(`DEALLOCATE "${oldest.replace(/"/g, '""')}"`).catch(() => {});
   }
 
   private parsedStatements(): Record<string, string> {

@@ -1,6 +1,9 @@
 /**
  * Finds `@OnNotify` methods on every provider at bootstrap (NestJS `DiscoveryService`) and
- * subscribes each to its channel on its database.
+ * subscribes each to its channel on its database. Request-scoped providers have no instance
+ * at bootstrap and are skipped. A database that cannot be reached does not fail the boot
+ * (LISTEN happens once it can, like the pool's lazy connect); anything else that makes LISTEN
+ * fail (MySQL or SQLite, a bad channel name, a refused login) fails the bootstrap, naming the method.
  */
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
@@ -29,7 +32,13 @@ export class NotifyExplorer {
         const entries = this.reflector.get<OnNotifyMetadata[] | undefined>(ON_NOTIFY_METADATA, handler);
         for (const entry of entries ?? []) {
           if ((entry.connection ?? DEFAULT_DATABASE) !== db.name) continue;
-          await db.listen(entry.channel, (n) => (handler as (n: unknown) => unknown).call(instance, n));
+          try {
+            await db.listen(entry.channel, (n) => (handler as (n: unknown) => unknown).call(instance, n), { waitForServer: true });
+          } catch (error) {
+            const owner = (instance.constructor as { name?: string } | undefined)?.name ?? 'provider';
+            db.logger.error(`@OnNotify('${entry.channel}') on ${owner}.${method} could not LISTEN on database "${db.name}": ${(error as Error)?.message ?? error}`);
+            throw error;
+          }
         }
       }
     }

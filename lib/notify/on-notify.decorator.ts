@@ -1,4 +1,4 @@
-import { SetMetadata } from '@nestjs/common';
+import 'reflect-metadata';
 import { ON_NOTIFY_METADATA } from '../module/database.constants.js';
 
 export interface OnNotifyOptions {
@@ -13,11 +13,24 @@ export interface OnNotifyMetadata {
 
 /**
  * Calls the decorated provider method with each PostgreSQL NOTIFY on `channel`. Discovered
- * when the application boots; LISTEN is issued then.
+ * when the application boots; LISTEN is issued then. A method may carry several `@OnNotify`.
+ * A method that returns a promise gets the channel's next notification once it settled; one
+ * that throws or rejects is logged and the next notification still comes. Delivery is at most
+ * once: see `Database.onResubscribe` to catch up after a reconnect.
  *
  * @example
  * @OnNotify('orders')
  * onOrder(n: Notification) { this.logger.log(`order ${n.payload}`); }
+ *
+ * @OnNotify('audit', { connection: 'analytics' })
+ * async onAudit(n: Notification) { await this.audit.record(JSON.parse(n.payload)); }
  */
-export const OnNotify = (channel: string, options: OnNotifyOptions = {}): MethodDecorator =>
-  SetMetadata<string, OnNotifyMetadata[]>(ON_NOTIFY_METADATA, [{ channel, connection: options.connection }]);
+export const OnNotify =
+  (channel: string, options: OnNotifyOptions = {}): MethodDecorator =>
+  (_target, _key, descriptor) => {
+    const handler = descriptor.value as object | undefined;
+    if (typeof handler !== 'function') throw new TypeError('@OnNotify() decorates methods only');
+    const entries = (Reflect.getMetadata(ON_NOTIFY_METADATA, handler) as OnNotifyMetadata[] | undefined) ?? [];
+    Reflect.defineMetadata(ON_NOTIFY_METADATA, [...entries, { channel, connection: options.connection }], handler);
+    return descriptor;
+  };

@@ -174,3 +174,35 @@ describe('callProcedure', () => {
   });
 });
 
+
+describe('prepared statement cache [postgres]', () => {
+  it('keeps at most 256 statements per connection, deallocating the least recently used', async () => {
+    const { db, close } = await openDatabase({ url: serverCases[0].url(), name: 'lru', pool: { max: 1 } });
+    try {
+      await db.runInteraction(async () => {
+        for (let i = 0; i < 300; i++) expect(await db.runQuery<{ n: number }>(`SELECT ${i} AS n, $1::int AS m`, [i])).toEqual([{ n: i, m: i }]);
+        const [{ count }] = await db.runQuery<{ count: string }>('SELECT count(*) AS count FROM pg_prepared_statements');
+        expect(Number(count)).toBeLessThanOrEqual(257);
+        // A statement evicted earlier is prepared again when it comes back.
+        expect(await db.runQuery(`SELECT ${0} AS n, $1::int AS m`, [0])).toEqual([{ n: 0, m: 0 }]);
+      });
+    } finally {
+      await close();
+    }
+  });
+
+  it('runs again, unnamed, a prepared statement whose table changed under it', async () => {
+    const { db, close } = await openDatabase({ url: serverCases[0].url(), name: 'stale', pool: { max: 1 } });
+    const table = uniqueTable('stale');
+    try {
+      await db.runOperation(`CREATE TABLE ${table} (a int)`);
+      await db.runOperation(`INSERT INTO ${table} VALUES (1)`);
+      expect(await db.runQuery(`SELECT * FROM ${table}`)).toEqual([{ a: 1 }]);
+      await db.runOperation(`ALTER TABLE ${table} ADD COLUMN b int DEFAULT 2`);
+      expect(await db.runQuery(`SELECT * FROM ${table}`)).toEqual([{ a: 1, b: 2 }]);
+    } finally {
+      await db.runOperation(`DROP TABLE ${table}`).catch(() => {});
+      await close();
+    }
+  });
+});
