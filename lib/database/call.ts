@@ -28,6 +28,8 @@ export class CallHandle {
   cancelConsumed = false;
   private settled = false;
   private timer?: NodeJS.Timeout;
+  private deadlineAt?: number;
+  private timeoutMs?: number;
   private signal?: AbortSignal;
   private onAbort?: () => void;
 
@@ -42,16 +44,29 @@ export class CallHandle {
     return this.cancelWentOut && !this.cancelConsumed;
   }
 
+  /** Milliseconds left before the deadline, at most `fallback` (and at least 1); `fallback` when the call has no deadline. */
+  remainingMs(fallback: number): number {
+    if (this.deadlineAt === undefined) return fallback;
+    return Math.max(1, Math.min(fallback, this.deadlineAt - Date.now()));
+  }
+
   deadline(ms: number): void {
-    this.timer = setTimeout(() => {
-      this.interrupt(
-        new QueryTimeout(`query on database "${this.owner.name}" exceeded its timeout of ${ms} ms (QueryOptions.timeoutMs / queryTimeoutMs)`, {
-          timeoutMs: ms,
-          database: this.owner.name,
-          dialect: this.owner.dialect,
-        }),
-      );
-    }, ms);
+    this.deadlineAt = Date.now() + ms;
+    this.timeoutMs = ms;
+    this.timer = setTimeout(() => this.expire(), ms);
+  }
+
+  /** Interrupts the call with its `QueryTimeout` now: its deadline is reached (a wait bounded by `remainingMs` ended first). */
+  expire(): void {
+    if (this.timer) clearTimeout(this.timer);
+    const ms = this.timeoutMs ?? 0;
+    this.interrupt(
+      new QueryTimeout(`query on database "${this.owner.name}" exceeded its timeout of ${ms} ms (QueryOptions.timeoutMs / queryTimeoutMs)`, {
+        timeoutMs: ms,
+        database: this.owner.name,
+        dialect: this.owner.dialect,
+      }),
+    );
   }
 
   watch(signal: AbortSignal): void {

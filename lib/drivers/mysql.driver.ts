@@ -144,6 +144,8 @@ class MysqlConnection implements Connection {
   private errorHandler: (e: DatabaseError) => void = () => {};
   private endHandlers: Array<() => void> = [];
   private timeoutVariable: string | undefined;
+  /** Rejections of the commands in flight: mysql2 never settles them once the connection is destroyed. */
+  private readonly inFlight = new Set<(error: DatabaseError) => void>();
 
   constructor(
     private readonly raw: RawConnection,
@@ -183,7 +185,9 @@ class MysqlConnection implements Connection {
 
   execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
     return new Promise((resolve, reject) => {
+      this.inFlight.add(reject);
       const callback = (error: (Error & { code?: string; fatal?: boolean }) | null, result: unknown) => {
+        this.inFlight.delete(reject);
         if (error) {
           if (error.fatal || (error.code && FATAL_CODES.has(error.code))) this.broken = true;
           reject(this.driver.translateError(error, text, values.length > 0));
@@ -291,9 +295,14 @@ class MysqlConnection implements Connection {
   }
 
   async ping(): Promise<void> {
-    await new Promise<void>((resolve, reject) =>
-      this.raw.ping((err) => (err ? reject(this.driver.translateError(err, 'PING')) : resolve())),
-    );
+    await new Promise<void>((resolve, reject) => {
+      this.inFlight.add(reject);
+      this.raw.ping((err) => {
+        this.inFlight.delete(reject);
+        if (err) reject(this.driver.translateError(err, 'PING'));
+        else resolve();
+      });
+    });
   }
 
   close(): Promise<void> {
@@ -309,9 +318,25 @@ class MysqlConnection implements Connection {
     });
   }
 
+  /**
+   * Closes the socket at once. mysql2's own `destroy()` only half-closes it and never settles
+   * the command in flight, so a statement waiting on a silent server would hang forever: the
+   * socket is destroyed outright and the pending commands reject with `CONNECTION_LOST`.
+   */
   destroy(): void {
     this.broken = true;
     this.raw.destroy();
+    (this.raw as unknown as { stream?: { destroy?(): void } }).stream?.destroy?.();
+    const pending = [...this.inFlight];
+    this.inFlight.clear();
+    for (const reject of pending) reject(this.lostError());
+  }
+
+  private lostError(): DatabaseError {
+    return new DatabaseError('connection destroyed by the client while a statement was in flight (timeout or cancel)', {
+      dialect: 'mysql',
+      code: 'CONNECTION_LOST',
+    });
   }
 
   onError(handler: (error: DatabaseError) => void): void {

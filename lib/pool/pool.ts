@@ -9,10 +9,19 @@
  * idle connections go to waiters in arrival order, a new connection is opened only when
  * nobody returns one, and every hand-off happens in `pulse()`.
  *
- * Invariants: a connection is either idle (in `idle`), busy (in `busy`), or being opened
- * (`opening` counts it); `idle + busy + opening <= max`. A connection is released exactly once;
- * a second release throws. A connection released broken, inside a transaction that cannot be
- * rolled back, or past its lifetime is destroyed, never handed out again.
+ * Invariants: a connection is either idle (in `idle`), busy (in `busy`, validating included),
+ * being reset after a release or being opened (`opening` counts both); `idle + busy + opening
+ * <= max`. Each pooled connection has one `state`, changed only by `transition()`:
+ *
+ *   idle ──lend──▶ busy ──release──▶ idle
+ *     │              │  └─(inside a transaction)──▶ resetting ──ROLLBACK ok──▶ idle
+ *     │              └─(broken, discarded, expired)──▶ closed
+ *     └─(idle too long)──▶ validating ──ping ok──▶ busy;  any failure or timeout ──▶ closed
+ *
+ * A connection is released exactly once; a second release throws. A connection released
+ * broken, after a client-side timeout (`discard`), inside a transaction that cannot be rolled
+ * back in time, or past its lifetime is destroyed, never handed out again. Errors a connection
+ * reports after it was closed are ignored: they are the echo of our own destroy.
  */
 import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../errors.js';
 import type { Connection } from '../drivers/driver.js';
@@ -62,7 +71,10 @@ export interface Lease {
   discard?: boolean;
 }
 
+type EntryState = 'idle' | 'busy' | 'validating' | 'resetting' | 'closed';
+
 interface Entry extends Lease {
+  state: EntryState;
   createdAt: number;
   idleSince: number;
   released: boolean;
@@ -73,9 +85,17 @@ interface Waiter {
   resolve(entry: Entry): void;
   reject(error: unknown): void;
   timer?: NodeJS.Timeout;
+  /** Where the caller asked for the connection, kept for the leak warning (only with `leakDetectionMs`). */
+  takenAt?: Error;
 }
 
 const NO_TIMEOUT = 0;
+/**
+ * Bound of the pool's own round trips: the ROLLBACK of a connection released inside a
+ * transaction and the validation ping of one idle too long. A connection that does not answer
+ * in time (a silent server, a stopped backend) is destroyed rather than waited on forever.
+ */
+const HOUSEKEEPING_TIMEOUT_MS = 5000;
 
 export class Pool {
   private readonly idle: Entry[] = [];
@@ -135,8 +155,11 @@ export class Pool {
     this.pulse();
   }
 
-  acquire(timeoutMs: number = this.options.acquireTimeoutMs): Promise<Lease> {
+  acquire(timeoutMs: number = this.options.acquireTimeoutMs, takenAt?: Error): Promise<Lease> {
     if (this.closed) return Promise.reject(this.closedError());
+    // Captured here, synchronously in the caller's stack: a connection handed over later, from
+    // a `.then`, would otherwise carry a stack that names only the pool.
+    if (this.options.leakDetectionMs > 0) takenAt ??= new Error('connection taken here');
     // Fast path: a warm idle connection and nobody ahead in line.
     while (this.waiters.length === 0 && this.idle.length > 0) {
       const entry = this.idle.pop()!;
@@ -144,11 +167,11 @@ export class Pool {
         this.destroy(entry);
         continue;
       }
-      if (Date.now() - entry.idleSince > this.options.validateAfterIdleMs) return this.validateThenLend(entry, timeoutMs);
-      return Promise.resolve(this.lend(entry));
+      if (Date.now() - entry.idleSince > this.options.validateAfterIdleMs) return this.validateThenLend(entry, timeoutMs, takenAt);
+      return Promise.resolve(this.lend(entry, takenAt));
     }
     return new Promise<Lease>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject };
+      const waiter: Waiter = { resolve, reject, takenAt };
       if (timeoutMs > NO_TIMEOUT) {
         waiter.timer = setTimeout(() => {
           const i = this.waiters.indexOf(waiter);
@@ -176,7 +199,13 @@ export class Pool {
     entry.released = true;
     this.busy.delete(entry);
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
+    entry.leakTimer = undefined;
     const c = entry.connection;
+    if (entry.state === 'closed') {
+      // Destroyed while on loan (pool shutdown, a housekeeping timeout): nothing to give back.
+      this.pulse();
+      return;
+    }
     if (entry.discard || c.broken || this.closed || this.expired(entry)) {
       this.destroy(entry);
       this.pulse();
@@ -184,11 +213,12 @@ export class Pool {
     }
     if (c.transactionStatus === 'transaction' || c.transactionStatus === 'failed') {
       // Handed back inside a transaction: roll it back before anyone else gets it, or drop it.
+      this.transition(entry, 'resetting');
       this.opening++; // counts as "not available" while it is cleaned
-      c.execute('ROLLBACK', [], { rowMode: 'array' }).then(
+      this.bounded(entry, c.execute('ROLLBACK', [], { rowMode: 'array' })).then(
         () => {
           this.opening--;
-          if (c.transactionStatus === 'idle' || c.transactionStatus === 'unknown') this.makeIdle(entry);
+          if (!c.broken && (c.transactionStatus === 'idle' || c.transactionStatus === 'unknown')) this.makeIdle(entry);
           else this.destroy(entry);
           this.pulse();
         },
@@ -234,14 +264,16 @@ export class Pool {
     });
   }
 
-  private lend(entry: Entry): Entry {
+  private lend(entry: Entry, takenAt?: Error): Entry {
     entry.released = false;
     entry.discard = false;
+    this.transition(entry, 'busy');
     this.busy.add(entry);
     const leakMs = this.options.leakDetectionMs;
     if (leakMs > 0) {
-      const taken = new Error('connection taken here');
+      const taken = takenAt ?? new Error('connection taken here');
       entry.leakTimer = setTimeout(() => {
+        entry.leakTimer = undefined;
         const stack = taken.stack ?? '';
         this.hooks.onLeak?.(
           `a connection of database "${this.hooks.name}" has been held for more than ${leakMs} ms (pool.leakDetectionMs) and not released`,
@@ -253,17 +285,41 @@ export class Pool {
     return entry;
   }
 
-  private async validateThenLend(entry: Entry, timeoutMs: number): Promise<Lease> {
+  /** A connection idle for longer than `validateAfterIdleMs` answers a ping before it is lent; a dead one is replaced. */
+  private async validateThenLend(entry: Entry, timeoutMs: number, takenAt?: Error): Promise<Lease> {
+    const started = Date.now();
+    this.transition(entry, 'validating');
     this.busy.add(entry);
     try {
-      await entry.connection.ping();
-      this.busy.delete(entry);
-      return this.lend(entry);
+      await this.bounded(entry, entry.connection.ping());
     } catch {
-      this.busy.delete(entry);
       this.destroy(entry);
-      return this.acquire(timeoutMs);
+      return this.acquire(Math.max(1, timeoutMs - (Date.now() - started)), takenAt);
     }
+    this.busy.delete(entry);
+    if (this.closed || entry.connection.broken) {
+      this.destroy(entry);
+      return this.acquire(Math.max(1, timeoutMs - (Date.now() - started)), takenAt);
+    }
+    return this.lend(entry, takenAt);
+  }
+
+  /** Settles like `work`, or rejects and destroys the connection if it does not answer within the housekeeping bound. */
+  private bounded<T>(entry: Entry, work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        entry.connection.destroy();
+        reject(new DatabaseError(`connection did not answer within ${HOUSEKEEPING_TIMEOUT_MS} ms`, { code: 'CONNECTION_LOST' }));
+      }, HOUSEKEEPING_TIMEOUT_MS);
+      timer.unref();
+    });
+    work.catch(() => {}); // it may settle after the timeout: nobody else awaits it
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private transition(entry: Entry, to: EntryState): void {
+    entry.state = to;
   }
 
   private makeIdle(entry: Entry): void {
@@ -276,9 +332,10 @@ export class Pool {
     const waiter = this.waiters.shift();
     if (waiter) {
       if (waiter.timer) clearTimeout(waiter.timer);
-      waiter.resolve(this.lend(entry));
+      waiter.resolve(this.lend(entry, waiter.takenAt));
       return;
     }
+    this.transition(entry, 'idle');
     this.idle.push(entry);
     this.startReaper();
     this.notifyDrained();
@@ -298,7 +355,7 @@ export class Pool {
       }
       const waiter = this.waiters.shift()!;
       if (waiter.timer) clearTimeout(waiter.timer);
-      waiter.resolve(this.lend(entry));
+      waiter.resolve(this.lend(entry, waiter.takenAt));
     }
     const total = this.idle.length + this.busy.size + this.opening;
     const wanted = Math.min(this.waiters.length - this.opening, this.options.max - total);
@@ -333,8 +390,9 @@ export class Pool {
 
   private register(connection: Connection): Entry {
     const now = Date.now();
-    const entry: Entry = { connection, createdAt: now, idleSince: now, released: true };
+    const entry: Entry = { connection, state: 'busy', createdAt: now, idleSince: now, released: true };
     connection.onError((error) => {
+      if (entry.state === 'closed') return; // the echo of our own destroy
       this.hooks.onConnectionError?.(error);
       this.evictIdle(entry);
     });
@@ -360,6 +418,9 @@ export class Pool {
   private destroy(entry: Entry): void {
     this.busy.delete(entry);
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
+    entry.leakTimer = undefined;
+    if (entry.state === 'closed') return;
+    this.transition(entry, 'closed');
     entry.connection.destroy();
     this.hooks.onClose?.(entry.connection);
     this.notifyDrained();
@@ -368,6 +429,8 @@ export class Pool {
 
   private async closeEntry(entry: Entry): Promise<void> {
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
+    if (entry.state === 'closed') return;
+    this.transition(entry, 'closed');
     await entry.connection.close().catch(() => entry.connection.destroy());
     this.hooks.onClose?.(entry.connection);
   }

@@ -6,6 +6,13 @@
  * `assertAlive()` throws `ConnectionDead` at once, so calls fail fast instead of queueing
  * behind a server that is gone. `closed` is final (application shutdown).
  *
+ * Two ways in: `checkForDeadConnection(error)` marks the database dead on the spot (a
+ * connection could not be opened: that is the server's answer). `suspectDeadConnection(error)`
+ * is for one pooled connection that died (a killed session, a server-side idle timeout, a
+ * packet-size error that closed it): one session gone does not mean the server is, so a single
+ * reconnect attempt checks first, and only if that fails is the database marked dead. Calls go
+ * on meanwhile; one check runs at a time however many connections die together.
+ *
  * Pure logic: it knows no driver. The `Database` gives it a `reconnect` function (open one
  * connection and ping it) and feeds it errors.
  *
@@ -48,6 +55,7 @@ export class DeadConnectionDetector {
   private nextAttemptValue?: Date;
   private attemptsValue = 0;
   private loop?: Promise<void>;
+  private verifying?: Promise<void>;
   private waiters: Array<() => void> = [];
   private readonly clock: Clock;
   private readonly deathChecker: DeathChecker;
@@ -108,6 +116,28 @@ export class DeadConnectionDetector {
     return true;
   }
 
+  /**
+   * One connection died with `error`: if it is a death error, checks the server with a single
+   * reconnect attempt (in the background) and marks the database dead only if that fails too.
+   * Without a reconnector it is `checkForDeadConnection`. Returns whether it was a death error.
+   */
+  suspectDeadConnection(error: unknown): boolean {
+    if (this.stateValue === 'closed' || !this.deathChecker(error)) return false;
+    const reconnector = this.options.reconnector;
+    if (this.stateValue === 'dead' || !reconnector) return this.checkForDeadConnection(error);
+    this.verifying ??= reconnector().then(
+      () => {
+        this.verifying = undefined;
+      },
+      (reconnectError: unknown) => {
+        this.verifying = undefined;
+        // A reconnect refused for another reason (a rotated password) is not an outage: calls will say why.
+        if (this.stateValue === 'alive' && this.deathChecker(reconnectError)) this.checkForDeadConnection(reconnectError);
+      },
+    );
+    return true;
+  }
+
   /** Throws `ConnectionDead` while the database is dead. */
   assertAlive(): void {
     if (this.stateValue === 'dead') throw this.deadError();
@@ -157,7 +187,7 @@ export class DeadConnectionDetector {
     this.stateValue = 'closed';
     this.abort?.abort();
     this.wake();
-    await this.loop?.catch(() => {});
+    await Promise.all([this.loop?.catch(() => {}), this.verifying?.catch(() => {})]);
   }
 
   private async reconnectLoop(): Promise<void> {
