@@ -1,0 +1,55 @@
+/**
+ * The sample app: the users example of Twisted's adbapi tutorial, an accounts transfer under
+ * `@Transactional()`, PostgreSQL notifications in the spirit of txpostgres, and health probes.
+ * In your own app, import from 'nestjs-dbpool' (and 'nestjs-dbpool/health') instead of ../lib.
+ */
+import { Logger, Module, type DynamicModule, type OnApplicationBootstrap } from '@nestjs/common';
+import { Database, DatabaseModule, InjectDatabase } from '../lib/index.js';
+import { AccountsModule } from './accounts/accounts.module.js';
+import { HealthModule } from './health/health.module.js';
+import { NotificationsModule } from './notifications/notifications.module.js';
+import { UsersModule } from './users/users.module.js';
+
+/** Embedded, zero setup: the file and its folder are created on first start. */
+export const DEFAULT_DATABASE_URL = 'sqlite:./data/app.db';
+
+export interface AppOptions {
+  /** Default: the DATABASE_URL environment variable, else {@link DEFAULT_DATABASE_URL}. */
+  databaseUrl?: string;
+}
+
+@Module({})
+export class AppModule implements OnApplicationBootstrap {
+  private readonly logger = new Logger('Sample');
+
+  constructor(@InjectDatabase() private readonly db: Database) {}
+
+  /**
+   * @example
+   * const app = await NestFactory.create(AppModule.forRoot());                          // DATABASE_URL
+   * const app = await NestFactory.create(AppModule.forRoot({ databaseUrl: 'sqlite::memory:' }));
+   */
+  static forRoot(options: AppOptions = {}): DynamicModule {
+    const url = options.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+    // LISTEN/NOTIFY is PostgreSQL's: @OnNotify on another dialect would fail the boot, so the
+    // notifications feature is only imported there.
+    const postgres = /^postgres(ql)?:/i.test(url);
+    return {
+      module: AppModule,
+      imports: [
+        // Global, so every feature module can @InjectDatabase() and the health indicator.
+        DatabaseModule.forRoot({ url, isGlobal: true }),
+        UsersModule,
+        AccountsModule,
+        HealthModule,
+        ...(postgres ? [NotificationsModule] : []),
+      ],
+    };
+  }
+
+  onApplicationBootstrap(): void {
+    if (this.db.dialect !== 'postgres') {
+      this.logger.log(`Notifications need PostgreSQL: /notify is off on ${this.db.dialect}`);
+    }
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * `npm start`: the sample on DATABASE_URL (default: an SQLite file in ./data, no server needed).
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm start
+ *   DATABASE_URL=mysql://root@127.0.0.1:3306/test npm start
+ */
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Database } from '../lib/index.js';
+import { AppModule } from './app.module.js';
+
+const app = await NestFactory.create(AppModule.forRoot());
+// SIGTERM/SIGINT run the shutdown hooks: readiness goes down, then the pool drains and closes.
+app.enableShutdownHooks();
+const port = Number(process.env.PORT ?? 3000);
+await app.listen(port);
+Logger.log(`Sample listening on http://localhost:${port} — try /users/glyph (database: ${app.get(Database).dialect})`, 'Sample');
