@@ -29,6 +29,8 @@ export interface TransactionRunnerHost extends TransactionHost {
   finish(tx: Transaction): void;
   /** Cancels the statement running on the transaction's connection, if any. */
   interrupt(tx: Transaction): void;
+  /** How long an interrupted statement may take to stop before its connection is destroyed. */
+  readonly interruptGraceMs: number;
   isDeathError(error: unknown): boolean;
 }
 
@@ -133,7 +135,13 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
       tx.timedOut = true;
       // Only a running statement needs the server's cancel: an idle transaction refuses its next
       // statement client-side, and a cancel sent to an idle session could hit the ROLLBACK.
-      if (tx.running > 0) host.interrupt(tx);
+      if (tx.running === 0) return;
+      host.interrupt(tx);
+      // A server that does not answer the cancel either must not hold the caller past the
+      // deadline: its connection is given up on, which fails the statement.
+      timer = setTimeout(() => {
+        if (tx.running > 0) tx.connection.destroy();
+      }, host.interruptGraceMs);
     }, options.timeoutMs);
   }
   const timeoutError = () =>
