@@ -80,29 +80,86 @@ function build(query: SqlQuery, dialect: Dialect, values: unknown[]): string {
   return text;
 }
 
-/**
- * Quotes an identifier for the dialect: `"a""b"` on PostgreSQL and SQLite, `` `a``b` `` on MySQL.
- * Rejects empty names and NUL characters, which no dialect can quote.
- */
-export function quoteIdentifier(name: string, dialect: Dialect): string {
+/** The longest identifier PostgreSQL keeps (NAMEDATALEN - 1, in bytes); it silently cuts longer ones. */
+const POSTGRES_MAX_IDENTIFIER_BYTES = 63;
+/** MySQL's limit for table and column names (characters); it silently cuts column aliases at 255 bytes. */
+const MYSQL_MAX_IDENTIFIER_CHARS = 64;
+/** MariaDB/MySQL strip control characters and spaces from the start of an alias without an error (measured: U+0001–U+0020, U+007F). */
+const MYSQL_LEADING_STRIPPED = /^[\u0001-\u0020\u007f]/;
+/** …and refuse spaces at the end of a table or column name. */
+const MYSQL_TRAILING_SPACE = /[ \t\n\r\v\f]$/;
+
+/** The checks every dialect shares; done when `sql.identifier()` is called, so a bad name fails where it is written. */
+function checkIdentifier(name: string): void {
   if (typeof name !== 'string' || name.length === 0) {
-    throw new InvalidParameter('sql.identifier needs a non-empty string');
+    throw new InvalidParameter(`sql.identifier needs a non-empty string (got ${typeof name === 'string' ? 'an empty string' : typeof name})`);
   }
   if (name.includes('\0')) {
     throw new InvalidParameter('sql.identifier: an identifier cannot contain a NUL character');
   }
-  return dialect === 'mysql' ? '`' + name.replace(/`/g, '``') + '`' : '"' + name.replace(/"/g, '""') + '"';
+  if (!(name as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    throw new InvalidParameter('sql.identifier: an identifier cannot contain a lone UTF-16 surrogate (UTF-8 cannot encode it)');
+  }
+}
+
+/**
+ * Quotes an identifier for the dialect: `"a""b"` on PostgreSQL and SQLite, `` `a``b` `` on MySQL.
+ * Any character can be quoted; what the server would silently change is refused instead, with
+ * `InvalidParameter`: NUL and lone surrogates everywhere, more than 63 bytes on PostgreSQL
+ * (it truncates), and on MySQL more than 64 characters, characters beyond U+FFFF (identifiers
+ * are utf8mb3), a leading space or control character (an alias silently loses it) and a
+ * trailing space.
+ */
+export function quoteIdentifier(name: string, dialect: Dialect): string {
+  checkIdentifier(name);
+  if (dialect === 'postgres') {
+    const bytes = Buffer.byteLength(name, 'utf8');
+    if (bytes > POSTGRES_MAX_IDENTIFIER_BYTES) {
+      throw new InvalidParameter(
+        `sql.identifier: PostgreSQL identifiers are at most ${POSTGRES_MAX_IDENTIFIER_BYTES} bytes (got ${bytes}); a longer one would be silently truncated`,
+        { dialect },
+      );
+    }
+    return '"' + name.replace(/"/g, '""') + '"';
+  }
+  if (dialect === 'mysql') {
+    const chars = [...name];
+    if (chars.length > MYSQL_MAX_IDENTIFIER_CHARS) {
+      throw new InvalidParameter(`sql.identifier: MySQL identifiers are at most ${MYSQL_MAX_IDENTIFIER_CHARS} characters (got ${chars.length})`, { dialect });
+    }
+    if (chars.some((c) => c.length > 1)) {
+      throw new InvalidParameter('sql.identifier: MySQL identifiers cannot hold characters beyond U+FFFF (emoji, say): they are stored as utf8mb3', { dialect });
+    }
+    if (MYSQL_LEADING_STRIPPED.test(name) || MYSQL_TRAILING_SPACE.test(name)) {
+      throw new InvalidParameter(
+        'sql.identifier: MySQL identifiers cannot start with a space or control character, nor end with a space (it strips or refuses them)',
+        { dialect },
+      );
+    }
+    return '`' + name.replace(/`/g, '``') + '`';
+  }
+  return '"' + name.replace(/"/g, '""') + '"';
 }
 
 type Sql = {
   (strings: TemplateStringsArray, ...values: unknown[]): SqlQuery;
-  /** An identifier (table, column, schema), quoted per dialect. `sql.identifier('public', 'users')` gives `"public"."users"`. */
+  /**
+   * An identifier (table, column, schema), quoted per dialect: `sql.identifier('public', 'users')`
+   * gives `"public"."users"`. Any name is safe to pass; one the server would silently alter
+   * (truncate, strip) is refused with `InvalidParameter` (see `quoteIdentifier`).
+   */
   identifier(...names: string[]): IdentifierFragment;
   /** Joins fragments or values with a separator (default `, `). */
   join(parts: readonly unknown[], separator?: SqlQuery): SqlQuery;
   /**
-   * UNSAFE: text spliced into the statement as it is. Never pass user input; use it only for
-   * SQL you wrote yourself (a sort direction picked from a fixed list, say).
+   * UNSAFE: text spliced into the statement as it is, with no quoting and no check. Anything
+   * in it is SQL: never pass user input, not even "cleaned" input; use it only for SQL you
+   * wrote yourself, such as a keyword picked from a fixed list. Values go in `${value}`,
+   * names in `sql.identifier(name)`.
+   *
+   * @example
+   * const direction = req.query.desc ? sql.raw('DESC') : sql.raw('ASC'); // chosen, never copied from the request
+   * await db.runQuery(sql`SELECT * FROM users ORDER BY ${sql.identifier(column)} ${direction}`);
    */
   raw(text: string): SqlQuery;
 };
@@ -111,7 +168,8 @@ export const sql: Sql = Object.assign(
   (strings: TemplateStringsArray, ...values: unknown[]) => new SqlQuery(strings, values),
   {
     identifier: (...names: string[]) => {
-      for (const n of names) quoteIdentifier(n, 'postgres');
+      if (names.length === 0) throw new InvalidParameter('sql.identifier needs at least one name');
+      for (const n of names) checkIdentifier(n);
       return new IdentifierFragment(names);
     },
     join: (parts: readonly unknown[], separator: SqlQuery = new SqlQuery([', '], [])) => {

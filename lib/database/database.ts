@@ -109,7 +109,7 @@ export class Database implements TransactionRunnerHost {
     const poolOptions = recommended ? { ...options.pool, max: Math.min(options.pool.max, recommended) } : options.pool;
     this.pool = new Pool(poolOptions, {
       name: this.name,
-      create: () => this.driver.connect(),
+      create: () => this.connectDriver(),
       onCreateError: (error) => this.detector.checkForDeadConnection(error),
       // One pooled connection that died proves little (a killed session, an idle timeout): the detector checks the server first.
       onConnectionError: (error) => {
@@ -314,7 +314,7 @@ export class Database implements TransactionRunnerHost {
     const started = performance.now();
     try {
       if (!this.probeConnection || this.probeConnection.broken) {
-        const connection = await this.driver.connect();
+        const connection = await this.connectDriver();
         if (this.state !== 'open') {
           connection.destroy();
           throw this.closedError();
@@ -574,7 +574,7 @@ export class Database implements TransactionRunnerHost {
 
   /** @internal The detector's reconnect: one new connection that answers a ping joins the pool. */
   private async reconnect(): Promise<void> {
-    const connection = await this.driver.connect();
+    const connection = await this.connectDriver();
     const limitMs = this.options.settings.connectTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -763,7 +763,24 @@ export class Database implements TransactionRunnerHost {
 
   /** @internal For the listener and the health indicator: a connection outside the pool. */
   openDedicatedConnection(): Promise<Connection> {
-    return this.driver.connect();
+    return this.connectDriver();
+  }
+
+  /**
+   * A new connection; whatever the driver throws comes out translated, so that nothing it
+   * carries (mysql2 puts a malformed URL, password included, in a TypeError's `input`)
+   * reaches the pool, the detector, logs or health output unredacted.
+   */
+  private connectDriver(): Promise<Connection> {
+    let pending: Promise<Connection>;
+    try {
+      pending = this.driver.connect();
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    return pending.catch((error: unknown) => {
+      throw this.driver.translateError(error);
+    });
   }
 
   /** @internal */

@@ -1,14 +1,21 @@
 /**
- * Refuses, before anything is sent, parameter values that a driver would silently corrupt
- * (raw `pg` sends 2^53+1 as 9007199254740992, an invalid Date as `0NaN-NaN-…`, undefined
- * as NULL). Cheap enough for every call: one typeof per value.
+ * Refuses, before anything is sent, statements and parameter values that a driver would
+ * silently corrupt: raw `pg` sends 2^53+1 as 9007199254740992, an invalid Date as
+ * `0NaN-NaN-…`, undefined as NULL; every driver encodes a lone UTF-16 surrogate as U+FFFD;
+ * SQLite runs a statement only up to a NUL character; mysql2's text protocol (used for CALL,
+ * SET and with `prepare: false`) expands an array into a list of values and an object into
+ * `'[object Object]'`. Cheap enough for every call: one typeof per value, one scan per string.
  */
 import { InvalidParameter, type Dialect } from '../errors.js';
 
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
 
+/** True when `text` holds no lone surrogate, so that it survives UTF-8 encoding unchanged. */
+export const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+
 export function checkParameters(values: readonly unknown[], dialect: Dialect, maxParameters: number, query?: string): void {
+  if (query !== undefined && typeof query === 'string') checkStatementText(query, dialect);
   if (values.length > maxParameters) {
     throw new InvalidParameter(
       `${values.length} parameters exceed the ${maxParameters} that ${dialect} allows in one statement; split the statement or pass an array parameter`,
@@ -29,17 +36,44 @@ export function checkParameters(values: readonly unknown[], dialect: Dialect, ma
         throw bad(i, 'is undefined; pass null for SQL NULL', dialect, query);
       case 'string':
         if (v.includes('\0')) throw bad(i, 'contains a NUL character, which text columns cannot hold; pass a Buffer for binary data', dialect, query);
+        if (!isWellFormed(v)) {
+          throw bad(i, 'contains a lone UTF-16 surrogate, which UTF-8 cannot encode (it would be stored as U+FFFD); pass a well-formed string, or a Buffer', dialect, query);
+        }
         break;
       case 'bigint':
         if (v < INT8_MIN || v > INT8_MAX) throw bad(i, 'is a bigint outside the 64-bit integer range; pass a string for a numeric column', dialect, query);
         break;
       case 'object':
-        if (v instanceof Date && Number.isNaN(v.getTime())) throw bad(i, 'is an invalid Date; pass a valid Date or null', dialect, query);
+        if (v instanceof Date) {
+          if (Number.isNaN(v.getTime())) throw bad(i, 'is an invalid Date; pass a valid Date or null', dialect, query);
+        } else if (dialect === 'mysql' && v !== null && !ArrayBuffer.isView(v)) {
+          throw bad(
+            i,
+            `is ${Array.isArray(v) ? 'an array' : 'an object'}, which mysql2 would expand into SQL text or send as '[object Object]'; ` +
+              'pass JSON.stringify(value) for a JSON column, or one parameter per element (sql.join)',
+            dialect,
+            query,
+          );
+        }
         break;
       case 'function':
       case 'symbol':
         throw bad(i, `is a ${typeof v}, which is not a SQL value`, dialect, query);
     }
+  }
+}
+
+/** The statement itself: SQLite would run it only up to a NUL, PostgreSQL's protocol cannot carry one. */
+function checkStatementText(text: string, dialect: Dialect): void {
+  if (text.includes('\0')) {
+    throw new InvalidParameter(
+      `the statement text contains a NUL character (at offset ${text.indexOf('\0')}), which ${dialect} would reject or cut the statement at; ` +
+        'pass values as parameters and names through sql.identifier',
+      { dialect },
+    );
+  }
+  if (!isWellFormed(text)) {
+    throw new InvalidParameter('the statement text contains a lone UTF-16 surrogate, which UTF-8 cannot encode', { dialect });
   }
 }
 

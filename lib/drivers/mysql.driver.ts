@@ -23,7 +23,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
-import { redact } from './redact.js';
+import { hidePasswords, redact, redactError } from './redact.js';
 
 type Mysql2 = typeof import('mysql2');
 type RawConnection = import('mysql2').Connection;
@@ -77,6 +77,7 @@ export class MysqlDriver implements Driver {
       charset: 'utf8mb4',
       ...s.driverOptions,
     });
+    hidePasswords((raw as unknown as { config?: object }).config);
     // A connection error emitted while nobody listens would crash the process.
     raw.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
@@ -107,10 +108,20 @@ export class MysqlDriver implements Driver {
 
   translateError(error: unknown, query?: string, hadValues = false): DatabaseError {
     if (error instanceof DatabaseError) return error;
-    const e = error as { code?: string; errno?: number; sqlState?: string; message?: string; sqlMessage?: string };
+    const e = error as { code?: string; errno?: number; sqlState?: string; message?: string; sqlMessage?: string; sql?: string; stack?: string };
+    // The driver's error stays reachable as `cause` (util.inspect prints it): scrub it as our own message.
+    redactError(error, this.settings.password);
     let message = redact(e?.sqlMessage ?? e?.message ?? String(error), this.settings.password);
-    // The text protocol inlines values client-side, so "near '...'" can quote a parameter value.
-    if (hadValues) message = message.replace(/near '[\s\S]*' at line (\d+)/, "near '…' at line $1");
+    // The text protocol inlines values client-side, so "near '...'" can quote a parameter value, and `sql` holds them all.
+    if (hadValues) {
+      const near = (text: string) => text.replace(/near '[\s\S]*' at line (\d+)/, "near '…' at line $1");
+      message = near(message);
+      if (e && typeof e === 'object') {
+        for (const key of ['message', 'sqlMessage', 'stack'] as const) if (typeof e[key] === 'string') e[key] = near(e[key]);
+        if (typeof e.sql === 'string') e.sql = query ?? '';
+      }
+    }
+    if (e?.code === 'HANDSHAKE_SSL_ERROR') message = `TLS handshake failed: ${message} (check ssl.ca / sslrootcert, the host name and sslmode)`;
     const fields: DatabaseErrorFields = { dialect: 'mysql', query, cause: error, code: e?.code ?? 'DATABASE_ERROR' };
     if (typeof e?.errno === 'number') fields.errno = e.errno;
     if (typeof e?.sqlState === 'string') fields.sqlState = e.sqlState;

@@ -25,7 +25,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
-import { redact } from './redact.js';
+import { redact, redactError } from './redact.js';
 
 type PgModule = typeof import('pg');
 type PgClient = import('pg').Client;
@@ -115,9 +115,17 @@ export class PostgresDriver implements Driver {
   translateError(error: unknown, query?: string): DatabaseError {
     if (error instanceof DatabaseError) return error;
     const e = error as { code?: string; message?: string; errno?: number } | undefined;
-    const message = redact(e?.message ?? String(error), this.settings.password);
+    // The driver's error stays reachable as `cause` (util.inspect prints it): scrub it as our own message.
+    redactError(error, this.settings.password);
+    let message = redact(e?.message ?? String(error), this.settings.password);
     const code = e?.code;
     const fields: DatabaseErrorFields = { dialect: 'postgres', query, cause: error };
+    if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_(?:VERIFY|GET_ISSUER)/.test(code)) {
+      message = `TLS: the server's certificate was refused: ${message} (check ssl.ca / sslrootcert, the host name and sslmode)`;
+    }
+    if (code === undefined && /server does not support SSL/i.test(message)) {
+      return new DatabaseError(`${message}: TLS was asked for (ssl, sslmode) but the server runs without it`, { ...fields, code: 'SSL_NOT_SUPPORTED' });
+    }
     if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
       fields.code = code;
       fields.sqlState = code;

@@ -3,6 +3,8 @@
  * at bootstrap; a bad one is a `ConfigurationError` that names the option and what it accepts.
  * No message ever contains the password or the URL it came in.
  */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { ConfigurationError } from '../errors.js';
 import type { Dialect } from '../errors.js';
 import type { ConnectionSettings, Driver } from '../drivers/driver.js';
@@ -47,7 +49,16 @@ export interface DatabaseModuleOptions {
   database?: string;
   /** SQLite: the database file, or `:memory:`. */
   filename?: string;
-  /** TLS options passed to the driver (`true`, or Node `tls.connect` options such as `ca`, `rejectUnauthorized`). */
+  /**
+   * TLS: `true` (verified against the system's CAs), or Node `tls.connect` options such as
+   * `ca`, `cert`, `key`, `rejectUnauthorized`, `servername`. The server certificate and host
+   * name are verified unless `rejectUnauthorized: false`; giving a `ca` with
+   * `rejectUnauthorized: false` is refused, since the CA would be ignored. MySQL: `verifyIdentity`
+   * (the host name check) defaults to true for a host name; mysql2 cannot check an IP address,
+   * so for an IP host only the CA is verified, and `verifyIdentity: true` is refused.
+   * In a URL: `?sslmode=disable|prefer|require|verify-ca|verify-full` and `sslrootcert=<file>`
+   * (`sslcert`, `sslkey` for a client certificate), read at bootstrap. Default: no TLS.
+   */
   ssl?: boolean | Record<string, unknown>;
   pool?: PoolSettings;
   /** Give up opening a connection after this. Default: 10 000. */
@@ -132,6 +143,9 @@ interface UrlParts {
   ssl?: ConnectionSettings['ssl'];
 }
 
+type SslMode = 'disable' | 'prefer' | 'require' | 'no-verify' | 'verify-ca' | 'verify-full';
+const SSL_MODES: readonly string[] = ['disable', 'allow', 'prefer', 'require', 'no-verify', 'verify-ca', 'verify-full'];
+
 /** Parses a connection URL. Error messages show the scheme only: the URL may hold a password. */
 export function parseUrl(url: string): UrlParts {
   if (typeof url !== 'string' || url.length === 0) fail('url', 'must be a non-empty string such as postgres://user@host/db');
@@ -152,39 +166,140 @@ export function parseUrl(url: string): UrlParts {
   } catch {
     fail('url', `is not a valid ${scheme}:// URL (expected ${scheme}://user:password@host:port/database)`);
   }
+  const decode = (text: string, part: string): string => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return fail('url', `has a malformed %-escape in its ${part}`);
+    }
+  };
   const parts: UrlParts = { dialect };
   const params = parsed.searchParams;
-  const host = params.get('host') ?? decodeURIComponent(parsed.hostname);
+  const host = params.get('host') ?? decode(parsed.hostname, 'host');
   if (host) parts.host = host.replace(/^\[(.*)\]$/, '$1');
   if (parsed.port) parts.port = Number(parsed.port);
-  if (parsed.username) parts.user = decodeURIComponent(parsed.username);
-  if (parsed.password) parts.password = decodeURIComponent(parsed.password);
-  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  if (parsed.username) parts.user = decode(parsed.username, 'user name');
+  if (parsed.password) parts.password = decode(parsed.password, 'password');
+  const database = decode(parsed.pathname.replace(/^\//, ''), 'database name');
   if (database) parts.database = database;
   const sslmode = params.get('sslmode');
-  if (sslmode !== null) {
-    switch (sslmode) {
-      case 'disable':
-        parts.ssl = false;
-        break;
-      case 'prefer':
-      case 'require':
-      case 'no-verify':
-        parts.ssl = { rejectUnauthorized: false };
-        break;
-      case 'verify-ca':
-        parts.ssl = { rejectUnauthorized: true, checkServerIdentity: () => undefined };
-        break;
-      case 'verify-full':
-        parts.ssl = { rejectUnauthorized: true };
-        break;
-      default:
-        fail('url', `has sslmode "${sslmode}"; accepted: disable, prefer, require, verify-ca, verify-full`);
-    }
+  if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
+    // The value is echoed only when it looks like a mode name: a URL may hold a secret anywhere.
+    const shown = /^[a-z-]{1,20}$/i.test(sslmode) ? ` "${sslmode}"` : '';
+    fail('url', `has an unknown sslmode${shown}; accepted: disable, prefer, require, verify-ca, verify-full`);
   }
+  const rootCert = params.get('sslrootcert');
+  const cert = params.get('sslcert');
+  const key = params.get('sslkey');
   const ssl = params.get('ssl');
-  if (ssl === 'true' || ssl === '1') parts.ssl ??= {};
+  const wantsTls = ssl === 'true' || ssl === '1' || rootCert !== null || cert !== null;
+  const mode = (sslmode === 'allow' ? 'prefer' : sslmode) as SslMode | null;
+  if (mode === 'disable') {
+    parts.ssl = false;
+  } else if (mode !== null || wantsTls) {
+    parts.ssl = urlTls(dialect, mode, { rootCert, cert, key });
+  }
   return parts;
+}
+
+/**
+ * The TLS options of a URL, as libpq reads them: `require` (and `prefer`) encrypt without
+ * checking the certificate, unless `sslrootcert` is given, when they check it as `verify-ca`
+ * does; `verify-ca` checks the chain, `verify-full` the chain and the host name. With only
+ * `sslrootcert`, the mode is `verify-full`. `sslrootcert=system` uses the system's CAs.
+ * node-postgres cannot fall back to plain text, so `prefer` and `allow` mean `require`.
+ */
+function urlTls(dialect: Dialect, mode: SslMode | null, files: { rootCert: string | null; cert: string | null; key: string | null }): Record<string, unknown> {
+  const ca = files.rootCert !== null && files.rootCert !== 'system' ? readTlsFile('sslrootcert', files.rootCert) : undefined;
+  if (mode === 'no-verify' && ca !== undefined) {
+    fail('url', 'has sslmode=no-verify and an sslrootcert: the CA would be ignored; use sslmode=verify-full (or verify-ca), or drop sslrootcert');
+  }
+  let effective: SslMode | 'verify' = mode ?? 'verify';
+  if ((effective === 'require' || effective === 'prefer') && files.rootCert !== null) effective = 'verify-ca';
+  const options: Record<string, unknown> = {};
+  if (ca !== undefined) options.ca = ca;
+  if (files.cert !== null) options.cert = readTlsFile('sslcert', files.cert);
+  if (files.key !== null) {
+    hideKey(options, readTlsFile('sslkey', files.key));
+  }
+  switch (effective) {
+    case 'prefer':
+    case 'require':
+    case 'no-verify':
+      options.rejectUnauthorized = false;
+      break;
+    case 'verify-ca':
+      options.rejectUnauthorized = true;
+      if (dialect === 'mysql') options.verifyIdentity = false;
+      else options.checkServerIdentity = () => undefined;
+      break;
+    case 'verify-full':
+      options.rejectUnauthorized = true;
+      if (dialect === 'mysql') options.verifyIdentity = true;
+      break;
+    default:
+      // No sslmode: verified, with the host name check of the `ssl` option's defaults.
+      options.rejectUnauthorized = true;
+  }
+  return options;
+}
+
+/**
+ * A private key, kept out of JSON.stringify and util.inspect like the password: a hidden
+ * accessor, which even `showHidden` prints as `[Getter/Setter]`. pg and mysql2 read it by name.
+ */
+function hideKey(tls: Record<string, unknown>, key: unknown): void {
+  let value = key;
+  Object.defineProperty(tls, 'key', {
+    get: () => value,
+    set: (next: unknown) => {
+      value = next;
+    },
+    enumerable: false,
+    configurable: true,
+  });
+}
+
+/** Reads a certificate or key named in the URL, at bootstrap, so that a wrong path fails the boot rather than the first query. */
+function readTlsFile(param: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? 'unreadable';
+    return fail('url', `has ${param}="${file}", which cannot be read (${code})`);
+  }
+}
+
+/**
+ * The `ssl` option as the drivers take it: `true` becomes `{}` (mysql2 takes only objects),
+ * and an object is copied, so that a driver may add to it (mysql2 does) without touching the
+ * caller's. Verification stays on whenever a CA is given.
+ */
+function resolveSsl(ssl: unknown, dialect: Dialect, host: string | undefined): ConnectionSettings['ssl'] {
+  if (ssl === undefined || ssl === false) return ssl;
+  if (ssl === true) ssl = {};
+  if (typeof ssl !== 'object' || ssl === null || Array.isArray(ssl)) {
+    fail('ssl', 'must be true, false or an object of TLS options ({ ca, rejectUnauthorized, ... })');
+  }
+  const source = ssl as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...source };
+  if (Object.prototype.hasOwnProperty.call(source, 'key')) hideKey(out, source.key);
+  if (source.ca !== undefined && source.rejectUnauthorized === false) {
+    fail('ssl', 'has a ca and rejectUnauthorized: false: the certificate would not be checked against the ca; remove rejectUnauthorized, or the ca');
+  }
+  if (dialect === 'mysql' && out.rejectUnauthorized !== false) {
+    const ipHost = host !== undefined && isIP(host) !== 0;
+    if (out.verifyIdentity === true && ipHost) {
+      fail(
+        'ssl',
+        `asks for a host name check (verifyIdentity, sslmode=verify-full) but the host is an IP address (${host}), which mysql2 does not check ` +
+          'against the certificate: connect by the host name in the certificate, or use sslmode=verify-ca / verifyIdentity: false',
+      );
+    }
+    // mysql2 checks the chain by default but not the host name: check it, as Node and pg do, where mysql2 can.
+    if (out.verifyIdentity === undefined && out.checkServerIdentity === undefined) out.verifyIdentity = !ipHost;
+  }
+  return out;
 }
 
 /** Checks and completes the options; throws `ConfigurationError` on the first bad one. */
@@ -262,23 +377,23 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   for (const key of ['verifyOnStartup', 'prepare'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
   }
-  if (options.ssl !== undefined && typeof options.ssl !== 'boolean' && (typeof options.ssl !== 'object' || options.ssl === null)) {
-    fail('ssl', 'must be true, false or an object of TLS options ({ ca, rejectUnauthorized, ... })');
-  }
+  const host = options.host ?? fromUrl?.host ?? (dialect === 'sqlite' ? undefined : '127.0.0.1');
+  const ssl = dialect === 'sqlite' ? undefined : resolveSsl(options.ssl ?? fromUrl?.ssl, dialect, host);
 
   const settings: ConnectionSettings = {
-    host: options.host ?? fromUrl?.host ?? (dialect === 'sqlite' ? undefined : '127.0.0.1'),
+    host,
     port,
     user: options.user ?? fromUrl?.user,
     database: options.database ?? fromUrl?.database,
     filename,
-    ssl: options.ssl ?? fromUrl?.ssl,
+    ssl,
     connectTimeoutMs,
     statementTimeoutMs: queryTimeoutMs,
     driverOptions: options.driverOptions,
   };
-  // Kept out of JSON.stringify, util.inspect and object spreads.
-  Object.defineProperty(settings, 'password', { value: password, enumerable: false, writable: false });
+  // Kept out of JSON.stringify, util.inspect and object spreads; a getter, so that even
+  // util.inspect(…, { showHidden: true }) shows `[Getter]` rather than the value.
+  Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
 
   return {
     name,

@@ -65,6 +65,8 @@ export class FaultProxy {
   private latencyMs = 0;
   private closed = false;
   private readonly links = new Set<Link>();
+  /** Every socket and listening server ever opened, so close() leaves no handle behind. */
+  private readonly handles = new Set<net.Socket | net.Server>();
   private readonly hooks = new Set<DropHook>();
 
   private constructor(
@@ -154,15 +156,27 @@ export class FaultProxy {
       l.server.destroy();
       this.teardown(l);
     }
-    const srv = this.server;
     this.server = undefined;
-    if (srv) await new Promise<void>((resolve) => srv.close(() => resolve()));
+    const servers: net.Server[] = [];
+    for (const h of [...this.handles]) {
+      if (h instanceof net.Socket) h.destroy();
+      else servers.push(h);
+    }
+    await Promise.all(servers.map((srv) => new Promise<void>((resolve) => (srv.listening ? srv.close(() => resolve()) : resolve()))));
+    this.handles.clear();
+  }
+
+  private track(socket: net.Socket): void {
+    this.handles.add(socket);
+    socket.on('close', () => this.handles.delete(socket));
   }
 
   /** Listen on 127.0.0.1:port, retrying EADDRINUSE briefly (bounded to ~1 s) when re-listening. */
   private async listen(port: number): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const srv = net.createServer((socket) => this.onConnection(socket));
+      this.handles.add(srv);
+      srv.on('close', () => this.handles.delete(srv));
       try {
         await new Promise<void>((resolve, reject) => {
           srv.once('error', reject);
@@ -190,9 +204,11 @@ export class FaultProxy {
   private onConnection(client: net.Socket): void {
     this.connectionsAccepted++;
     client.on('error', noop);
+    this.track(client);
     if (this.closed || this.mode === 'reset' || this.mode === 'refuse') return rst(client);
     const server = net.connect({ host: this.targetHost, port: this.targetPort });
     server.on('error', noop);
+    this.track(server);
     const pipe = (src: net.Socket, dst: net.Socket): Pipe => ({ src, dst, queue: [], muted: false, ended: false, paused: false });
     const link: Link = { client, server, c2s: pipe(client, server), s2c: pipe(server, client), closes: 0 };
     this.links.add(link);
