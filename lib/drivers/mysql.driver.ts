@@ -23,6 +23,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
+import { savepointSql } from './savepoint.js';
 import { hidePasswords, redact, redactError } from './redact.js';
 
 type Mysql2 = typeof import('mysql2');
@@ -144,8 +145,7 @@ export class MysqlDriver implements Driver {
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    const quoted = '`' + name.replace(/`/g, '``') + '`';
-    return kind === 'create' ? `SAVEPOINT ${quoted}` : kind === 'release' ? `RELEASE SAVEPOINT ${quoted}` : `ROLLBACK TO SAVEPOINT ${quoted}`;
+    return savepointSql(kind, name, 'mysql');
   }
 }
 

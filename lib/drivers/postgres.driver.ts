@@ -25,6 +25,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
+import { savepointSql } from './savepoint.js';
 import { redact, redactError } from './redact.js';
 
 type PgModule = typeof import('pg');
@@ -159,8 +160,7 @@ export class PostgresDriver implements Driver {
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    const quoted = `"${name.replace(/"/g, '""')}"`;
-    return kind === 'create' ? `SAVEPOINT ${quoted}` : kind === 'release' ? `RELEASE SAVEPOINT ${quoted}` : `ROLLBACK TO SAVEPOINT ${quoted}`;
+    return savepointSql(kind, name, 'postgres');
   }
 
   transactionTimeoutStatement(timeoutMs: number): string {

@@ -46,6 +46,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
+import { savepointSql } from './savepoint.js';
 import { redact } from './redact.js';
 import {
   PHASE,
@@ -171,8 +172,7 @@ export class SqliteDriver implements Driver {
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    const quoted = `"${name.replace(/"/g, '""')}"`;
-    return kind === 'create' ? `SAVEPOINT ${quoted}` : kind === 'release' ? `RELEASE SAVEPOINT ${quoted}` : `ROLLBACK TO SAVEPOINT ${quoted}`;
+    return savepointSql(kind, name, 'sqlite');
   }
 
   /** Stops the worker thread; its handles are closed as it stops. A later connect() starts a new one. */

@@ -363,13 +363,15 @@ export class Pool {
       this.open().then(
         (entry) => this.makeIdle(entry),
         (error) => {
-          // The waiter at the head gets the reason its connection could not be opened.
+          // The waiter at the head gets the reason its connection could not be opened. Waiters beyond `max` get their own
+          // attempt now, one each (not a storm: every failure takes one waiter away), instead of idling to AcquireTimeout.
           const waiter = this.waiters.shift();
           if (waiter) {
             if (waiter.timer) clearTimeout(waiter.timer);
             waiter.reject(error);
           }
           this.notifyDrained();
+          this.pulse();
         },
       );
     }

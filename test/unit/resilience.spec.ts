@@ -208,3 +208,76 @@ describe('RetryingCall', () => {
 });
 
 void flush;
+
+describe('DeadConnectionDetector.suspectDeadConnection (fake clock)', () => {
+  function setup(results: Array<true | Record<string, unknown>>) {
+    const clock = new FakeClock();
+    let checks = 0;
+    const detector = new DeadConnectionDetector({
+      clock,
+      reconnect: { jitter: 0 },
+      reconnector: async () => {
+        checks++;
+        const r = results.shift() ?? true;
+        if (r !== true) throw err(r);
+      },
+    });
+    return { clock, detector, checks: () => checks };
+  }
+
+  it('one dead connection is checked with a reconnect: the server answers, so the database stays alive', async () => {
+    const { clock, detector, checks } = setup([true]);
+    const deaths = jest.fn();
+    detector.onRecovery(deaths);
+    expect(detector.suspectDeadConnection(err({ code: 'ECONNRESET' }))).toBe(true);
+    expect(detector.isDead).toBe(false);
+    expect(() => detector.assertAlive()).not.toThrow();
+    await clock.advance(0);
+    expect(checks()).toBe(1);
+    expect(detector.isDead).toBe(false);
+    expect(deaths).not.toHaveBeenCalled();
+  });
+
+  it('marks dead when the check fails with a death error, then reconnects with backoff and recovers once', async () => {
+    const { clock, detector, checks } = setup([{ code: 'ECONNREFUSED', message: 'refused' }, { code: 'ECONNREFUSED', message: 'refused' }, true]);
+    const recovered = jest.fn();
+    detector.onRecovery(recovered);
+    detector.suspectDeadConnection(err({ code: '57P01', message: 'terminating connection due to administrator command' }));
+    await clock.advance(0);
+    expect(detector.isDead).toBe(true);
+    expect(detector.deadError().message).toContain('refused');
+    await clock.advance(1000);
+    expect(checks()).toBe(3);
+    expect(recovered).toHaveBeenCalledTimes(1);
+    expect(detector.isDead).toBe(false);
+  });
+
+  it('runs one check however many connections die together', async () => {
+    const { clock, detector, checks } = setup([true]);
+    for (let i = 0; i < 20; i++) detector.suspectDeadConnection(err({ code: 'ECONNRESET' }));
+    await clock.advance(0);
+    expect(checks()).toBe(1);
+  });
+
+  it('ignores ordinary errors, and a check refused for another reason (credentials) is not an outage', async () => {
+    const { clock, detector, checks } = setup([{ code: '28P01', message: 'password authentication failed' }]);
+    expect(detector.suspectDeadConnection(err({ code: '23505' }))).toBe(false);
+    await clock.advance(0);
+    expect(checks()).toBe(0);
+    detector.suspectDeadConnection(err({ code: 'ECONNRESET' }));
+    await clock.advance(0);
+    expect(checks()).toBe(1);
+    expect(detector.isDead).toBe(false);
+  });
+
+  it('while dead, a suspicion is just one more death error: no second loop', async () => {
+    const { clock, detector, checks } = setup([{ code: 'ECONNREFUSED' }, { code: 'ECONNREFUSED' }, true]);
+    detector.checkForDeadConnection(err({ code: 'ECONNREFUSED' }));
+    detector.suspectDeadConnection(err({ code: 'ECONNRESET' }));
+    await clock.advance(0);
+    expect(checks()).toBe(1);
+    await clock.advance(1000);
+    expect(checks()).toBe(3);
+    expect(detector.isDead).toBe(false);
+  });
+});
