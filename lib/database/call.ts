@@ -83,7 +83,16 @@ export class CallHandle {
     const connection = this.connection;
     if (!connection) return;
     this.cancelWentOut = true;
-    this.cancelSent = connection.cancel().catch(() => {});
+    // A cancel that is not delivered within the grace period is given up on (the connection is
+    // destroyed below), so the lease waiting for it is always released.
+    let bound: NodeJS.Timeout | undefined;
+    this.cancelSent = Promise.race([
+      connection.cancel().catch(() => {}),
+      new Promise<void>((resolve) => {
+        bound = setTimeout(resolve, this.owner.interruptGraceMs);
+        bound.unref();
+      }),
+    ]).finally(() => clearTimeout(bound));
     const grace = setTimeout(() => {
       if (this.connection === connection) connection.destroy();
     }, this.owner.interruptGraceMs);
@@ -96,7 +105,9 @@ export class CallHandle {
 
   /** Notes how the statement ended, to know whether a cancel that went out was used up. */
   statementFailed(error: unknown): void {
-    if (this.cancelWentOut && (error instanceof QueryCanceled || error instanceof QueryTimeout)) this.cancelConsumed = true;
+    // Only the cancel's own error proves it was used up: a server-side statement timeout can end
+    // the statement first, and our cancel request may then still be on its way.
+    if (this.cancelWentOut && error instanceof QueryCanceled) this.cancelConsumed = true;
   }
 
   settle(): void {

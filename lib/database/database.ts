@@ -131,6 +131,8 @@ export class Database implements TransactionRunnerHost {
         await this.pool.verify();
       } catch (error) {
         const e = this.driver.translateError(error);
+        // The provider will never exist, so nobody else would stop the reconnect loop the failure started.
+        await this.close().catch(() => {});
         throw new DatabaseError(
           `database "${this.name}" (${this.driver.describe()}) could not be reached at startup (verifyOnStartup): ${e.message}. ` +
             'Check the server and the connection options, or set verifyOnStartup: false to start without it and connect lazily',
@@ -428,14 +430,14 @@ export class Database implements TransactionRunnerHost {
     if (typeof query === 'string') {
       text = query;
       values = params ?? [];
-      if (!Array.isArray(values)) throw new DatabaseError('params must be an array', { code: 'INVALID_PARAMETER', query: text });
+      if (!Array.isArray(values)) throw new InvalidParameter('params must be an array of values', { query: text });
     } else if (isSqlQuery(query)) {
       if (params !== undefined && params.length > 0) {
-        throw new DatabaseError('a sql`` query carries its own values; pass no params array beside it', { code: 'INVALID_PARAMETER' });
+        throw new InvalidParameter('a sql`` query carries its own values; pass no params array beside it');
       }
       ({ text, values } = query.compile(this.dialect));
     } else {
-      throw new DatabaseError(`query must be a string or a sql\`\` template (got ${typeof query})`, { code: 'INVALID_QUERY' });
+      throw new InvalidParameter(`query must be a string or a sql\`\` template (got ${typeof query})`);
     }
     checkParameters(values, this.dialect, this.driver.maxParameters, text);
     return { text, values };
@@ -709,18 +711,18 @@ export class Database implements TransactionRunnerHost {
   /** @internal */
   streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: unknown): AsyncIterable<T> & { readable(): Readable } {
     const o = options as QueryOptions | undefined;
-    return this.rowStream<T>(o, async () => {
+    return this.rowStream<T>(o, async (iterator) => {
       tx.assertActive();
       const { text, values } = this.compile(query, params);
-      let done!: () => void;
-      void tx.track(new Promise<void>((resolve) => (done = resolve)));
+      // Closed by the transaction when its interaction ends, if the consumer abandoned it.
+      tx.streams.add(iterator);
       return {
         connection: tx.connection,
         text,
         values,
         finish: (error?: unknown) => {
           if (error !== undefined && this.detector.isDeathError(error)) tx.lease.discard = true;
-          done();
+          tx.streams.delete(iterator);
         },
       };
     });
@@ -752,7 +754,7 @@ export class Database implements TransactionRunnerHost {
   }
 
   /** An iterable whose every iteration opens its own cursor: rows served from batches, one promise per row. */
-  private rowStream<T>(options: QueryOptions | undefined, open: () => Promise<StreamSource>): AsyncIterable<T> & { readable(): Readable } {
+  private rowStream<T>(options: QueryOptions | undefined, open: (iterator: RowIterator<T>) => Promise<StreamSource>): AsyncIterable<T> & { readable(): Readable } {
     const cursorOptions = { rowMode: options?.rowMode ?? 'object', batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE } as const;
     const iterable = {
       [Symbol.asyncIterator]: () => new RowIterator<T>(open, cursorOptions, (error) => this.failed(error)),

@@ -24,7 +24,7 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
   private ended = false;
 
   constructor(
-    private readonly open: () => Promise<StreamSource>,
+    private readonly open: (iterator: RowIterator<T>) => Promise<StreamSource>,
     private readonly options: StreamOptions,
     private readonly translate: (error: unknown) => DatabaseError,
   ) {}
@@ -44,7 +44,7 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
       try {
         await this.cursor?.close();
       } finally {
-        this.source?.finish();
+        this.finishOnce();
       }
     }
     return { value: undefined, done: true };
@@ -55,11 +55,25 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
     throw error;
   }
 
+  private finished = false;
+
+  /** Gives the connection back exactly once, however return(), an error and the end race. */
+  private finishOnce(error?: unknown): void {
+    if (this.finished || !this.source) return;
+    this.finished = true;
+    this.source.finish(error);
+  }
+
   private async fill(): Promise<IteratorResult<T>> {
     if (this.ended) return { value: undefined, done: true };
     try {
       if (!this.source) {
-        this.source = await this.open();
+        this.source = await this.open(this);
+        if (this.ended) {
+          // return() came while the connection was being taken: give it back at once.
+          this.finishOnce();
+          return { value: undefined, done: true };
+        }
         this.cursor = this.source.connection.cursor(this.source.text, this.source.values, this.options);
       }
       this.batch = await this.cursor!.read();
@@ -67,12 +81,12 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
     } catch (error) {
       this.ended = true;
       const translated = this.translate(error);
-      this.source?.finish(translated);
+      this.finishOnce(translated);
       throw translated;
     }
-    if (this.batch.length === 0) {
+    if (this.batch.length === 0 || this.ended) {
       this.ended = true;
-      this.source.finish();
+      this.finishOnce();
       return { value: undefined, done: true };
     }
     return { value: this.batch[this.index++] as T, done: false };

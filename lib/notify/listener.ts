@@ -16,7 +16,7 @@
  * channels were deaf and for how long, so the app can catch up on what it missed.
  */
 import type { Connection, Notification } from '../drivers/driver.js';
-import { DatabaseError, InvalidParameter } from '../errors.js';
+import { DatabaseClosed, DatabaseError, InvalidParameter } from '../errors.js';
 import type { Logger } from '../database/logger.js';
 import type { DeadConnectionDetector } from '../resilience/detector.js';
 
@@ -258,7 +258,7 @@ export class Listener {
       .then((connection) => {
         if (this.closed) {
           connection.destroy();
-          throw new DatabaseError(`the listener of database "${this.host.name}" is closed`, { code: 'DATABASE_CLOSED', database: this.host.name });
+          throw new DatabaseClosed(`the listener of database "${this.host.name}" is closed`, { database: this.host.name });
         }
         this.attach(connection);
         return connection;

@@ -55,6 +55,8 @@ export class DeadConnectionDetector {
   private nextAttemptValue?: Date;
   private attemptsValue = 0;
   private loop?: Promise<void>;
+  /** True while a reconnect loop runs. */
+  private reconnecting = false;
   private verifying?: Promise<void>;
   private waiters: Array<() => void> = [];
   private readonly clock: Clock;
@@ -111,6 +113,10 @@ export class DeadConnectionDetector {
       this.deadSinceValue = new Date(this.clock.now());
       this.attemptsValue = 0;
       this.options.onDeath?.(error);
+      this.loop = this.reconnectLoop();
+    } else if (this.stateValue === 'dead' && !this.reconnecting) {
+      // reconnect.maxRetries ran out earlier: a new death error starts a new round of attempts.
+      this.attemptsValue = 0;
       this.loop = this.reconnectLoop();
     }
     return true;
@@ -191,6 +197,15 @@ export class DeadConnectionDetector {
   }
 
   private async reconnectLoop(): Promise<void> {
+    this.reconnecting = true;
+    try {
+      await this.reconnectRounds();
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  private async reconnectRounds(): Promise<void> {
     const abort = (this.abort = new AbortController());
     const reconnector = this.options.reconnector;
     for (const delay of backoff(this.options.reconnect)) {
@@ -213,8 +228,7 @@ export class DeadConnectionDetector {
       await this.recovered();
       return;
     }
-    // maxRetries reached: stay dead; a later death error does not restart a loop, but
-    // checkForDeadConnection after a manual recovery would.
+    // maxRetries reached: stay dead until the next death error starts another round.
   }
 
   private async recovered(): Promise<void> {

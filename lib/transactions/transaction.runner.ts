@@ -130,17 +130,23 @@ async function beginWithRetry<R>(
 async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptions, fn: (tx: Transaction) => Promise<R>): Promise<R> {
   const tx = await host.begin(options);
   let timer: NodeJS.Timeout | undefined;
+  // Rejects when the deadline has passed (plus the cancel's grace when a statement was running),
+  // so an interaction awaiting something else entirely cannot hold the connection past it.
+  let expire: (() => void) | undefined;
+  const deadline = new Promise<never>((_, reject) => (expire = () => reject(timeoutError())));
+  deadline.catch(() => {});
   if (options.timeoutMs && options.timeoutMs > 0) {
     timer = setTimeout(() => {
       tx.timedOut = true;
       // Only a running statement needs the server's cancel: an idle transaction refuses its next
       // statement client-side, and a cancel sent to an idle session could hit the ROLLBACK.
-      if (tx.running === 0) return;
+      if (tx.running === 0) return expire!();
       host.interrupt(tx);
       // A server that does not answer the cancel either must not hold the caller past the
       // deadline: its connection is given up on, which fails the statement.
       timer = setTimeout(() => {
         if (tx.running > 0) tx.connection.destroy();
+        expire!();
       }, host.interruptGraceMs);
     }, options.timeoutMs);
   }
@@ -152,7 +158,9 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
   try {
     let result: R;
     try {
-      result = await runWithTransaction(host, tx, () => fn(tx));
+      const interaction = runWithTransaction(host, tx, () => fn(tx));
+      if (timer) interaction.catch(() => {}); // it may lose the race below and reject later
+      result = timer ? await Promise.race([interaction, deadline]) : await interaction;
     } catch (error) {
       tx.state = 'ending';
       await tx.settle();

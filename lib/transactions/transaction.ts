@@ -203,8 +203,12 @@ export class Transaction {
     return this.pending;
   }
 
-  /** @internal How many queries were still running; waits for them to settle. */
+  /** @internal Streams opened on this transaction and not finished yet. */
+  readonly streams = new Set<{ return(): Promise<unknown> }>();
+
+  /** @internal How many queries were still running; waits for them to settle, after closing abandoned streams. */
   async settle(): Promise<number> {
+    for (const stream of [...this.streams]) await stream.return().catch(() => {});
     const running = this.pending;
     if (running > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     return running;

@@ -281,3 +281,25 @@ describe('DeadConnectionDetector.suspectDeadConnection (fake clock)', () => {
     expect(detector.isDead).toBe(false);
   });
 });
+
+describe('DeadConnectionDetector with maxRetries', () => {
+  it('stays dead when the attempts run out, and a new death error starts another round', async () => {
+    const clock = new FakeClock();
+    let attempts = 0;
+    const detector = new DeadConnectionDetector({
+      clock,
+      reconnect: { jitter: 0, maxRetries: 2 },
+      reconnector: async () => {
+        attempts++;
+        throw err({ code: 'ECONNREFUSED' });
+      },
+    });
+    detector.checkForDeadConnection(err({ code: 'ECONNRESET' }));
+    await clock.advance(5000);
+    expect(attempts).toBe(2);
+    expect(detector.isDead).toBe(true);
+    detector.checkForDeadConnection(err({ code: 'ECONNRESET' }));
+    await clock.advance(5000);
+    expect(attempts).toBe(4);
+  });
+});
