@@ -756,8 +756,23 @@ export class Database implements TransactionRunnerHost {
   /** An iterable whose every iteration opens its own cursor: rows served from batches, one promise per row. */
   private rowStream<T>(options: QueryOptions | undefined, open: (iterator: RowIterator<T>) => Promise<StreamSource>): AsyncIterable<T> & { readable(): Readable } {
     const cursorOptions = { rowMode: options?.rowMode ?? 'object', batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE } as const;
+    const signal = options?.signal;
+    const timeoutMs = options?.timeoutMs ?? 0;
     const iterable = {
-      [Symbol.asyncIterator]: () => new RowIterator<T>(open, cursorOptions, (error) => this.failed(error)),
+      [Symbol.asyncIterator]: () => {
+        const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
+        // Checked between batches: a stream runs for as long as its consumer reads.
+        const interruption =
+          signal || deadline
+            ? () =>
+                signal?.aborted
+                  ? new QueryCanceled('stream canceled by its AbortSignal', { database: this.name, dialect: this.dialect })
+                  : deadline && Date.now() > deadline
+                    ? new QueryTimeout(`stream on database "${this.name}" exceeded its timeout of ${timeoutMs} ms`, { timeoutMs, database: this.name, dialect: this.dialect })
+                    : undefined
+            : undefined;
+        return new RowIterator<T>(open, cursorOptions, (error) => this.failed(error), interruption);
+      },
       readable: () => Readable.from(iterable, { objectMode: true }),
     };
     return iterable;

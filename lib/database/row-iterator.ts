@@ -27,6 +27,8 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
     private readonly open: (iterator: RowIterator<T>) => Promise<StreamSource>,
     private readonly options: StreamOptions,
     private readonly translate: (error: unknown) => DatabaseError,
+    /** Checked before each batch: an error to end the stream with (its AbortSignal fired, its timeoutMs passed). */
+    private readonly interruption?: () => DatabaseError | undefined,
   ) {}
 
   [Symbol.asyncIterator](): this {
@@ -66,6 +68,11 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
 
   private async fill(): Promise<IteratorResult<T>> {
     if (this.ended) return { value: undefined, done: true };
+    const stop = this.interruption?.();
+    if (stop) {
+      await this.return();
+      throw stop;
+    }
     try {
       if (!this.source) {
         this.source = await this.open(this);

@@ -206,3 +206,29 @@ describe('prepared statement cache [postgres]', () => {
     }
   });
 });
+
+describeEachDialect(serverCases, 'stream interruption', (c) => {
+  it('an AbortSignal ends a stream between batches with QueryCanceled and returns the connection', async () => {
+    const { db, close } = await openDatabase({ url: c.url(), name: 'stream-abort', pool: { max: 1 } });
+    try {
+      const query = c.dialect === 'postgres' ? 'SELECT g FROM generate_series(1, 100000) g' : 'SELECT seq FROM seq_1_to_100000';
+      const controller = new AbortController();
+      let seen = 0;
+      const error = await (async () => {
+        for await (const _row of db.stream(query, [], { signal: controller.signal, batchSize: 100 })) {
+          if (++seen === 250) controller.abort();
+        }
+      })().catch((e) => e);
+      expect(error).toBeInstanceOf(QueryCanceled);
+      expect(seen).toBeLessThanOrEqual(300);
+      expect(db.stats().busy).toBe(0);
+      const already = await (async () => {
+        for await (const _row of db.stream(query, [], { signal: AbortSignal.abort() })) seen++;
+      })().catch((e) => e);
+      expect(already).toBeInstanceOf(QueryCanceled);
+      expect(await db.runQuery('SELECT 1 AS n')).toHaveLength(1);
+    } finally {
+      await close();
+    }
+  });
+});
