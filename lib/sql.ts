@@ -28,26 +28,41 @@ export interface CompiledQuery {
   values: unknown[];
 }
 
+/**
+ * Compiled texts of templates with no nested fragments, keyed by the template's strings array,
+ * which JavaScript keeps the same for every evaluation of one template literal: an inline
+ * sql`...` in a hot path is built once per dialect, not once per call.
+ */
+const templateTexts = new WeakMap<readonly string[], Partial<Record<Dialect, string>>>();
+
 /** A query built with the `sql` template. Compile it with `compile(dialect)`. */
 export class SqlQuery {
   readonly [kind] = 'query';
-  private readonly cache = new Map<Dialect, string>();
+  private cache?: Partial<Record<Dialect, string>>;
 
   constructor(
     readonly strings: readonly string[],
     readonly values: readonly unknown[],
   ) {}
 
-  /** Compiles to the dialect's placeholders. The text is cached per dialect, so a query held in a constant is built once. */
+  /** Compiles to the dialect's placeholders. The text is cached per dialect (per template when it has no fragments). */
   compile(dialect: Dialect): CompiledQuery {
+    if (this.cache === undefined) {
+      const flat = this.values.every((v) => !(v instanceof SqlQuery || v instanceof RawFragment || v instanceof IdentifierFragment));
+      if (flat) {
+        let texts = templateTexts.get(this.strings);
+        if (texts === undefined) templateTexts.set(this.strings, (texts = {}));
+        this.cache = texts;
+      } else this.cache = {};
+    }
     const values: unknown[] = [];
-    const cached = this.cache.get(dialect);
+    const cached = this.cache[dialect];
     if (cached !== undefined) {
       collectValues(this, values);
       return { text: cached, values };
     }
     const text = build(this, dialect, values);
-    this.cache.set(dialect, text);
+    this.cache[dialect] = text;
     return { text, values };
   }
 
