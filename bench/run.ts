@@ -21,7 +21,7 @@ import { DataSource } from 'typeorm';
 import { Database, DatabaseModule, getDatabaseToken, InjectDatabase, Transactional } from '../lib/index.js';
 
 const SMOKE = process.argv.includes('--smoke');
-const ROUNDS = SMOKE ? 1 : Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = SMOKE ? 1 : Number(process.env.BENCH_ROUNDS ?? 4);
 const ROUND_MS = SMOKE ? 150 : Number(process.env.BENCH_ROUND_MS ?? 1000);
 const ITEMS = 10_000;
 const STREAM_ROWS = SMOKE ? 2_000 : 200_000;
