@@ -25,7 +25,6 @@ import {
   NotSupported,
   QueryCanceled,
   QueryTimeout,
-  TransactionError,
   type Dialect,
 } from '../errors.js';
 import type { ResolvedOptions } from '../module/database.options.js';
@@ -173,8 +172,7 @@ export class Database implements TransactionRunnerHost {
    */
   stream<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> & { readable(): Readable } {
     const tx = currentTransaction<Transaction>(this);
-    const iterable = tx ? this.streamInTransaction<T>(tx, query, params, options) : this.streamFromPool<T>(query, params, options);
-    return Object.assign(iterable, { readable: () => Readable.from(iterable, { objectMode: true }) });
+    return tx ? this.streamInTransaction<T>(tx, query, params, options) : this.streamFromPool<T>(query, params, options);
   }
 
   /**
@@ -814,4 +812,3 @@ export class Database implements TransactionRunnerHost {
   }
 }
 
-export { TransactionError };

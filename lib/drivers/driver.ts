@@ -35,6 +35,14 @@ export interface StreamOptions {
 /** The isolation levels of the SQL standard. */
 export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
 
+/** Their SQL spelling, the same in PostgreSQL and MySQL. */
+export const ISOLATION_SQL: Record<IsolationLevel, string> = {
+  'read uncommitted': 'READ UNCOMMITTED',
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+};
+
 export interface BeginOptions {
   isolation?: IsolationLevel;
   readOnly?: boolean;

@@ -23,6 +23,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
+import { ISOLATION_SQL } from './driver.js';
 import { savepointSql } from './savepoint.js';
 import { hidePasswords, redact, redactError } from './redact.js';
 
@@ -38,13 +39,6 @@ const SERVER_STATUS_IN_TRANS = 1;
 const UNPREPARABLE = /^\s*(?:START|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|LOCK|UNLOCK|CALL|XA|USE|KILL)\b/i;
 /** Errors after which the session cannot be trusted, so the pool destroys it rather than reusing it. */
 const FATAL_CODES = new Set(['ER_NET_PACKET_TOO_LARGE', 'PROTOCOL_CONNECTION_LOST', 'ER_NET_READ_INTERRUPTED', 'ER_NET_ERROR_ON_WRITE']);
-
-const ISOLATION = {
-  'read uncommitted': 'READ UNCOMMITTED',
-  'read committed': 'READ COMMITTED',
-  'repeatable read': 'REPEATABLE READ',
-  serializable: 'SERIALIZABLE',
-} as const;
 
 export class MysqlDriver implements Driver {
   readonly dialect = 'mysql' as const;
@@ -139,7 +133,7 @@ export class MysqlDriver implements Driver {
   beginStatements(options: BeginOptions): string[] {
     const statements: string[] = [];
     // MySQL applies SET TRANSACTION to the next transaction only, so it goes right before START.
-    if (options.isolation) statements.push(`SET TRANSACTION ISOLATION LEVEL ${ISOLATION[options.isolation]}`);
+    if (options.isolation) statements.push(`SET TRANSACTION ISOLATION LEVEL ${ISOLATION_SQL[options.isolation]}`);
     statements.push(options.readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
     return statements;
   }
@@ -154,7 +148,6 @@ class MysqlConnection implements Connection {
   broken = false;
   private errorHandler: (e: DatabaseError) => void = () => {};
   private endHandlers: Array<() => void> = [];
-  private timeoutVariable: string | undefined;
   /** Rejections of the commands in flight: mysql2 never settles them once the connection is destroyed. */
   private readonly inFlight = new Set<(error: DatabaseError) => void>();
 
@@ -187,10 +180,8 @@ class MysqlConnection implements Connection {
   async setStatementTimeout(ms: number): Promise<void> {
     try {
       await this.execute(`SET SESSION max_statement_time = ${ms / 1000}`, [], { rowMode: 'array' });
-      this.timeoutVariable = 'max_statement_time';
     } catch {
       await this.execute(`SET SESSION max_execution_time = ${Math.floor(ms)}`, [], { rowMode: 'array' }).catch(() => {});
-      this.timeoutVariable = 'max_execution_time';
     }
   }
 

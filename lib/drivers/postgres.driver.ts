@@ -25,6 +25,7 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
+import { ISOLATION_SQL } from './driver.js';
 import { savepointSql } from './savepoint.js';
 import { redact, redactError } from './redact.js';
 
@@ -64,13 +65,6 @@ function statementName(text: string): string | undefined {
 
 /** 0A000 "cached plan must not change result type": the table changed under a prepared statement. */
 const STALE_PLAN = /cached plan must not change result type/i;
-
-const ISOLATION = {
-  'read uncommitted': 'READ UNCOMMITTED',
-  'read committed': 'READ COMMITTED',
-  'repeatable read': 'REPEATABLE READ',
-  serializable: 'SERIALIZABLE',
-} as const;
 
 export class PostgresDriver implements Driver {
   readonly dialect = 'postgres' as const;
@@ -153,7 +147,7 @@ export class PostgresDriver implements Driver {
 
   beginStatements(options: BeginOptions): string[] {
     let text = 'BEGIN';
-    if (options.isolation) text += ` ISOLATION LEVEL ${ISOLATION[options.isolation]}`;
+    if (options.isolation) text += ` ISOLATION LEVEL ${ISOLATION_SQL[options.isolation]}`;
     if (options.readOnly) text += ' READ ONLY';
     if (options.deferrable) text += ' DEFERRABLE';
     return [text];

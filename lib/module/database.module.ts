@@ -54,8 +54,6 @@ const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN } = new ConfigurableModule
   .setExtras<DatabaseModuleExtras>({ name: DEFAULT_DATABASE, isGlobal: false }, (definition, extras) => withDatabase(definition, extras))
   .build();
 
-const DATABASE_NAME = 'nestjs-dbpool:module-database-name';
-
 /** Closes its database on shutdown, after readiness went down; one per imported DatabaseModule. */
 class DatabaseLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   constructor(
@@ -85,7 +83,6 @@ function withDatabase(definition: DynamicModule, extras: DatabaseModuleExtras): 
   const name = extras.name ?? DEFAULT_DATABASE;
   const token = getDatabaseToken(name);
   const providers: Provider[] = [
-    { provide: DATABASE_NAME, useValue: name },
     {
       provide: token,
       inject: [MODULE_OPTIONS_TOKEN],

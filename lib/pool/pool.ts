@@ -121,9 +121,6 @@ export class Pool {
     };
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
 
   /** Opens connections until `min` are open. Errors go to `onCreateError`. */
   fill(): void {

@@ -22,7 +22,7 @@
  */
 import { ConnectionDead } from '../errors.js';
 import { backoff, type BackoffOptions } from './backoff.js';
-import { systemClock, type Clock } from './clock.js';
+import { sleep, systemClock, type Clock } from './clock.js';
 import { defaultDeathChecker, type DeathChecker } from './death-checker.js';
 
 export type DetectorState = 'alive' | 'dead' | 'closed';
@@ -212,7 +212,7 @@ export class DeadConnectionDetector {
       if (this.stateValue !== 'dead') return;
       this.nextAttemptValue = new Date(this.clock.now() + delay);
       try {
-        if (delay > 0) await sleepOn(this.clock, delay, abort.signal);
+        if (delay > 0) await sleep(this.clock, delay, abort.signal);
       } catch {
         return; // closed
       }
@@ -252,18 +252,4 @@ export class DeadConnectionDetector {
   private wake(): void {
     for (const waiter of this.waiters.splice(0)) waiter();
   }
-}
-
-function sleepOn(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const handle = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clock.clearTimeout(handle);
-      reject(new Error('closed'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
