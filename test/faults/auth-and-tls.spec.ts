@@ -11,14 +11,9 @@
 import { ConnectionDead, DatabaseError, type DatabaseModuleOptions } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { beginFaultsFile, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type FaultDb } from './harness.js';
+import { useFaultsLock, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type FaultDb } from './harness.js';
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: authentication and TLS failures are not outages', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

@@ -111,6 +111,15 @@ export async function beginFaultsFile(maxWaitMs = 240_000): Promise<() => void> 
 // ---- numbers --------------------------------------------------------------------------------
 
 /** Prints one README-ready line: `FAULTS <scenario> <dialect> key=value ...`. */
+/** Takes the faults lock for the whole file: one faults file at a time across concurrent runs of the suite (they share the servers). */
+export function useFaultsLock(): void {
+  let release: (() => void) | undefined;
+  beforeAll(async () => {
+    release = await beginFaultsFile();
+  }, 330_000);
+  afterAll(() => release?.());
+}
+
 export function report(scenario: string, dialect: string, fields: Record<string, string | number | boolean>): void {
   const pairs = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : v}`);
   console.log(`FAULTS ${scenario} ${dialect} ${pairs.join(' ')}`);

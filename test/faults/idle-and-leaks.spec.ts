@@ -6,14 +6,9 @@
 import { jest } from '@jest/globals';
 import { AcquireTimeout, ConnectionDead, type Database } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
-import { beginFaultsFile, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, waitFor, type FaultDb } from './harness.js';
+import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, waitFor, type FaultDb } from './harness.js';
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: idle connections and leaks', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

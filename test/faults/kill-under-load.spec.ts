@@ -5,7 +5,7 @@
  */
 import { AcquireTimeout, ConnectionDead } from '../../lib/index.js';
 import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
-import { beginFaultsFile, killOwnSessions, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type Admin, type FaultDb } from './harness.js';
+import { useFaultsLock, killOwnSessions, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type Admin, type FaultDb } from './harness.js';
 
 const WRITERS = 32;
 const WARMUP_MS = 2000;
@@ -13,12 +13,7 @@ const KILL_MS = 10_000;
 const KILL_EVERY_MS = 500;
 const AFTER_MS = 2500;
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: backends killed under load', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

@@ -8,18 +8,13 @@
 import { CommitOutcomeUnknown } from '../../lib/index.js';
 import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { beginFaultsFile, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type Admin, type FaultDb } from './harness.js';
+import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type Admin, type FaultDb } from './harness.js';
 
 const WRITERS = 20;
 const DURATION_MS = 30_000;
 const FAULT_EVERY_MS = 2000;
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: lost COMMIT reply', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

@@ -9,16 +9,11 @@
  */
 import { DatabaseError } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
-import { beginFaultsFile, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, type FaultDb } from './harness.js';
+import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, type FaultDb } from './harness.js';
 
 const PACKET = 65_536;
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: a fatal error for one caller', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

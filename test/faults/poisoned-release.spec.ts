@@ -7,7 +7,7 @@
  * handed is outside any transaction.
  */
 import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
-import { beginFaultsFile, openAdmin, openFaultDb, recordProcessErrors, report, sleep, waitFor, type Admin, type FaultDb } from './harness.js';
+import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, sleep, waitFor, type Admin, type FaultDb } from './harness.js';
 import type { Database, Transaction } from '../../lib/index.js';
 
 const INTERACTIONS = 1000;
@@ -28,12 +28,7 @@ function prng(seed: number): () => number {
 
 class Poison extends Error {}
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: poisoned release', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

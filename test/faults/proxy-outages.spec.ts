@@ -6,18 +6,13 @@
 import { ConnectionDead, QueryTimeout } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { beginFaultsFile, openFaultDb, percentile, recordProcessErrors, report, settleWithin, sleep, waitFor, type FaultDb } from './harness.js';
+import { useFaultsLock, openFaultDb, percentile, recordProcessErrors, report, settleWithin, sleep, waitFor, type FaultDb } from './harness.js';
 
 const REFUSE_MS = 5000;
 const BACKOFF_CAP_MS = 1000;
 const BLACKHOLE_MS = 3000;
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
   let proxy: FaultProxy;

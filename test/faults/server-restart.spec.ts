@@ -7,7 +7,7 @@
 import { ConnectionDead } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
 import {
-  beginFaultsFile,
+  useFaultsLock,
   ensureServerUp,
   openFaultDb,
   percentile,
@@ -25,12 +25,7 @@ import {
 const DOWN_MS = 3000;
 const BACKOFF_CAP_MS = 1000;
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: server restart', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;

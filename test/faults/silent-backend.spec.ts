@@ -8,17 +8,12 @@
 import { QueryTimeout } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { beginFaultsFile, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, waitFor, type Admin, type FaultDb } from './harness.js';
+import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, waitFor, type Admin, type FaultDb } from './harness.js';
 
 const VICTIM_TIMEOUT_MS = 1500;
 const OTHERS = 4;
 
-// One faults file at a time across concurrent runs of the suite (they share the servers).
-let releaseFaultsLock: (() => void) | undefined;
-beforeAll(async () => {
-  releaseFaultsLock = await beginFaultsFile();
-}, 330_000);
-afterAll(() => releaseFaultsLock?.());
+useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: alive but silent backend', (c) => {
   let processErrors: ReturnType<typeof recordProcessErrors>;
