@@ -19,6 +19,7 @@ import { RowIterator, type StreamSource } from './row-iterator.js';
 import { createDriver } from '../drivers/index.js';
 import {
   AcquireTimeout,
+  ConnectionDead,
   DatabaseClosed,
   DatabaseError,
   InvalidParameter,
@@ -32,13 +33,15 @@ import { Pool, type Lease, type PoolStats } from '../pool/pool.js';
 import { withTransientErrors, defaultDeathChecker } from '../resilience/death-checker.js';
 import { DeadConnectionDetector } from '../resilience/detector.js';
 import { isSqlQuery, sql, type SqlQuery } from '../sql.js';
-import { currentTransaction } from '../transactions/transaction.context.js';
-import { runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
+import { currentTransaction, enterHolder, heldLeases } from '../transactions/transaction.context.js';
+import { inBackground } from '../core/background.js';
+import { InteractionControl, runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
 import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
 import type { OperationResult, QueryOptions, Row } from './database.types.js';
 import type { Logger } from './logger.js';
 import { checkParameters } from './parameters.js';
 import { CallHandle } from './call.js';
+import { wasNotSent } from '../drivers/not-sent.js';
 import { Listener, quoteChannel, type ResubscribeInfo, type SubscribeOptions } from '../notify/listener.js';
 
 /** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
@@ -63,7 +66,10 @@ export class Database implements TransactionRunnerHost {
   /** @internal */ readonly driver: Driver;
   /** @internal */ readonly logger: Logger;
   private readonly pool: Pool;
-  private readonly calls = new WeakMap<Promise<unknown>, CallHandle>();
+  private readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
+  /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
+  private readonly keepAlive: NodeJS.Timeout;
+  private readonly waitForRecoveryMs: number;
   private readonly prepare: boolean;
   private readonly queryTimeoutMs: number;
   private readonly slowQueryMs: number;
@@ -87,6 +93,9 @@ export class Database implements TransactionRunnerHost {
     this.prepare = options.prepare;
     this.queryTimeoutMs = options.queryTimeoutMs;
     this.slowQueryMs = options.slowQueryMs;
+    this.waitForRecoveryMs = options.waitForRecoveryMs;
+    this.keepAlive = inBackground(() => setInterval(() => {}, 2 ** 31 - 1));
+    this.keepAlive.unref();
     const checker = withTransientErrors(options.deathChecker ?? defaultDeathChecker, options.transientErrors);
     this.detector = new DeadConnectionDetector({
       name: this.name,
@@ -96,7 +105,9 @@ export class Database implements TransactionRunnerHost {
       onDeath: (error) => {
         const e = this.driver.translateError(error);
         this.logger.warn(`database "${this.name}" marked dead: ${e.message}; reconnecting in the background`);
-        this.events.emit('dead', { database: this.name, error: e });
+        // Fail fast means everyone: the callers already queued for a connection too.
+        this.pool.failWaiters(this.detector.deadError());
+        inBackground(() => this.events.emit('dead', { database: this.name, error: e }));
       },
       onRecovered: (downtimeMs) => {
         this.logger.log(`database "${this.name}" recovered after ${downtimeMs} ms`);
@@ -158,7 +169,10 @@ export class Database implements TransactionRunnerHost {
    * Database's `runQuery`/`runOperation`/`stream` use the transaction's connection.
    */
   runInteraction<R>(interaction: (tx: Transaction) => Promise<R>, options: TransactionOptions = {}): Promise<R> {
-    return this.track(() => runTransactional(this, options, interaction));
+    const control = new InteractionControl();
+    const promise = this.track(() => runTransactional(this, options, interaction, control));
+    this.calls.set(promise, { interrupt: (error) => control.cancel(error) });
+    return promise;
   }
 
   /** The transaction of the current async context on this database, if any. */
@@ -212,8 +226,11 @@ export class Database implements TransactionRunnerHost {
   listen(channel: string, observer: (n: Notification) => unknown, options?: SubscribeOptions): Promise<() => Promise<void>> {
     if (this.dialect !== 'postgres') return Promise.reject(this.notSupported('listen'));
     if (this.state !== 'open') return Promise.reject(this.closedError());
-    this.listenerValue ??= new Listener(this);
-    return this.listenerValue.subscribe(channel, observer, options);
+    // The listener's connection and every delivery belong to no caller: never to the transaction this was called in.
+    return inBackground(() => {
+      this.listenerValue ??= new Listener(this);
+      return this.listenerValue.subscribe(channel, observer, options);
+    });
   }
 
   /**
@@ -241,7 +258,7 @@ export class Database implements TransactionRunnerHost {
    */
   onResubscribe(hook: (info: ResubscribeInfo) => unknown): () => void {
     if (this.dialect !== 'postgres') throw this.notSupported('onResubscribe');
-    this.listenerValue ??= new Listener(this);
+    this.listenerValue ??= inBackground(() => new Listener(this));
     return this.listenerValue.onResubscribe(hook);
   }
 
@@ -288,7 +305,7 @@ export class Database implements TransactionRunnerHost {
    * busy pool cannot make readiness fail), shared by concurrent callers, bounded by `timeoutMs`.
    */
   probe(timeoutMs: number): Promise<number> {
-    this.probing ??= this.runProbe().finally(() => (this.probing = undefined));
+    this.probing ??= inBackground(() => this.runProbe().finally(() => (this.probing = undefined)));
     const probing = this.probing;
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -362,6 +379,7 @@ export class Database implements TransactionRunnerHost {
     this.probeConnection = undefined;
     await this.pool.close(Math.max(0, deadline - Date.now()));
     await this.driver.end?.();
+    clearInterval(this.keepAlive);
     this.state = 'closed';
     this.events.removeAllListeners();
   }
@@ -371,7 +389,7 @@ export class Database implements TransactionRunnerHost {
   /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
   private call<T>(options: QueryOptions | undefined, body: (call: CallHandle) => Promise<T>): Promise<T> {
     const call = new CallHandle(this);
-    this.inFlight++;
+    if (this.inFlight++ === 0) this.keepAlive.ref();
     const promise = new Promise<T>((resolve, reject) => {
       call.reject = reject;
       const signal = options?.signal;
@@ -404,11 +422,14 @@ export class Database implements TransactionRunnerHost {
   }
 
   private callDone(): void {
-    if (--this.inFlight === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (--this.inFlight === 0) {
+      this.keepAlive.unref();
+      if (this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
   }
 
   private track<R>(fn: () => Promise<R>): Promise<R> {
-    this.inFlight++;
+    if (this.inFlight++ === 0) this.keepAlive.ref();
     let p: Promise<R>;
     try {
       p = fn();
@@ -449,27 +470,39 @@ export class Database implements TransactionRunnerHost {
     options: QueryOptions | undefined,
   ): Promise<unknown> {
     const { text, values } = this.compile(query, params);
-    const exec: ExecuteOptions = { rowMode: options?.rowMode ?? 'object', prepare: options?.prepare ?? this.prepare };
+    const exec = this.executeOptions(call, options);
     const tx = currentTransaction<Transaction>(this);
     if (tx) return this.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, exec)));
     this.assertUsable();
+    let replays = 0;
     for (let attempt = 0; ; attempt++) {
-      const lease = await this.acquire(call);
+      const lease = await this.acquire(call, options?.waitForRecoveryMs);
       let result: ResultSet;
       try {
         result = await this.run(lease.connection, call, text, values, exec);
       } catch (error) {
         if (this.detector.isDeathError(error)) lease.discard = true;
         this.release(lease, call);
-        // Replay only what the caller declared idempotent: the statement may have reached the server.
-        if (options?.retry && attempt === 0 && lease.discard && !call.isSettled) {
-          if (await this.detector.waitForRecovery(this.options.pool.acquireTimeoutMs)) continue;
+        // A statement that provably never left the client (its connection was already closed: an idle
+        // socket the server or the network reset) runs on a fresh connection, as if nothing happened.
+        if (lease.discard && !call.isSettled && wasNotSent(error) && replays++ < this.options.pool.max) continue;
+        // Replay what may have reached the server only when the caller declared it idempotent.
+        if (options?.retry && attempt === replays && lease.discard && !call.isSettled) {
+          if (!this.detector.isDead || (await this.detector.waitForRecovery(call.remainingMs(this.options.pool.acquireTimeoutMs)))) continue;
         }
         throw error;
       }
       this.release(lease, call);
       return this.shape(mode, result);
     }
+  }
+
+  /** The driver's options for a statement of this call; the server-side limit only when it differs from the session's. */
+  private executeOptions(call: CallHandle, options: QueryOptions | undefined): ExecuteOptions {
+    const exec: ExecuteOptions = { rowMode: options?.rowMode ?? 'object', prepare: options?.prepare ?? this.prepare };
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs !== undefined && timeoutMs !== this.queryTimeoutMs) exec.statementTimeoutMs = timeoutMs;
+    return exec;
   }
 
   private shape(mode: 'rows' | 'operation', result: ResultSet): unknown {
@@ -492,9 +525,14 @@ export class Database implements TransactionRunnerHost {
       return await connection.execute(text, values, exec);
     } catch (error) {
       // After an interruption the failure is our own doing (the cancel, or the destroy after the grace period), not news about the server.
-      const e = call.interruption ? this.driver.translateError(error) : this.failed(error);
+      if (call.interruption) {
+        const e = this.driver.translateError(error);
+        call.statementFailed(e);
+        throw e;
+      }
+      const e = this.failed(error);
       call.statementFailed(e);
-      throw e;
+      throw this.detector.isDeathError(e) && !wasNotSent(e) ? this.lostUnder(e) : e;
     } finally {
       call.connection = undefined;
       if (started > 0) {
@@ -504,6 +542,18 @@ export class Database implements TransactionRunnerHost {
     }
   }
 
+  /** A connection lost under a call: `ConnectionDead`, keeping what the server or socket said. */
+  private lostUnder(e: DatabaseError): ConnectionDead {
+    return new ConnectionDead(`the connection to database "${this.name}" was lost while the statement ran (${e.message}); it may or may not have taken effect`, {
+      cause: e,
+      query: e.query,
+      sqlState: e.sqlState,
+      errno: e.errno,
+      dialect: this.dialect,
+      database: this.name,
+    });
+  }
+
   /** Translates an error and tells the detector about it: a connection that died makes it check the server. */
   private failed(error: unknown): DatabaseError {
     const e = this.driver.translateError(error);
@@ -511,9 +561,9 @@ export class Database implements TransactionRunnerHost {
     return e;
   }
 
+  /** Refuses work once shutdown began. The detector's fail-fast is in acquire(), which knows whether the call may wait. */
   private assertUsable(): void {
     if (this.state !== 'open') throw this.closedError();
-    this.detector.assertAlive();
   }
 
   private closedError(): DatabaseClosed {
@@ -531,25 +581,37 @@ export class Database implements TransactionRunnerHost {
   }
 
   /**
-   * A pool connection for this call. A call that could not get one because the database
-   * died (nothing was sent) waits for the reconnect and tries again, within its deadline.
+   * A pool connection for this call. While the detector says dead, and when the connection
+   * cannot be opened because the server is gone, the call fails at once with `ConnectionDead`,
+   * unless it may wait for the reconnect (`waitForRecoveryMs`, per call or module), within its
+   * deadline. A call that would wait for a connection its own code holds fails at once too.
    */
-  private async acquire(call: CallHandle): Promise<Lease> {
+  private async acquire(call: CallHandle, waitForRecoveryMs = this.waitForRecoveryMs): Promise<Lease> {
+    const acquireTimeoutMs = this.options.pool.acquireTimeoutMs;
     for (let attempt = 0; ; attempt++) {
+      if (this.detector.isDead) {
+        if (waitForRecoveryMs > 0 && attempt < 2 && (await this.detector.waitForRecovery(call.remainingMs(waitForRecoveryMs)))) continue;
+        call.throwIfInterrupted();
+        throw this.detector.deadError();
+      }
+      if (this.pool.isExhausted()) this.checkSelfDeadlock();
       let lease: Lease;
       try {
         // Within the call's deadline, if it has one: a caller with queryTimeoutMs never waits longer for a connection,
         // and one whose deadline ran out while waiting gets its QueryTimeout, not the pool's AcquireTimeout.
-        const waitMs = call.remainingMs(this.options.pool.acquireTimeoutMs);
+        const waitMs = call.remainingMs(acquireTimeoutMs);
         lease = await this.pool.acquire(waitMs).catch((error: unknown) => {
-          if (error instanceof AcquireTimeout && waitMs < this.options.pool.acquireTimeoutMs) call.expire();
+          if (error instanceof AcquireTimeout && waitMs < acquireTimeoutMs) call.expire();
           throw error;
         });
       } catch (error) {
         call.throwIfInterrupted();
-        if (attempt === 0 && this.state === 'open' && this.detector.isDeathError(error)) {
-          if (await this.detector.waitForRecovery(call.remainingMs(this.options.pool.acquireTimeoutMs))) continue;
+        if (this.state === 'open' && (error instanceof ConnectionDead || this.detector.isDeathError(error))) {
+          // No connection could be opened: the server is gone, and nothing was sent.
+          if (waitForRecoveryMs > 0 && attempt < 2) continue;
+          if (error instanceof ConnectionDead) throw error;
           if (this.detector.isDead) throw this.detector.deadError();
+          throw this.lostUnder(this.driver.translateError(error));
         }
         throw this.driver.translateError(error);
       }
@@ -559,6 +621,26 @@ export class Database implements TransactionRunnerHost {
       }
       return lease;
     }
+  }
+
+  /**
+   * Every connection of the pool is taken: if the calling code holds them all itself (the
+   * transactions it runs in, suspended by `requiresNew`/`notSupported`, and the streams it is
+   * reading), waiting could never end; it is refused at once.
+   */
+  private checkSelfDeadlock(): void {
+    const max = this.pool.options.max;
+    const held = heldLeases(this, (tx) => ((tx as Transaction).holdsConnection ? (tx as Transaction).lease : undefined));
+    if (held.size < max) return;
+    const memory = (this.driver as { recommendedMaxConnections?(): number | undefined }).recommendedMaxConnections?.() === 1;
+    throw new AcquireTimeout(
+      `this call waits for a connection of database "${this.name}", but the calling code itself holds all ${max} of them ` +
+        '(a transaction it runs in, suspended by propagation requiresNew or notSupported, or a stream it is still reading), so it could never get one. ' +
+        (memory
+          ? 'An in-memory SQLite database (sqlite::memory:) has a single connection: requiresNew, notSupported and queries while a stream is read need a second one; use a file database, or run them in the same transaction'
+          : 'Finish the stream first (or collect its rows), run the work in the same transaction, or raise pool.max'),
+      { code: 'SELF_DEADLOCK', database: this.name, dialect: this.dialect },
+    );
   }
 
   /** Returns a call's connection; after an interruption, only once the cancel went out, and never reused if the cancel may still land. */
@@ -616,6 +698,7 @@ export class Database implements TransactionRunnerHost {
         if (statement) await this.control(tx, statement);
       }
     } catch (error) {
+      tx.holdsConnection = false;
       this.pool.release(lease);
       throw error;
     }
@@ -623,8 +706,17 @@ export class Database implements TransactionRunnerHost {
   }
 
   /** @internal */
-  finish(tx: Transaction): void {
+  async finish(tx: Transaction): Promise<void> {
     if (tx.state === 'active' || tx.state === 'ending') tx.state = 'rolledBack';
+    const after = this.driver.finishStatements?.(tx.options) ?? [];
+    if (after.length > 0 && !tx.lease.discard && !tx.connection.broken) {
+      try {
+        for (const statement of after) await this.control(tx, statement);
+      } catch {
+        tx.lease.discard = true;
+      }
+    }
+    tx.holdsConnection = false;
     this.pool.release(tx.lease);
   }
 
@@ -680,13 +772,11 @@ export class Database implements TransactionRunnerHost {
   }
 
   /** @internal */
-  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: unknown): Promise<never> {
-    const o = options as QueryOptions | undefined;
-    return this.call(o, async (call) => {
+  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown> {
+    return this.call(options, async (call) => {
       const { text, values } = this.compile(query, params);
-      const exec: ExecuteOptions = { rowMode: o?.rowMode ?? 'object', prepare: o?.prepare ?? this.prepare };
-      return this.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, exec)));
-    }) as Promise<never>;
+      return this.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, this.executeOptions(call, options))));
+    });
   }
 
   private async executeOnTransaction(tx: Transaction, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
@@ -698,26 +788,52 @@ export class Database implements TransactionRunnerHost {
       });
     }
     tx.assertActive();
+    tx.assertNoStream();
+    // The transaction's own deadline governs the server side inside it.
+    if (tx.options.timeoutMs) exec.statementTimeoutMs = undefined;
+    // Statements of a savepoint level wait while one of its nested scopes is open (see SavepointScope).
+    const scope = tx.currentScope();
+    const admitted = scope.admit();
+    let pending: Promise<ResultSet>;
     try {
-      return await this.run(tx.connection, call, text, values, exec);
+      if (admitted) {
+        await admitted;
+        tx.assertActive();
+        tx.assertNoStream();
+      }
+      // run() hands the statement to the connection before its first await: its place in the connection's queue is fixed here.
+      pending = this.run(tx.connection, call, text, values, exec);
+    } finally {
+      scope.sent();
+    }
+    let result: ResultSet;
+    try {
+      result = await pending;
     } catch (error) {
       if (call.interruption || this.detector.isDeathError(error)) tx.lease.discard = true;
       throw error;
     }
+    const ended = tx.checkStillOpen(text);
+    if (ended) throw ended;
+    return result;
   }
 
   /** @internal */
-  streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: unknown): AsyncIterable<T> & { readable(): Readable } {
-    const o = options as QueryOptions | undefined;
-    return this.rowStream<T>(o, async (iterator) => {
+  streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+    return this.rowStream<T>(options, async (iterator) => {
       tx.assertActive();
+      tx.assertNoStream('open a second stream');
       const { text, values } = this.compile(query, params);
+      const scope = tx.currentScope();
+      const admitted = scope.admit();
+      if (admitted) await admitted;
       // Closed by the transaction when its interaction ends, if the consumer abandoned it.
       tx.streams.add(iterator);
       return {
         connection: tx.connection,
         text,
         values,
+        opened: () => scope.sent(),
         finish: (error?: unknown) => {
           if (error !== undefined && this.detector.isDeathError(error)) tx.lease.discard = true;
           tx.streams.delete(iterator);
@@ -727,13 +843,13 @@ export class Database implements TransactionRunnerHost {
   }
 
   private streamFromPool<T>(query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
-    return this.rowStream<T>(options, async () => {
+    const iterable = this.rowStream<T>(options, async () => {
       const { text, values } = this.compile(query, params);
       this.assertUsable();
-      this.inFlight++;
+      if (this.inFlight++ === 0) this.keepAlive.ref();
       let lease: Lease;
       try {
-        lease = await this.acquire(new CallHandle(this));
+        lease = await this.acquire(new CallHandle(this), options?.waitForRecoveryMs);
       } catch (error) {
         this.callDone();
         throw error;
@@ -742,6 +858,7 @@ export class Database implements TransactionRunnerHost {
         connection: lease.connection,
         text,
         values,
+        lease,
         finish: (error?: unknown) => {
           if (error !== undefined && this.detector.isDeathError(error)) lease.discard = true;
           this.pool.release(lease);
@@ -749,6 +866,16 @@ export class Database implements TransactionRunnerHost {
         },
       };
     });
+    return {
+      ...iterable,
+      // The code reading the stream holds its connection: a query it makes meanwhile that would need one more than the
+      // pool has is refused at once (checkSelfDeadlock) instead of waiting for ever.
+      [Symbol.asyncIterator]: () => {
+        const iterator = iterable[Symbol.asyncIterator]() as RowIterator<T>;
+        enterHolder(this, iterator);
+        return iterator;
+      },
+    };
   }
 
   /** An iterable whose every iteration opens its own cursor: rows served from batches, one promise per row. */

@@ -20,6 +20,11 @@ export interface QueryOptions {
    * idempotent statements. Default: false.
    */
   retry?: boolean;
+  /**
+   * While the database is marked dead, wait up to this long for the reconnect instead of failing
+   * at once with `ConnectionDead`. Default: the module's `waitForRecoveryMs` (0: fail fast).
+   */
+  waitForRecoveryMs?: number;
 }
 
 export interface OperationResult {

@@ -6,22 +6,29 @@
  */
 import type { Connection, RowCursor, StreamOptions } from '../drivers/driver.js';
 import type { DatabaseError } from '../errors.js';
+import type { LeaseHolder } from '../transactions/transaction.context.js';
 
 /** Where a stream runs: opened when iteration starts. */
 export interface StreamSource {
   connection: Connection;
   text: string;
   values: unknown[];
+  /** The pool lease the stream took for itself (not inside a transaction). */
+  lease?: object;
+  /** Called once the cursor's statement was handed to the connection. */
+  opened?(): void;
   /** Called once when the stream ends, with the error if it failed. */
   finish(error?: unknown): void;
 }
 
-export class RowIterator<T> implements AsyncIterableIterator<T> {
+export class RowIterator<T> implements AsyncIterableIterator<T>, LeaseHolder {
   private batch: unknown[] = [];
   private index = 0;
   private source?: StreamSource;
   private cursor?: RowCursor;
   private ended = false;
+  /** A row was handed out and the next one not asked for yet: the consumer's loop body runs. */
+  private inBody = false;
 
   constructor(
     private readonly open: (iterator: RowIterator<T>) => Promise<StreamSource>,
@@ -36,11 +43,21 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.index < this.batch.length) return Promise.resolve({ value: this.batch[this.index++] as T, done: false });
+    if (this.index < this.batch.length) {
+      this.inBody = true;
+      return Promise.resolve({ value: this.batch[this.index++] as T, done: false });
+    }
+    this.inBody = false;
     return this.fill();
   }
 
+  /** The stream's connection, while the code reading it is inside its loop body (and so cannot give it back). */
+  heldLease(): object | undefined {
+    return this.inBody && !this.finished ? this.source?.lease : undefined;
+  }
+
   async return(): Promise<IteratorResult<T>> {
+    this.inBody = false;
     if (!this.ended) {
       this.ended = true;
       try {
@@ -58,6 +75,12 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
   }
 
   private finished = false;
+  private opening = false;
+
+  /** True once the stream holds no connection and never will again. */
+  get released(): boolean {
+    return this.finished || (this.ended && this.source === undefined && !this.opening);
+  }
 
   /** Gives the connection back exactly once, however return(), an error and the end race. */
   private finishOnce(error?: unknown): void {
@@ -75,15 +98,29 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
     }
     try {
       if (!this.source) {
-        this.source = await this.open(this);
-        if (this.ended) {
-          // return() came while the connection was being taken: give it back at once.
-          this.finishOnce();
-          return { value: undefined, done: true };
+        this.opening = true;
+        let source: StreamSource;
+        try {
+          source = this.source = await this.open(this);
+        } finally {
+          this.opening = false;
         }
-        this.cursor = this.source.connection.cursor(this.source.text, this.source.values, this.options);
+        let reading: Promise<unknown[]>;
+        try {
+          if (this.ended) {
+            // return() came while the connection was being taken: give it back at once.
+            this.finishOnce();
+            return { value: undefined, done: true };
+          }
+          this.cursor = source.connection.cursor(source.text, source.values, this.options);
+          reading = this.cursor.read();
+        } finally {
+          source.opened?.();
+        }
+        this.batch = await reading;
+      } else {
+        this.batch = await this.cursor!.read();
       }
-      this.batch = await this.cursor!.read();
       this.index = 0;
     } catch (error) {
       this.ended = true;
@@ -96,6 +133,7 @@ export class RowIterator<T> implements AsyncIterableIterator<T> {
       this.finishOnce();
       return { value: undefined, done: true };
     }
+    this.inBody = true;
     return { value: this.batch[this.index++] as T, done: false };
   }
 }

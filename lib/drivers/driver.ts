@@ -24,6 +24,11 @@ export interface ExecuteOptions {
   rowMode: RowMode;
   /** `true`: a server-side prepared statement, cached per connection; a string names it. */
   prepare?: boolean | string;
+  /**
+   * The server-side time limit of this statement, when it differs from the session's
+   * (`ConnectionSettings.statementTimeoutMs`): set before it and restored after. 0: none.
+   */
+  statementTimeoutMs?: number;
 }
 
 export interface StreamOptions {
@@ -130,6 +135,8 @@ export interface Driver {
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string;
   /** Statement that bounds the running time of statements in the current transaction, or undefined when the dialect has none. */
   transactionTimeoutStatement?(timeoutMs: number): string | undefined;
+  /** Statements run after the COMMIT or ROLLBACK of a transaction begun with these options (undoing what `beginStatements` set on the session). */
+  finishStatements?(options: BeginOptions): string[];
   /** Releases driver-wide resources (a worker thread). */
   end?(): Promise<void>;
 }

@@ -26,6 +26,7 @@ import type {
 import { ISOLATION_SQL } from './driver.js';
 import { savepointSql } from './savepoint.js';
 import { hidePasswords, redact, redactError } from './redact.js';
+import { isWriteFailure, markNotSent } from './not-sent.js';
 
 type Mysql2 = typeof import('mysql2');
 type RawConnection = import('mysql2').Connection;
@@ -37,6 +38,10 @@ const loadMysql = (): Promise<Mysql2> =>
 const SERVER_STATUS_IN_TRANS = 1;
 /** Statements the binary protocol does not take: transaction control, session settings, LOCK, CALL with OUT variables. */
 const UNPREPARABLE = /^\s*(?:START|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|LOCK|UNLOCK|CALL|XA|USE|KILL)\b/i;
+/** mysql2's refusal of a command on a connection whose socket is gone: nothing was written. */
+const CLOSED_STATE = /can't add new command when connection is in closed state/i;
+/** 1193: unknown system variable (MySQL has max_execution_time, MariaDB max_statement_time). */
+const ER_UNKNOWN_SYSTEM_VARIABLE = 1193;
 /** Errors after which the session cannot be trusted, so the pool destroys it rather than reusing it. */
 const FATAL_CODES = new Set(['ER_NET_PACKET_TOO_LARGE', 'PROTOCOL_CONNECTION_LOST', 'ER_NET_READ_INTERRUPTED', 'ER_NET_ERROR_ON_WRITE']);
 
@@ -86,7 +91,7 @@ export class MysqlDriver implements Driver {
 
   async connect(): Promise<Connection> {
     const raw = await this.open();
-    const connection = new MysqlConnection(raw, this);
+    const connection = new MysqlConnection(raw, this, this.settings.statementTimeoutMs);
     if (this.settings.statementTimeoutMs > 0) await connection.setStatementTimeout(this.settings.statementTimeoutMs);
     return connection;
   }
@@ -151,9 +156,14 @@ class MysqlConnection implements Connection {
   /** Rejections of the commands in flight: mysql2 never settles them once the connection is destroyed. */
   private readonly inFlight = new Set<(error: DatabaseError) => void>();
 
+  /** MariaDB's max_statement_time (seconds), or MySQL's max_execution_time (milliseconds, SELECT only). */
+  private timeoutVariable: 'max_statement_time' | 'max_execution_time' = 'max_statement_time';
+
   constructor(
     private readonly raw: RawConnection,
     private readonly driver: MysqlDriver,
+    /** The session's statement time limit, as set at connect. */
+    private readonly sessionTimeoutMs: number,
   ) {
     raw.removeAllListeners('error');
     raw.on('error', (error: Error & { fatal?: boolean }) => {
@@ -179,20 +189,51 @@ class MysqlConnection implements Connection {
   /** MariaDB's `max_statement_time` (seconds), or MySQL's `max_execution_time` (ms, SELECT only). */
   async setStatementTimeout(ms: number): Promise<void> {
     try {
-      await this.execute(`SET SESSION max_statement_time = ${ms / 1000}`, [], { rowMode: 'array' });
-    } catch {
-      await this.execute(`SET SESSION max_execution_time = ${Math.floor(ms)}`, [], { rowMode: 'array' }).catch(() => {});
+      await this.send(this.timeoutStatement(ms), [], { rowMode: 'array' });
+    } catch (error) {
+      if ((error as DatabaseError).errno !== ER_UNKNOWN_SYSTEM_VARIABLE) throw error;
+      this.timeoutVariable = 'max_execution_time';
+      await this.send(this.timeoutStatement(ms), [], { rowMode: 'array' }).catch(() => {});
     }
   }
 
+  private timeoutStatement(ms: number): string {
+    const limit = Math.max(0, Math.floor(ms));
+    return this.timeoutVariable === 'max_statement_time' ? `SET SESSION max_statement_time = ${limit / 1000}` : `SET SESSION max_execution_time = ${limit}`;
+  }
+
   execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
+    if (this.broken) {
+      return Promise.reject(markNotSent(new DatabaseError('the connection was already closed; the statement was not sent', { code: 'CONNECTION_LOST', dialect: 'mysql', query: text })));
+    }
+    const limit = options.statementTimeoutMs;
+    if (limit !== undefined && limit !== this.sessionTimeoutMs) return this.withStatementTimeout(limit, () => this.send(text, values, options));
+    return this.send(text, values, options);
+  }
+
+  /** Runs `work` under another statement time limit than the session's: SET before, SET back after, queued in that order. */
+  private async withStatementTimeout(ms: number, work: () => Promise<ResultSet>): Promise<ResultSet> {
+    await this.setStatementTimeout(ms);
+    try {
+      return await work();
+    } finally {
+      this.send(this.timeoutStatement(this.sessionTimeoutMs), [], { rowMode: 'array' }).catch(() => {
+        // Nothing would put the session's limit back: the connection is not reused.
+        this.broken = true;
+      });
+    }
+  }
+
+  private send(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
     return new Promise((resolve, reject) => {
       this.inFlight.add(reject);
       const callback = (error: (Error & { code?: string; fatal?: boolean }) | null, result: unknown) => {
         this.inFlight.delete(reject);
         if (error) {
           if (error.fatal || (error.code && FATAL_CODES.has(error.code))) this.broken = true;
-          reject(this.driver.translateError(error, text, values.length > 0));
+          const translated = this.driver.translateError(error, text, values.length > 0);
+          if (isWriteFailure(error) || CLOSED_STATE.test(error.message)) markNotSent(translated);
+          reject(translated);
           return;
         }
         resolve(this.toResultSet(result));

@@ -28,6 +28,7 @@ import type {
 import { ISOLATION_SQL } from './driver.js';
 import { savepointSql } from './savepoint.js';
 import { redact, redactError } from './redact.js';
+import { isWriteFailure, markNotSent } from './not-sent.js';
 
 type PgModule = typeof import('pg');
 type PgClient = import('pg').Client;
@@ -65,6 +66,9 @@ function statementName(text: string): string | undefined {
 
 /** 0A000 "cached plan must not change result type": the table changed under a prepared statement. */
 const STALE_PLAN = /cached plan must not change result type/i;
+
+/** pg's own refusal of a query on a client whose socket is gone: nothing was written. */
+const NOT_QUERYABLE = /is not queryable/i;
 
 export class PostgresDriver implements Driver {
   readonly dialect = 'postgres' as const;
@@ -104,7 +108,7 @@ export class PostgresDriver implements Driver {
       (client as unknown as { connection: { stream: net.Socket } }).connection?.stream?.destroy?.();
       throw this.translateError(error);
     }
-    return new PostgresConnection(client, this);
+    return new PostgresConnection(client, this, s.statementTimeoutMs);
   }
 
   translateError(error: unknown, query?: string): DatabaseError {
@@ -190,6 +194,8 @@ const TX_STATUS = { I: 'idle', T: 'transaction', E: 'failed' } as const;
 class PostgresConnection implements Connection {
   transactionStatus: Connection['transactionStatus'] = 'idle';
   broken = false;
+  /** The session's statement_timeout, as set at connect. */
+  private readonly sessionTimeoutMs: number;
   /** Statements prepared on this session, least recently used first. */
   private readonly prepared = new Map<string, true>();
   private errorHandler: (e: DatabaseError) => void = () => {};
@@ -198,7 +204,9 @@ class PostgresConnection implements Connection {
   constructor(
     private readonly client: PgClient,
     private readonly driver: PostgresDriver,
+    sessionTimeoutMs: number,
   ) {
+    this.sessionTimeoutMs = sessionTimeoutMs;
     const raw = client as unknown as { connection: NodeJS.EventEmitter & { stream?: net.Socket } };
     raw.connection.on('readyForQuery', (msg: { status?: keyof typeof TX_STATUS }) => {
       this.transactionStatus = (msg.status && TX_STATUS[msg.status]) ?? 'unknown';
@@ -218,7 +226,33 @@ class PostgresConnection implements Connection {
     return (this.client as unknown as { processID: number }).processID;
   }
 
-  async execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
+  execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
+    if (this.broken) {
+      return Promise.reject(markNotSent(new DatabaseError('the connection was already closed; the statement was not sent', { code: 'CONNECTION_LOST', dialect: 'postgres', query: text })));
+    }
+    const limit = options.statementTimeoutMs;
+    if (limit !== undefined && limit !== this.sessionTimeoutMs) return this.withStatementTimeout(limit, () => this.run(text, values, options));
+    return this.run(text, values, options);
+  }
+
+  /**
+   * Runs `work` under another statement_timeout than the session's: SET before, SET back after,
+   * queued on the connection in that order. Inside a transaction a failed statement makes the
+   * SET back fail too, but then the rollback restores the value the session had before.
+   */
+  private async withStatementTimeout(ms: number, work: () => Promise<ResultSet>): Promise<ResultSet> {
+    this.client.query(`SET statement_timeout = ${Math.max(0, Math.floor(ms))}`).catch(() => {});
+    try {
+      return await work();
+    } finally {
+      this.client.query(`SET statement_timeout = ${this.sessionTimeoutMs}`).catch(() => {
+        // Outside a transaction nothing would put the session's limit back: the connection is not reused.
+        if (this.transactionStatus === 'idle') this.broken = true;
+      });
+    }
+  }
+
+  private async run(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
     const config: import('pg').QueryConfig & { rowMode?: string } = { text, values: values as unknown[] };
     if (options.rowMode === 'array') config.rowMode = 'array';
     if (options.prepare) {
@@ -241,18 +275,35 @@ class PostgresConnection implements Connection {
         await this.client.query(`DEALLOCATE "${config.name.replace(/"/g, '""')}"`).catch(() => {});
         delete this.parsedStatements()[config.name];
         this.prepared.delete(config.name);
-        return this.execute(text, values, { rowMode: options.rowMode });
+        return this.run(text, values, { rowMode: options.rowMode });
       }
-      throw this.driver.translateError(error, text);
+      const translated = this.driver.translateError(error, text);
+      if (isWriteFailure(error) || NOT_QUERYABLE.test((error as Error)?.message ?? '')) markNotSent(translated);
+      throw translated;
     }
   }
 
-  /** Forgets the least recently used statement here and on the server (queued before the next query). */
+  /**
+   * Deallocates the least recently used statement, queued before the next query. pg decides
+   * whether a named query needs its Parse when the query is dispatched, by `parsedStatements`,
+   * so that entry changes only once the server answered, in pg's own callback (which runs
+   * before the next query is dispatched): a DEALLOCATE that fails (inside a failed transaction,
+   * 25P02) leaves the statement known on both sides, and it is evicted again later. The cache
+   * never disagrees with the server, so a name can never fail with 42P05 "already exists".
+   */
   private evictLeastRecent(): void {
     const oldest = this.prepared.keys().next().value as string;
     this.prepared.delete(oldest);
-    delete this.parsedStatements()[oldest];
-    void this.client.query(`DEALLOCATE "${oldest.replace(/"/g, '""')}"`).catch(() => {});
+    this.client.query(`DEALLOCATE "${oldest.replace(/"/g, '""')}"`, (error: Error | null) => {
+      if (!error) delete this.parsedStatements()[oldest];
+      else if (!this.prepared.has(oldest)) {
+        // Still on the server: known again, as the least recently used.
+        const rest = [...this.prepared.keys()];
+        this.prepared.clear();
+        this.prepared.set(oldest, true);
+        for (const name of rest) this.prepared.set(name, true);
+      }
+    });
   }
 
   private parsedStatements(): Record<string, string> {

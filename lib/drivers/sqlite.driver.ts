@@ -164,11 +164,17 @@ export class SqliteDriver implements Driver {
    * for it as any writer does). A deferred `BEGIN` that reads and then writes has to upgrade
    * its lock later, and if another writer committed meanwhile its snapshot is stale and it
    * fails with SQLITE_BUSY_SNAPSHOT at once, with no waiting possible. Read-only
-   * transactions use a deferred `BEGIN` (SQLite has no READ ONLY transaction to enforce it).
-   * Every isolation level is accepted: SQLite transactions are always serializable.
+   * transactions use a deferred `BEGIN`.
+   * Every isolation level is accepted: SQLite transactions are always serializable. `readOnly`
+   * is enforced with `PRAGMA query_only` for the length of the transaction.
    */
   beginStatements(options: BeginOptions): string[] {
-    return [options.readOnly ? 'BEGIN' : 'BEGIN IMMEDIATE'];
+    // SQLite has no READ ONLY transaction: query_only makes every write of the session fail (SQLITE_READONLY) until it is turned off.
+    return options.readOnly ? ['BEGIN', 'PRAGMA query_only = ON'] : ['BEGIN IMMEDIATE'];
+  }
+
+  finishStatements(options: BeginOptions): string[] {
+    return options.readOnly ? ['PRAGMA query_only = OFF'] : [];
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {

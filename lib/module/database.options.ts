@@ -71,6 +71,12 @@ export interface DatabaseModuleOptions {
   transientErrors?: Array<string | number>;
   /** Replaces `defaultDeathChecker` (after `transientErrors` are added to it). */
   deathChecker?: DeathChecker;
+  /**
+   * While the database is marked dead, calls fail at once with `ConnectionDead` (fail fast). Set
+   * this to let them wait up to this long for the reconnect instead (also per call, in
+   * `QueryOptions`). Default: 0.
+   */
+  waitForRecoveryMs?: number;
   /** Fail the boot if no connection can be opened within `connectTimeoutMs`. Default: false. */
   verifyOnStartup?: boolean;
   /** On shutdown, wait this long for in-flight work before closing connections. Default: 10 000. */
@@ -102,6 +108,7 @@ export interface ResolvedOptions {
   shutdownTimeoutMs: number;
   prepare: boolean;
   slowQueryMs: number;
+  waitForRecoveryMs: number;
 }
 
 const DIALECTS = ['postgres', 'mysql', 'sqlite'] as const;
@@ -346,6 +353,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   const queryTimeoutMs = checkNumber('queryTimeoutMs', options.queryTimeoutMs, 0);
   const shutdownTimeoutMs = checkNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 10_000);
   const slowQueryMs = checkNumber('slowQueryMs', options.slowQueryMs, 0);
+  const waitForRecoveryMs = checkNumber('waitForRecoveryMs', options.waitForRecoveryMs, 0);
 
   const p = options.pool ?? {};
   if (typeof p !== 'object') fail('pool', 'must be an object such as { max: 10 }');
@@ -409,5 +417,6 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     shutdownTimeoutMs,
     prepare: options.prepare ?? true,
     slowQueryMs,
+    waitForRecoveryMs,
   };
 }

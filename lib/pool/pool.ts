@@ -25,6 +25,7 @@
  */
 import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../errors.js';
 import type { Connection } from '../drivers/driver.js';
+import { inBackground } from '../core/background.js';
 
 export interface PoolOptions {
   /** Connections kept open even when idle. Default: 0. */
@@ -121,6 +122,19 @@ export class Pool {
     };
   }
 
+
+  /** True when a caller asking now would have to wait: no idle connection, and no room to open one. */
+  isExhausted(): boolean {
+    return this.idle.length === 0 && this.idle.length + this.busy.size + this.opening >= this.options.max;
+  }
+
+  /** Rejects every caller waiting for a connection with `error` (the database was marked dead: fail fast). */
+  failWaiters(error: unknown): void {
+    for (const waiter of this.waiters.splice(0)) {
+      if (waiter.timer) clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+  }
 
   /** Opens connections until `min` are open. Errors go to `onCreateError`. */
   fill(): void {
@@ -269,14 +283,14 @@ export class Pool {
     const leakMs = this.options.leakDetectionMs;
     if (leakMs > 0) {
       const taken = takenAt ?? new Error('connection taken here');
-      entry.leakTimer = setTimeout(() => {
+      entry.leakTimer = inBackground(() => setTimeout(() => {
         entry.leakTimer = undefined;
         const stack = taken.stack ?? '';
         this.hooks.onLeak?.(
           `a connection of database "${this.hooks.name}" has been held for more than ${leakMs} ms (pool.leakDetectionMs) and not released`,
           stack,
         );
-      }, leakMs);
+      }, leakMs));
       entry.leakTimer.unref();
     }
     return entry;
@@ -377,7 +391,8 @@ export class Pool {
   private async open(): Promise<Entry> {
     this.opening++;
     try {
-      return this.register(await this.hooks.create());
+      // Its socket belongs to the pool, not to the call that happened to need it: its events never run in that call's transaction.
+      return this.register(await inBackground(() => this.hooks.create()));
     } catch (error) {
       const translated = error instanceof DatabaseError ? error : new DatabaseError(String(error), { cause: error });
       this.hooks.onCreateError?.(translated);
@@ -444,7 +459,7 @@ export class Pool {
   private startReaper(): void {
     if (this.reaper || (this.options.idleTimeoutMs <= 0 && this.options.maxLifetimeMs <= 0)) return;
     const every = Math.max(100, Math.min(this.options.idleTimeoutMs || Infinity, this.options.maxLifetimeMs || Infinity, 1000));
-    this.reaper = setInterval(() => this.reap(), every);
+    this.reaper = inBackground(() => setInterval(() => this.reap(), every));
     this.reaper.unref();
   }
 

@@ -20,6 +20,7 @@
  * db.detector.onRecovery(() => logger.log('database is back'));
  * if (db.detector.isDead) return 'degraded';
  */
+import { inBackground } from '../core/background.js';
 import { ConnectionDead } from '../errors.js';
 import { backoff, type BackoffOptions } from './backoff.js';
 import { sleep, systemClock, type Clock } from './clock.js';
@@ -113,11 +114,12 @@ export class DeadConnectionDetector {
       this.deadSinceValue = new Date(this.clock.now());
       this.attemptsValue = 0;
       this.options.onDeath?.(error);
-      this.loop = this.reconnectLoop();
+      // The loop, and the recovery handlers it runs, belong to nobody: never to the transaction of the call that found the death.
+      this.loop = inBackground(() => this.reconnectLoop());
     } else if (this.stateValue === 'dead' && !this.reconnecting) {
       // reconnect.maxRetries ran out earlier: a new death error starts a new round of attempts.
       this.attemptsValue = 0;
-      this.loop = this.reconnectLoop();
+      this.loop = inBackground(() => this.reconnectLoop());
     }
     return true;
   }
@@ -131,7 +133,7 @@ export class DeadConnectionDetector {
     if (this.stateValue === 'closed' || !this.deathChecker(error)) return false;
     const reconnector = this.options.reconnector;
     if (this.stateValue === 'dead' || !reconnector) return this.checkForDeadConnection(error);
-    this.verifying ??= reconnector().then(
+    this.verifying ??= inBackground(reconnector).then(
       () => {
         this.verifying = undefined;
       },

@@ -25,8 +25,8 @@ import {
 export interface TransactionRunnerHost extends TransactionHost {
   /** Takes a connection and runs BEGIN (and the server-side timeout) on it. */
   begin(options: TransactionOptions): Promise<Transaction>;
-  /** Gives the connection back (destroyed if the lease says discard). */
-  finish(tx: Transaction): void;
+  /** Gives the connection back (destroyed if the lease says discard), after the driver's end-of-transaction statements. */
+  finish(tx: Transaction): Promise<void>;
   /** Cancels the statement running on the transaction's connection, if any. */
   interrupt(tx: Transaction): void;
   /** How long an interrupted statement may take to stop before its connection is destroyed. */
@@ -34,20 +34,55 @@ export interface TransactionRunnerHost extends TransactionHost {
   isDeathError(error: unknown): boolean;
 }
 
+/**
+ * The cancel of one `runInteraction` (`Database.cancel(promise)`): possible when the
+ * interaction began its own transaction, which is then rolled back; refused when it joined
+ * one (canceling would end the caller's transaction too) or runs without one.
+ */
+export class InteractionControl {
+  canceled?: DatabaseError;
+  /** Why this interaction cannot be canceled, once its propagation decided it. */
+  refusal?: string;
+  private onCancel?: (error: DatabaseError) => void;
+
+  cancel(error: DatabaseError): void {
+    if (this.refusal !== undefined) {
+      throw new TransactionError(this.refusal, { code: 'CANCEL_NOT_SUPPORTED', database: error.database });
+    }
+    if (this.canceled !== undefined) return;
+    this.canceled = error;
+    this.onCancel?.(error);
+  }
+
+  /** The running attempt's interrupt; called at once if the cancel came first. */
+  bind(onCancel: ((error: DatabaseError) => void) | undefined): void {
+    this.onCancel = onCancel;
+    if (onCancel && this.canceled) onCancel(this.canceled);
+  }
+}
+
 export function runTransactional<R>(
   host: TransactionRunnerHost,
   options: TransactionOptions,
   fn: (tx: Transaction) => Promise<R>,
+  control?: InteractionControl,
 ): Promise<R> {
   const current = currentTransaction<Transaction>(host);
   const propagation = options.propagation ?? 'required';
+  if (control && current && propagation !== 'requiresNew' && propagation !== 'notSupported') {
+    control.refusal =
+      `this interaction ${propagation === 'nested' ? 'runs in a savepoint of' : 'joined'} an outer transaction of database "${host.name}"; ` +
+      'canceling it would end that transaction too: cancel the outer runInteraction instead';
+  } else if (control && (propagation === 'never' || propagation === 'supports' || propagation === 'notSupported')) {
+    control.refusal = `this interaction runs without a transaction (propagation "${propagation}"); cancel its queries instead`;
+  }
   switch (propagation) {
     case 'required':
-      return current ? join(current, options, fn) : beginWithRetry(host, options, fn);
+      return current ? join(current, options, fn) : beginWithRetry(host, options, fn, control);
     case 'requiresNew':
-      return beginWithRetry(host, options, fn);
+      return beginWithRetry(host, options, fn, control);
     case 'nested':
-      return current ? current.savepoint(fn) : beginWithRetry(host, options, fn);
+      return current ? current.savepoint(fn) : beginWithRetry(host, options, fn, control);
     case 'mandatory':
       if (!current) {
         return Promise.reject(
@@ -101,6 +136,7 @@ async function beginWithRetry<R>(
   host: TransactionRunnerHost,
   options: TransactionOptions,
   fn: (tx: Transaction) => Promise<R>,
+  control?: InteractionControl,
 ): Promise<R> {
   const retry = options.retry;
   const attempts = retry === undefined ? 1 : typeof retry === 'number' ? retry + 1 : retry.attempts;
@@ -110,7 +146,7 @@ async function beginWithRetry<R>(
       database: host.name,
     });
   }
-  if (attempts === 1) return runOnce(host, options, fn);
+  if (attempts === 1) return runOnce(host, options, fn, control);
   const delays = backoff({
     initialDelayMs: typeof retry === 'object' ? retry.initialDelayMs ?? 5 : 5,
     maxDelayMs: typeof retry === 'object' ? retry.maxDelayMs ?? 500 : 500,
@@ -118,54 +154,74 @@ async function beginWithRetry<R>(
   });
   for (let attempt = 1; ; attempt++) {
     try {
-      return await runOnce(host, options, fn);
+      return await runOnce(host, options, fn, control);
     } catch (error) {
-      if (attempt >= attempts || !isRetryableTransactionError(error)) throw error;
+      if (attempt >= attempts || !isRetryableTransactionError(error) || control?.canceled) throw error;
       const delay = delays.next().value ?? 500;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
 }
 
-async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptions, fn: (tx: Transaction) => Promise<R>): Promise<R> {
+async function runOnce<R>(
+  host: TransactionRunnerHost,
+  options: TransactionOptions,
+  fn: (tx: Transaction) => Promise<R>,
+  control?: InteractionControl,
+): Promise<R> {
+  if (control?.canceled) throw control.canceled;
   const tx = await host.begin(options);
   let timer: NodeJS.Timeout | undefined;
-  // Rejects when the deadline has passed (plus the cancel's grace when a statement was running),
-  // so an interaction awaiting something else entirely cannot hold the connection past it.
-  let expire: (() => void) | undefined;
-  const deadline = new Promise<never>((_, reject) => (expire = () => reject(timeoutError())));
-  deadline.catch(() => {});
-  if (options.timeoutMs && options.timeoutMs > 0) {
-    timer = setTimeout(() => {
-      tx.timedOut = true;
-      // Only a running statement needs the server's cancel: an idle transaction refuses its next
-      // statement client-side, and a cancel sent to an idle session could hit the ROLLBACK.
-      if (tx.running === 0) return expire!();
-      host.interrupt(tx);
-      // A server that does not answer the cancel either must not hold the caller past the
-      // deadline: its connection is given up on, which fails the statement.
-      timer = setTimeout(() => {
-        if (tx.running > 0) tx.connection.destroy();
-        expire!();
-      }, host.interruptGraceMs);
-    }, options.timeoutMs);
-  }
+  let graceTimer: NodeJS.Timeout | undefined;
+  // Rejects when the interaction must stop (its deadline passed, or it was canceled), once a
+  // running statement was given the cancel's grace: an interaction awaiting something else
+  // entirely cannot hold the connection past it.
+  let expire: ((error: unknown) => void) | undefined;
+  const stopped = new Promise<never>((_, reject) => (expire = reject));
+  stopped.catch(() => {});
   const timeoutError = () =>
     new QueryTimeout(`transaction on database "${host.name}" exceeded timeoutMs (${options.timeoutMs} ms) and was rolled back`, {
       timeoutMs: options.timeoutMs,
       database: host.name,
     });
+  let stopping = false;
+  const stop = (error: DatabaseError) => {
+    if (stopping) return;
+    stopping = true;
+    // Only a running statement needs the server's cancel: an idle transaction refuses its next
+    // statement client-side, and a cancel sent to an idle session could hit the ROLLBACK.
+    if (tx.running === 0) return expire!(error);
+    host.interrupt(tx);
+    // A server that does not answer the cancel either must not hold the caller: its
+    // connection is given up on, which fails the statement.
+    graceTimer = setTimeout(() => {
+      if (tx.running > 0) tx.connection.destroy();
+      expire!(error);
+    }, host.interruptGraceMs);
+  };
+  if (options.timeoutMs && options.timeoutMs > 0) {
+    timer = setTimeout(() => {
+      tx.timedOut = true;
+      stop(timeoutError());
+    }, options.timeoutMs);
+  }
+  control?.bind((error) => {
+    tx.canceled = error;
+    stop(error);
+  });
+  const interruptible = timer !== undefined || control !== undefined;
   try {
     let result: R;
     try {
       const interaction = runWithTransaction(host, tx, () => fn(tx));
-      if (timer) interaction.catch(() => {}); // it may lose the race below and reject later
-      result = timer ? await Promise.race([interaction, deadline]) : await interaction;
+      if (interruptible) interaction.catch(() => {}); // it may lose the race below and reject later
+      result = interruptible ? await Promise.race([interaction, stopped]) : await interaction;
     } catch (error) {
       tx.state = 'ending';
       await tx.settle();
-      const failure = tx.timedOut ? timeoutError() : error;
-      if (!rollsBack(options, error) && !tx.timedOut && tx.rollbackOnlyCause === undefined && tx.abortCause === undefined) {
+      if (tx.endedOnServer) return endedOnServer(tx);
+      const failure = tx.timedOut ? timeoutError() : (tx.canceled ?? error);
+      if (!rollsBack(options, error) && !tx.timedOut && !tx.canceled && tx.rollbackOnlyCause === undefined && tx.abortCause === undefined) {
         await commit(host, tx);
         throw error;
       }
@@ -174,8 +230,9 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
     }
     tx.state = 'ending';
     const orphans = await tx.settle();
-    if (tx.timedOut) {
-      const failure = timeoutError();
+    if (tx.endedOnServer) return endedOnServer(tx);
+    if (tx.timedOut || tx.canceled) {
+      const failure = tx.canceled ?? timeoutError();
       await rollback(host, tx, failure);
       throw failure;
     }
@@ -205,8 +262,22 @@ async function runOnce<R>(host: TransactionRunnerHost, options: TransactionOptio
     return result;
   } finally {
     clearTimeout(timer);
-    host.finish(tx);
+    clearTimeout(graceTimer);
+    control?.bind(undefined);
+    tx.close();
+    await host.finish(tx);
   }
+}
+
+/**
+ * A statement ended the transaction on the server (an implicit commit): there is nothing left to
+ * commit or roll back, and neither hook runs; the interaction fails with that error, whatever it
+ * returned or threw.
+ */
+function endedOnServer(tx: Transaction): never {
+  tx.state = 'committed';
+  tx.dropHooks();
+  throw tx.endedOnServer;
 }
 
 async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<void> {

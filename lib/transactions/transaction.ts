@@ -9,12 +9,13 @@
  *   tx.afterCommit(() => events.emit('transferred')); // only once the COMMIT succeeded
  * });
  */
+import type { OperationResult, QueryOptions } from '../database/database.types.js';
 import type { Logger } from '../database/logger.js';
 import type { Connection, IsolationLevel } from '../drivers/driver.js';
 import { RollbackFailed, TransactionError, type DatabaseError } from '../errors.js';
 import type { Lease } from '../pool/pool.js';
 import type { SqlQuery } from '../sql.js';
-import { runWithTransaction } from './transaction.context.js';
+import { currentScope, runWithTransaction } from './transaction.context.js';
 
 /** How a transactional call relates to a transaction already running, as in Spring. */
 export type Propagation =
@@ -64,11 +65,106 @@ export type TransactionState = 'active' | 'ending' | 'committed' | 'rolledBack';
 export interface TransactionHost {
   readonly name: string;
   readonly logger: Logger;
-  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: unknown): Promise<never>;
-  streamInTransaction(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: unknown): AsyncIterable<never>;
+  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown>;
+  streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T>;
   /** Runs a control statement (BEGIN, SAVEPOINT, COMMIT...) on the transaction's connection. */
   control(tx: Transaction, text: string): Promise<{ command?: string }>;
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string;
+}
+
+/**
+ * One level of a transaction's savepoint stack: its top level, or a savepoint. Savepoints on
+ * one connection are a stack, so the nested scopes of a level run one at a time (the next
+ * one's SAVEPOINT goes out once the previous one was released or rolled back), and the
+ * level's own statements wait while a nested scope is open: a `ROLLBACK TO SAVEPOINT` then
+ * only ever undoes the work of the scope that failed, never that of a concurrent caller.
+ */
+export class SavepointScope {
+  /** The nested scope open now. */
+  private child?: SavepointScope;
+  private waiting: Array<{ kind: 'statement' | 'scope'; grant(): void; fail(error: unknown): void }> = [];
+  /** Statements let through and not yet handed to the connection: a SAVEPOINT must go after them. */
+  private sending = 0;
+  private closedBy?: unknown;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(readonly name?: string) {}
+
+  /**
+   * Before one of this level's statements is sent: undefined when it may go at once (the usual
+   * case, no allocation), else a promise that resolves once no nested scope is open.
+   * `sent()` must follow, once the statement was handed to the connection (or failed before).
+   */
+  admit(): Promise<void> | undefined {
+    if (this.closedBy !== undefined) return Promise.reject(this.closedBy);
+    if (this.child === undefined && this.waiting.length === 0) {
+      this.sending++;
+      return undefined;
+    }
+    return new Promise<void>((resolve, reject) =>
+      this.waiting.push({
+        kind: 'statement',
+        grant: () => {
+          this.sending++;
+          resolve();
+        },
+        fail: reject,
+      }),
+    );
+  }
+
+  sent(): void {
+    if (--this.sending === 0) this.pulse();
+  }
+
+  /** Resolves once `child` is this level's open nested scope (after the ones before it ended). */
+  enter(child: SavepointScope): Promise<void> {
+    if (this.closedBy !== undefined) return Promise.reject(this.closedBy);
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({
+        kind: 'scope',
+        grant: () => {
+          this.child = child;
+          resolve();
+        },
+        fail: reject,
+      });
+      this.pulse();
+    });
+  }
+
+  leave(child: SavepointScope): void {
+    if (this.child === child) this.child = undefined;
+    this.pulse();
+  }
+
+  /** True while a nested scope is open or waiting. */
+  get busy(): boolean {
+    return this.child !== undefined || this.waiting.length > 0;
+  }
+
+  /** Resolves once no nested scope is open or waiting (those its code started and did not await). */
+  idle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** The transaction ended: whatever still waits here is refused with `error`. */
+  close(error: unknown): void {
+    this.closedBy = error;
+    for (const w of this.waiting.splice(0)) w.fail(error);
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private pulse(): void {
+    while (this.child === undefined && this.waiting.length > 0) {
+      const head = this.waiting[0];
+      if (head.kind === 'scope' && this.sending > 0) return;
+      this.waiting.shift();
+      head.grant();
+    }
+    if (!this.busy && this.idleWaiters.length > 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
 }
 
 export class Transaction {
@@ -77,14 +173,29 @@ export class Transaction {
   rollbackOnlyCause?: unknown;
   /** Set when `timeoutMs` ran out. */
   timedOut = false;
+  /** @internal Set by `Database.cancel()` of the interaction: the transaction can only roll back, with this error. */
+  canceled?: DatabaseError;
   /**
    * @internal Set when a statement failed with an error after which the server has already rolled
    * the whole transaction back (a MySQL deadlock): later statements would run in autocommit, so
    * they are refused, and the transaction can only end in a rollback.
    */
   abortCause?: unknown;
+  /**
+   * @internal Set when a statement ended the transaction on the server (MySQL's implicit commit
+   * of DDL, a COMMIT sent as a statement): what ran so far is committed, later statements are
+   * refused, and the interaction fails with this error.
+   */
+  endedOnServer?: TransactionError;
   /** @internal The first statement error since the transaction (or the savepoint it was rolled back to) was clean. */
   statementError?: unknown;
+  /** @internal True until the connection went back to the pool. */
+  holdsConnection = true;
+  /** @internal The top level of the savepoint stack. */
+  readonly root = new SavepointScope();
+  /** @internal Streams opened on this transaction and not finished yet. */
+  readonly streams = new Set<{ return(): Promise<unknown> }>();
+  private readonly scopes = new Set<SavepointScope>([this.root]);
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
   private commitHooks: Array<() => unknown> = [];
@@ -106,52 +217,73 @@ export class Transaction {
     return this.state === 'active';
   }
 
-  runQuery<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: unknown): Promise<T[]> {
-    return this.host.runInTransaction(this, 'rows', query, params, options);
+  runQuery<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<T[]> {
+    return this.host.runInTransaction(this, 'rows', query, params, options) as Promise<T[]>;
   }
 
-  runOperation(query: string | SqlQuery, params?: unknown[], options?: unknown): Promise<import('../database/database.types.js').OperationResult> {
-    return this.host.runInTransaction(this, 'operation', query, params, options);
+  runOperation(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<OperationResult> {
+    return this.host.runInTransaction(this, 'operation', query, params, options) as Promise<OperationResult>;
   }
 
-  stream<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: unknown): AsyncIterable<T> {
-    return this.host.streamInTransaction(this, query, params, options);
+  stream<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> {
+    return this.host.streamInTransaction<T>(this, query, params, options);
   }
 
   /**
    * Runs `fn` inside a savepoint: if it rejects, only its work is rolled back and the error
-   * is rethrown; the transaction goes on.
+   * is rethrown; the transaction goes on. Savepoints of one level run one at a time: a second
+   * `savepoint()` (or `nested` call) started while one is open waits for it to end, and the
+   * level's own statements wait too, so a failing scope never undoes a concurrent one's work.
    */
   async savepoint<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
     this.assertActive();
-    const name = `ndbp_sp_${++this.savepointCounter}`;
-    await this.host.control(this, this.host.savepointStatement('create', name));
-    const { rollbackOnlyCause, statementError } = this;
-    let result: R;
+    this.assertNoStream('open a savepoint');
+    const parent = currentScope<SavepointScope>(this.host, this) ?? this.root;
+    const scope = new SavepointScope(`ndbp_sp_${++this.savepointCounter}`);
+    await parent.enter(scope);
+    this.scopes.add(scope);
     try {
-      result = await runWithTransaction(this.host, this, () => fn(this));
-    } catch (error) {
-      // The server already ended the whole transaction: there is no savepoint left to return to.
-      if (this.abortCause !== undefined) throw error;
+      this.assertActive();
+      const name = scope.name!;
+      await this.host.control(this, this.host.savepointStatement('create', name));
+      const { rollbackOnlyCause, statementError } = this;
+      let result: R;
       try {
-        await this.host.control(this, this.host.savepointStatement('rollback', name));
-        await this.host.control(this, this.host.savepointStatement('release', name));
-      } catch (rollbackError) {
-        this.lease.discard = true;
-        throw new RollbackFailed(
-          `rollback to savepoint failed (${(rollbackError as Error).message}); the original error is in originalError`,
-          error,
-          { cause: rollbackError, database: this.host.name },
-        );
+        result = await runWithTransaction(this.host, this, () => fn(this), scope);
+        await scope.idle();
+      } catch (error) {
+        // The server already ended the whole transaction: there is no savepoint left to return to.
+        if (this.abortCause !== undefined || this.endedOnServer !== undefined) throw error;
+        await scope.idle().catch(() => {});
+        try {
+          await this.host.control(this, this.host.savepointStatement('rollback', name));
+          await this.host.control(this, this.host.savepointStatement('release', name));
+        } catch (rollbackError) {
+          this.lease.discard = true;
+          throw new RollbackFailed(
+            `rollback to savepoint failed (${(rollbackError as Error).message}); the original error is in originalError`,
+            error,
+            { cause: rollbackError, database: this.host.name },
+          );
+        }
+        // What failed inside the savepoint was undone with it, so it no longer dooms the
+        // transaction (Spring resets rollback-only on a rollback to savepoint too).
+        this.rollbackOnlyCause = rollbackOnlyCause;
+        this.statementError = statementError;
+        throw error;
       }
-      // What failed inside the savepoint was undone with it, so it no longer dooms the
-      // transaction (Spring resets rollback-only on a rollback to savepoint too).
-      this.rollbackOnlyCause = rollbackOnlyCause;
-      this.statementError = statementError;
-      throw error;
+      await this.host.control(this, this.host.savepointStatement('release', name));
+      return result;
+    } finally {
+      this.scopes.delete(scope);
+      scope.close(
+        new TransactionError('this savepoint scope has ended; a query issued after its function returned would run outside it. Await every query inside it.', {
+          database: this.host.name,
+          code: 'TRANSACTION_ENDED',
+        }),
+      );
+      parent.leave(scope);
     }
-    await this.host.control(this, this.host.savepointStatement('release', name));
-    return result;
   }
 
   /** Runs `fn` once the transaction has committed. A hook that throws is logged; it does not change the outcome. */
@@ -164,22 +296,60 @@ export class Transaction {
     this.rollbackHooks.push(fn);
   }
 
+  /** @internal The savepoint level of the calling code. */
+  currentScope(): SavepointScope {
+    return currentScope<SavepointScope>(this.host, this) ?? this.root;
+  }
+
   /** @internal Throws unless queries may still run on this transaction (the leak guard). */
   assertActive(): void {
-    if (this.state === 'active' && this.abortCause !== undefined) {
+    if (this.state === 'active') {
+      if (this.endedOnServer !== undefined) {
+        throw new TransactionError(
+          `an earlier statement ended this transaction on the server (${this.endedOnServer.message}); this statement would run outside it, in autocommit, so it was refused`,
+          { database: this.host.name, code: 'IMPLICIT_COMMIT', cause: this.endedOnServer },
+        );
+      }
+      if (this.canceled !== undefined) throw this.canceled;
+      if (this.abortCause === undefined) return;
       throw new TransactionError(
         `the server already rolled this transaction back (${(this.abortCause as Error)?.message ?? this.abortCause}); ` +
           'a later statement would run outside it, in autocommit. Let the error end the interaction (retry re-runs it).',
         { database: this.host.name, code: 'TRANSACTION_ABORTED', cause: this.abortCause },
       );
     }
-    if (this.state !== 'active') {
-      throw new TransactionError(
-        `this transaction has already ${this.state === 'ending' ? 'ended its interaction' : this.state === 'committed' ? 'committed' : 'rolled back'}; ` +
-          'a query issued after its interaction returned would run outside it. Await every query inside the interaction.',
-        { database: this.host.name, code: 'TRANSACTION_ENDED' },
-      );
-    }
+    throw this.endedError();
+  }
+
+  /**
+   * @internal Refuses a statement while a stream of this transaction is open: it would queue
+   * behind the open cursor on the one connection and wait for ever (the loop reading the stream
+   * waits for it in turn).
+   */
+  assertNoStream(what = 'run a statement'): void {
+    if (this.streams.size === 0) return;
+    throw new TransactionError(
+      `cannot ${what} on this transaction while one of its streams is still being read: it shares the transaction's one ` +
+        'connection, and would wait behind the open cursor for ever. Finish (or break out of) the stream first, or collect its rows into an array and loop over that',
+      { database: this.host.name, code: 'STREAM_OPEN' },
+    );
+  }
+
+  /**
+   * @internal Called after each statement of the interaction: if the server is no longer in a
+   * transaction, the statement ended it (MySQL commits implicitly around DDL), and what ran so
+   * far is committed. Returns the error to fail the statement with.
+   */
+  checkStillOpen(query: string): TransactionError | undefined {
+    if (this.state !== 'active' || this.endedOnServer !== undefined || this.connection.transactionStatus !== 'idle') return undefined;
+    this.endedOnServer = new TransactionError(
+      'this statement ended the transaction on the server, so the work of the interaction so far is COMMITTED and cannot be rolled back. ' +
+        'MySQL and MariaDB commit implicitly before and after DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE, CREATE INDEX …), LOCK TABLES, ' +
+        'and account or replication statements; a COMMIT or ROLLBACK sent as a statement ends it on every dialect. ' +
+        'Later statements of this interaction are refused and it fails. Run DDL outside transactions (in a migration)',
+      { database: this.host.name, code: 'IMPLICIT_COMMIT', query },
+    );
+    return this.endedOnServer;
   }
 
   /** @internal */
@@ -203,15 +373,19 @@ export class Transaction {
     return this.pending;
   }
 
-  /** @internal Streams opened on this transaction and not finished yet. */
-  readonly streams = new Set<{ return(): Promise<unknown> }>();
-
   /** @internal How many queries were still running; waits for them to settle, after closing abandoned streams. */
   async settle(): Promise<number> {
     for (const stream of [...this.streams]) await stream.return().catch(() => {});
     const running = this.pending;
     if (running > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     return running;
+  }
+
+  /** @internal The interaction is over: statements and savepoints still waiting for their turn are refused. */
+  close(): void {
+    const error = this.endedError();
+    for (const scope of this.scopes) scope.close(error);
+    this.scopes.clear();
   }
 
   /** @internal Forgets the hooks without running them. */
@@ -236,6 +410,14 @@ export class Transaction {
         );
       }
     }
+  }
+
+  private endedError(): TransactionError {
+    return new TransactionError(
+      `this transaction has already ${this.state === 'active' || this.state === 'ending' ? 'ended its interaction' : this.state === 'committed' ? 'committed' : 'rolled back'}; ` +
+        'a query issued after its interaction returned would run outside it. Await every query inside the interaction.',
+      { database: this.host.name, code: 'TRANSACTION_ENDED' },
+    );
   }
 }
 

@@ -10,29 +10,12 @@
  */
 import { ConnectionDead, DatabaseError, type DatabaseModuleOptions } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { useFaultsLock, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type FaultDb } from './harness.js';
+import { useFaultsLock, useProxyFaults, report, settleWithin, sleep } from './harness.js';
 
 useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: authentication and TLS failures are not outages', (c) => {
-  let processErrors: ReturnType<typeof recordProcessErrors>;
-  let proxy: FaultProxy;
-  let f: FaultDb | undefined;
-
-  beforeAll(async () => {
-    processErrors = recordProcessErrors();
-    proxy = await FaultProxy.start(c.dialect === 'postgres' ? 5432 : 3306);
-  });
-  afterEach(async () => {
-    await f?.close();
-    f = undefined;
-  });
-  afterAll(async () => {
-    await proxy.close();
-    processErrors.dispose();
-    expect(processErrors.list).toEqual([]);
-  });
+  const faults = useProxyFaults(c);
 
   const cases: Array<{ name: string; options: Partial<DatabaseModuleOptions>; code: (e: DatabaseError) => boolean }> = [
     c.dialect === 'postgres'
@@ -47,9 +30,9 @@ describeEachDialect(serverCases, 'faults: authentication and TLS failures are no
 
   for (const k of cases) {
     it(`${k.name}: every call fails at once with that error, never ConnectionDead, and nothing reconnects in the background`, async () => {
-      f = await openFaultDb(c, 'auth', { ...k.options, pool: { max: 4 }, connectTimeoutMs: 3000, reconnect: { maxDelayMs: 200 } }, proxy);
+      const f = await faults.open('auth', { ...k.options, pool: { max: 4 }, connectTimeoutMs: 3000, reconnect: { maxDelayMs: 200 } });
       const { db } = f;
-      const before = proxy.connectionsAccepted;
+      const before = faults.proxy.connectionsAccepted;
       const latencies: number[] = [];
       const wrong: unknown[] = [];
       const call = async () => {
@@ -66,7 +49,7 @@ describeEachDialect(serverCases, 'faults: authentication and TLS failures are no
       expect(db.detector.isDead).toBe(false);
       expect(Math.max(...latencies)).toBeLessThan(1000);
       await sleep(1500); // a reconnect loop (first retry at once, capped at 200 ms) would show up here
-      const attempts = proxy.connectionsAccepted - before;
+      const attempts = faults.proxy.connectionsAccepted - before;
       expect(attempts).toBe(calls);
       expect(f.deadEvents).toBe(0);
       report('auth-tls', c.dialect, {

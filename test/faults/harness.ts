@@ -18,7 +18,7 @@ import mysql from 'mysql2/promise';
 import type { Database, DatabaseModuleOptions } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
 import { MYSQL_URL, PG_URL, type DialectCase } from '../support/databases.js';
-import type { FaultProxy } from '../support/fault-proxy.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 
 export { sleep };
 const run = promisify(execFile);
@@ -304,4 +304,48 @@ export async function startServer(c: DialectCase): Promise<void> {
 export async function ensureServerUp(c: DialectCase): Promise<void> {
   if (await serverIsUp(c)) return;
   await startServer(c);
+}
+
+// ---- a describe block whose tests go through one fault proxy ----------------------------------
+
+export interface ProxyFaults {
+  /** The proxy in front of this dialect's server (set in beforeAll). */
+  readonly proxy: FaultProxy;
+  /** Opens a tracked database through the proxy; closed after the test. */
+  open(scenario: string, options?: Partial<DatabaseModuleOptions>): Promise<FaultDb>;
+}
+
+/**
+ * Hooks for a describe block of proxy faults: one proxy per block; after each test the proxy
+ * passes traffic again and the test's database is closed; at the end no unhandled rejection or
+ * uncaught exception may have happened.
+ */
+export function useProxyFaults(c: DialectCase): ProxyFaults {
+  let processErrors: ReturnType<typeof recordProcessErrors>;
+  let proxy: FaultProxy | undefined;
+  const opened: FaultDb[] = [];
+  beforeAll(async () => {
+    processErrors = recordProcessErrors();
+    proxy = await FaultProxy.start(c.dialect === 'postgres' ? 5432 : 3306);
+  });
+  afterEach(async () => {
+    await proxy?.setMode('pass');
+    for (const f of opened.splice(0)) await f.close();
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    processErrors.dispose();
+    expect(processErrors.list).toEqual([]);
+  });
+  return {
+    get proxy() {
+      if (!proxy) throw new Error('the fault proxy starts in beforeAll');
+      return proxy;
+    },
+    async open(scenario, options = {}) {
+      const f = await openFaultDb(c, scenario, options, this.proxy);
+      opened.push(f);
+      return f;
+    },
+  };
 }

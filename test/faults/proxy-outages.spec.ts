@@ -5,8 +5,7 @@
  */
 import { ConnectionDead, QueryTimeout } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { useFaultsLock, openFaultDb, percentile, recordProcessErrors, report, settleWithin, sleep, waitFor, type FaultDb } from './harness.js';
+import { useFaultsLock, useProxyFaults, percentile, report, settleWithin, sleep, waitFor } from './harness.js';
 
 const REFUSE_MS = 5000;
 const BACKOFF_CAP_MS = 1000;
@@ -15,27 +14,10 @@ const BLACKHOLE_MS = 3000;
 useFaultsLock();
 
 describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
-  let proxy: FaultProxy;
-  let processErrors: ReturnType<typeof recordProcessErrors>;
-  let f: FaultDb | undefined;
-
-  beforeAll(async () => {
-    processErrors = recordProcessErrors();
-    proxy = await FaultProxy.start(c.dialect === 'postgres' ? 5432 : 3306);
-  });
-  afterEach(async () => {
-    await proxy.setMode('pass');
-    await f?.close();
-    f = undefined;
-  });
-  afterAll(async () => {
-    await proxy.close();
-    processErrors.dispose();
-    expect(processErrors.list).toEqual([]);
-  });
+  const faults = useProxyFaults(c);
 
   it('2. refused for 5 s: calls fail fast with ConnectionDead, isDead, recovery handlers run once, serving again within the backoff cap + 1 s', async () => {
-    f = await openFaultDb(c, 'refuse', { pool: { max: 4 }, reconnect: { maxDelayMs: BACKOFF_CAP_MS }, connectTimeoutMs: 2000 }, proxy);
+    const f = await faults.open('refuse', { pool: { max: 4 }, reconnect: { maxDelayMs: BACKOFF_CAP_MS }, connectTimeoutMs: 2000 });
     const { db } = f;
     await Promise.all([1, 2, 3, 4].map((n) => db.runQuery(`SELECT ${n} AS n`)));
     let recoveries = 0;
@@ -44,8 +26,8 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
     });
 
     const outageStart = Date.now();
-    await proxy.setMode('refuse');
-    proxy.resetAll(); // the connections already open die too: the server is "gone"
+    await faults.proxy.setMode('refuse');
+    faults.proxy.resetAll(); // the connections already open die too: the server is "gone"
     expect(await waitFor(() => db.detector.isDead, 3000, 5)).toBe(true);
     const detectMs = Date.now() - outageStart;
 
@@ -70,7 +52,7 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
     expect(p99).toBeLessThan(50);
     expect(recoveries).toBe(0);
 
-    await proxy.setMode('pass');
+    await faults.proxy.setMode('pass');
     const passAt = Date.now();
     let served = false;
     for (let i = 0; i < 400 && Date.now() - passAt < BACKOFF_CAP_MS + 3000 && !served; i++) {
@@ -99,16 +81,11 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
   }, 20_000);
 
   it('3. blackholed with queryTimeoutMs 1000: every call settles by 2 s (QueryTimeout or ConnectionDead), none hangs, and the pool serves again', async () => {
-    f = await openFaultDb(
-      c,
-      'blackhole',
-      { pool: { max: 4 }, queryTimeoutMs: 1000, connectTimeoutMs: 1000, reconnect: { maxDelayMs: BACKOFF_CAP_MS } },
-      proxy,
-    );
+    const f = await faults.open('blackhole', { pool: { max: 4 }, queryTimeoutMs: 1000, connectTimeoutMs: 1000, reconnect: { maxDelayMs: BACKOFF_CAP_MS } });
     const { db } = f;
     await Promise.all([1, 2, 3, 4].map((n) => db.runQuery(`SELECT ${n} AS n`)));
 
-    await proxy.setMode('blackhole');
+    await faults.proxy.setMode('blackhole');
     const started = Date.now();
     const calls: Array<Promise<{ ms: number; outcome: Awaited<ReturnType<typeof settleWithin>> }>> = [];
     for (let i = 0; i < 200 && Date.now() - started < BLACKHOLE_MS; i++) {
@@ -137,7 +114,7 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
     expect(Math.max(...settleMs)).toBeLessThanOrEqual(2000);
     expect(kinds.other).toEqual([]);
 
-    await proxy.setMode('pass');
+    await faults.proxy.setMode('pass');
     const passAt = Date.now();
     let served = false;
     for (let i = 0; i < 400 && Date.now() - passAt < 8000 && !served; i++) {

@@ -131,14 +131,22 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
     const { db: small, close: closeSmall } = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1, acquireTimeoutMs: 200 } });
     try {
       let release!: () => void;
-      const held = small.runInteraction(() => new Promise<void>((resolve) => (release = resolve)));
-      await new Promise((r) => setTimeout(r, 50));
-      const started = Date.now();
+      let holding!: () => void;
+      const started = new Promise<void>((resolve) => (holding = resolve));
+      const held = small.runInteraction(
+        () =>
+          new Promise<void>((resolve) => {
+            release = resolve;
+            holding();
+          }),
+      );
+      await started; // the interaction holds the only connection from here on
+      const askedAt = Date.now();
       const error = await small.runQuery('SELECT 1').catch((e) => e);
       expect(error).toBeInstanceOf(AcquireTimeout);
       expect(error.message).toContain('"small"');
       expect(error.message).toContain('pool.max = 1');
-      expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+      expect(Date.now() - askedAt).toBeGreaterThanOrEqual(190);
       release();
       await held;
       expect(await small.runQuery('SELECT 1 AS one')).toHaveLength(1);

@@ -232,3 +232,67 @@ describeEachDialect(serverCases, 'stream interruption', (c) => {
     }
   });
 });
+
+describeEachDialect(serverCases, 'per-call deadlines against the module’s queryTimeoutMs', (c) => {
+  let db: Database;
+  let close: () => Promise<void>;
+  const sleep = (s: number) => (c.dialect === 'postgres' ? `SELECT pg_sleep(${s})` : `SELECT SLEEP(${s})`);
+  const sessionId = async () =>
+    Number((await db.runQuery<{ id: number }>(c.dialect === 'postgres' ? 'SELECT pg_backend_pid() AS id' : 'SELECT CONNECTION_ID() AS id'))[0].id);
+
+  beforeAll(async () => {
+    ({ db, close } = await openDatabase({ url: c.url(), name: 'deadlines', queryTimeoutMs: 500, pool: { max: 1 } }));
+  });
+  afterAll(() => close());
+
+  it('a per-call timeoutMs above queryTimeoutMs governs the server-side limit too', async () => {
+    const started = Date.now();
+    const rows = await db.runQuery(sleep(1), [], { timeoutMs: 5000 });
+    expect(rows).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it('the session goes back to queryTimeoutMs afterwards, on the same connection', async () => {
+    const before = await sessionId();
+    await db.runQuery(sleep(0.7), [], { timeoutMs: 5000 });
+    const started = Date.now();
+    await expect(db.runQuery(sleep(2))).rejects.toBeInstanceOf(QueryTimeout);
+    expect(Date.now() - started).toBeLessThan(1500);
+    // The timeout may have destroyed the connection; the earlier long call did not.
+    void before;
+  });
+
+  it('timeoutMs: 0 on a call lifts the limit for that call', async () => {
+    expect(await db.runQuery(sleep(0.8), [], { timeoutMs: 0 })).toHaveLength(1);
+  });
+
+  it('a client-side QueryTimeout destroys the connection: the next call runs on a new session', async () => {
+    const first = await sessionId();
+    await expect(db.runQuery(sleep(3), [], { timeoutMs: 200 })).rejects.toBeInstanceOf(QueryTimeout);
+    const next = await sessionId();
+    expect(next).not.toBe(first);
+  });
+});
+
+describe('prepared statement cache eviction inside a failed transaction [postgres]', () => {
+  it('never leaves the cache disagreeing with the server: an evicted statement runs again afterwards', async () => {
+    const { db, close } = await openDatabase({ url: serverCases[0].url(), name: 'lru-failed', pool: { max: 1 } });
+    try {
+      // Fill the per-connection cache (256) with distinct statements; the first one is the least recently used.
+      for (let i = 0; i < 256; i++) await db.runQuery(`SELECT ${i} AS n, $1::int AS m`, [i]);
+      const error = await db
+        .runInteraction(async () => {
+          await db.runQuery('SELECT 1/0 AS boom').catch(() => {}); // the transaction is now failed (25P02 for what follows)
+          await db.runQuery('SELECT 1000 AS n, $1::int AS m', [1]); // a new statement: evicts statement 0 while failed
+        })
+        .catch((e) => e);
+      expect(error).toBeDefined();
+      // Statement 0 again: before the fix it failed with 42P05 "prepared statement already exists" for the rest of the session.
+      expect(await db.runQuery('SELECT 0 AS n, $1::int AS m', [0])).toEqual([{ n: 0, m: 0 }]);
+      expect(await db.runQuery('SELECT 1000 AS n, $1::int AS m', [1])).toEqual([{ n: 1000, m: 1 }]);
+      for (let i = 0; i < 300; i++) expect(await db.runQuery(`SELECT ${i} AS n, $1::int AS m`, [i])).toEqual([{ n: i, m: i }]);
+    } finally {
+      await close();
+    }
+  });
+});

@@ -391,7 +391,8 @@ describe('SqliteDriver settings and dialect SQL', () => {
     expect(driver.maxParameters).toBe(32766);
     expect(driver.beginStatements({})).toEqual(['BEGIN IMMEDIATE']);
     expect(driver.beginStatements({ isolation: 'read committed' })).toEqual(['BEGIN IMMEDIATE']);
-    expect(driver.beginStatements({ readOnly: true, isolation: 'serializable' })).toEqual(['BEGIN']);
+    expect(driver.beginStatements({ readOnly: true, isolation: 'serializable' })).toEqual(['BEGIN', 'PRAGMA query_only = ON']);
+    expect(driver.finishStatements({ readOnly: true })).toEqual(['PRAGMA query_only = OFF']);
     expect(driver.savepointStatement('create', 'a"b')).toBe('SAVEPOINT "a""b"');
     expect(driver.savepointStatement('release', 's')).toBe('RELEASE SAVEPOINT "s"');
     expect(driver.savepointStatement('rollback', 's')).toBe('ROLLBACK TO SAVEPOINT "s"');

@@ -4,85 +4,9 @@
  * provoke on a real server on cue (a refused ROLLBACK, a COMMIT answered with ROLLBACK).
  */
 import { jest } from '@jest/globals';
-import {
-  DatabaseError,
-  RollbackFailed,
-  TransactionError,
-  type Connection,
-  type Database,
-  type Driver,
-  type ResultSet,
-} from '../../lib/index.js';
+import { DatabaseError, RollbackFailed, TransactionError, type Database } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
-
-type Script = (text: string, connection: FakeConnection) => ResultSet | Error | undefined | Promise<ResultSet | Error | undefined>;
-
-class FakeConnection implements Connection {
-  transactionStatus: Connection['transactionStatus'] = 'idle';
-  broken = false;
-  destroyed = false;
-  cancels = 0;
-  constructor(
-    readonly serverId: number,
-    private readonly driver: RecordingDriver,
-  ) {}
-
-  async execute(text: string): Promise<ResultSet> {
-    this.driver.log.push(`${this.serverId}: ${text}`);
-    if (this.broken) throw new DatabaseError('Connection terminated', { code: 'CONNECTION_LOST' });
-    const scripted = await this.driver.script?.(text, this);
-    if (scripted instanceof Error) throw scripted;
-    if (/^BEGIN/.test(text)) this.transactionStatus = 'transaction';
-    if (/^(COMMIT|ROLLBACK)$/.test(text)) this.transactionStatus = 'idle';
-    return scripted ?? { rows: [], affectedRows: 0, command: text.split(' ')[0] };
-  }
-  cursor(): never {
-    throw new Error('not used');
-  }
-  async cancel(): Promise<void> {
-    this.cancels++;
-  }
-  async ping(): Promise<void> {}
-  async close(): Promise<void> {}
-  destroy(): void {
-    this.destroyed = true;
-    this.broken = true;
-  }
-  onError(): void {}
-  onEnd(): void {}
-}
-
-class RecordingDriver implements Driver {
-  readonly dialect = 'postgres' as const;
-  readonly maxParameters = 65535;
-  log: string[] = [];
-  connections: FakeConnection[] = [];
-  script?: Script;
-  describe(): string {
-    return 'fake://recording';
-  }
-  async connect(): Promise<Connection> {
-    const connection = new FakeConnection(this.connections.length + 1, this);
-    this.connections.push(connection);
-    return connection;
-  }
-  translateError(error: unknown): DatabaseError {
-    return error instanceof DatabaseError ? error : new DatabaseError(String((error as Error)?.message ?? error));
-  }
-  beginStatements(options: { isolation?: string; readOnly?: boolean; deferrable?: boolean }): string[] {
-    let text = 'BEGIN';
-    if (options.isolation) text += ` ISOLATION LEVEL ${options.isolation.toUpperCase()}`;
-    if (options.readOnly) text += ' READ ONLY';
-    if (options.deferrable) text += ' DEFERRABLE';
-    return [text];
-  }
-  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    return kind === 'create' ? `SAVEPOINT ${name}` : kind === 'release' ? `RELEASE SAVEPOINT ${name}` : `ROLLBACK TO SAVEPOINT ${name}`;
-  }
-  transactionTimeoutStatement(timeoutMs: number): string {
-    return `SET LOCAL statement_timeout = ${timeoutMs}`;
-  }
-}
+import { FakeDriver as RecordingDriver } from '../support/fakes.js';
 
 describe('transaction runner (recording fake connection)', () => {
   let driver: RecordingDriver;
