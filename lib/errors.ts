@@ -58,13 +58,28 @@ export class DatabaseError extends Error {
   }
 }
 
-/** The database is marked dead by the `DeadConnectionDetector`; calls fail fast until it reconnects. */
+/**
+ * The connection is gone: the database is marked dead by the `DeadConnectionDetector` (calls
+ * fail fast until it reconnects), or the connection was lost under this call.
+ */
 export class ConnectionDead extends DatabaseError {
   /** When the detector will next try to reconnect, if known. */
   readonly nextAttemptAt?: Date;
-  constructor(message: string, fields: DatabaseErrorFields & { nextAttemptAt?: Date } = {}) {
-    super(message, { code: 'CONNECTION_DEAD', ...fields });
-    if (fields.nextAttemptAt) this.nextAttemptAt = fields.nextAttemptAt;
+  /**
+   * True when the connection was lost after the statement was sent: it may or may not have
+   * taken effect. False when nothing was sent (the database was already marked dead, or no
+   * connection could be opened): safe to try again.
+   */
+  readonly mayHaveRun: boolean;
+  constructor(message: string, fields: DatabaseErrorFields & { nextAttemptAt?: Date; mayHaveRun?: boolean } = {}) {
+    const { nextAttemptAt, mayHaveRun, ...rest } = fields;
+    super(message, { code: 'CONNECTION_DEAD', ...rest });
+    if (nextAttemptAt) this.nextAttemptAt = nextAttemptAt;
+    this.mayHaveRun = mayHaveRun ?? false;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), mayHaveRun: this.mayHaveRun };
   }
 }
 

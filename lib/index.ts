@@ -10,6 +10,7 @@ export { getDatabaseToken, DEFAULT_DATABASE } from './module/database.constants.
 export { InjectDatabase } from './module/inject.decorators.js';
 
 export { Database } from './database/database.js';
+export { withRollback } from './database/testing.js';
 export type { DatabaseEvents } from './database/database.js';
 export type { QueryOptions, OperationResult, Row, PoolStats, Notification } from './database/database.types.js';
 

@@ -38,7 +38,9 @@ export class AppModule implements OnApplicationBootstrap {
       module: AppModule,
       imports: [
         // Global, so every feature module can @InjectDatabase() and the health indicator.
-        DatabaseModule.forRoot({ url, isGlobal: true }),
+        // SHUTDOWN_DELAY_MS: after SIGTERM, readiness answers 503 for this long while requests are
+        // still served, so that Kubernetes stops routing to the pod before it stops accepting.
+        DatabaseModule.forRoot({ url, isGlobal: true, shutdownDelayMs: Number(process.env.SHUTDOWN_DELAY_MS ?? 0) }),
         UsersModule,
         AccountsModule,
         HealthModule,

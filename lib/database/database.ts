@@ -41,6 +41,7 @@ import type { OperationResult, QueryOptions, Row } from './database.types.js';
 import type { Logger } from './logger.js';
 import { checkParameters } from './parameters.js';
 import { CallHandle } from './call.js';
+import { withCallerStack } from './caller-stack.js';
 import { wasNotSent } from '../drivers/not-sent.js';
 import { Listener, quoteChannel, type ResubscribeInfo, type SubscribeOptions } from '../notify/listener.js';
 
@@ -70,6 +71,7 @@ export class Database implements TransactionRunnerHost {
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
   private readonly keepAlive: NodeJS.Timeout;
   private readonly waitForRecoveryMs: number;
+  private readonly log: ResolvedOptions['logging'];
   private readonly prepare: boolean;
   private readonly queryTimeoutMs: number;
   private readonly slowQueryMs: number;
@@ -92,7 +94,9 @@ export class Database implements TransactionRunnerHost {
     this.driver = createDriver(options);
     this.prepare = options.prepare;
     this.queryTimeoutMs = options.queryTimeoutMs;
-    this.slowQueryMs = options.slowQueryMs;
+    // Slow-query logging without a threshold of its own uses one second.
+    this.slowQueryMs = options.slowQueryMs || (options.logging.slow ? 1000 : 0);
+    this.log = options.logging;
     this.waitForRecoveryMs = options.waitForRecoveryMs;
     this.keepAlive = inBackground(() => setInterval(() => {}, 2 ** 31 - 1));
     this.keepAlive.unref();
@@ -131,26 +135,76 @@ export class Database implements TransactionRunnerHost {
         this.logger.warn(`${message}\n${stack}`);
         this.events.emit('leak', { database: this.name, message, stack });
       },
+      reset: async (connection, dirty) => {
+        if (dirty) {
+          if (!connection.resetSession) throw new NotSupported(`${this.dialect} connections cannot be reset`, { dialect: this.dialect });
+          await connection.resetSession();
+        } else await connection.execute('ROLLBACK', [], { rowMode: 'array' });
+        if (connection.transactionStatus !== 'idle' && connection.transactionStatus !== 'unknown') {
+          throw new DatabaseError('the connection is still in a transaction after its reset', { code: 'RESET_FAILED', dialect: this.dialect });
+        }
+      },
     });
   }
 
-  /** @internal Called by the module at bootstrap: opens `pool.min` connections, and checks the server when `verifyOnStartup`. */
+  /**
+   * @internal Called by the module at bootstrap: loads the driver's package (a missing one fails
+   * the boot with `ConfigurationError`), checks the server when `verifyOnStartup`, and opens
+   * `pool.min` connections.
+   */
   async start(): Promise<void> {
-    if (this.options.verifyOnStartup) {
+    try {
+      await this.driver.load?.();
+      if (this.options.verifyOnStartup) await this.verifyReachable();
+    } catch (error) {
+      // The provider will never exist, so nobody else would stop what the failure started (a reconnect loop, a worker).
+      await this.close().catch(() => {});
+      throw error;
+    }
+    this.pool.fill();
+  }
+
+  /**
+   * verifyOnStartup: one connection must open and answer. A server that cannot be reached is
+   * waited for (the detector reconnects with the `reconnect` backoff) until `startupTimeoutMs`;
+   * any other failure (credentials, unknown database, TLS) ends the boot at once, saying which.
+   */
+  private async verifyReachable(): Promise<void> {
+    const { startupTimeoutMs } = this.options;
+    const deadline = Date.now() + startupTimeoutMs;
+    for (let attempt = 0; attempt < 1_000_000; attempt++) {
+      let e: DatabaseError;
       try {
         await this.pool.verify();
+        return;
       } catch (error) {
-        const e = this.driver.translateError(error);
-        // The provider will never exist, so nobody else would stop the reconnect loop the failure started.
-        await this.close().catch(() => {});
+        e = this.driver.translateError(error);
+      }
+      const where = `database "${this.name}" (${this.driver.describe()})`;
+      if (!this.detector.isDeathError(e)) {
+        const auth = /^(28P01|28000)$/.test(e.sqlState ?? '') || e.errno === 1045 || e.code === 'ER_ACCESS_DENIED_ERROR';
+        const unknown = e.sqlState === '3D000' || e.errno === 1049;
+        const why = auth
+          ? 'authentication failed: check user and password'
+          : unknown
+            ? 'the server has no such database: check the database name'
+            : 'the server refused the connection';
+        throw new DatabaseError(`${where}: ${why} (${e.message}). verifyOnStartup stops the boot; retrying would not help`, {
+          code: 'STARTUP_FAILED',
+          cause: e,
+          dialect: this.dialect,
+          database: this.name,
+        });
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || !(await this.detector.waitForRecovery(left))) {
         throw new DatabaseError(
-          `database "${this.name}" (${this.driver.describe()}) could not be reached at startup (verifyOnStartup): ${e.message}. ` +
-            'Check the server and the connection options, or set verifyOnStartup: false to start without it and connect lazily',
+          `${where} could not be reached within startupTimeoutMs (${startupTimeoutMs} ms) at startup (verifyOnStartup): ${e.message}. ` +
+            'Check the server and the connection options, raise startupTimeoutMs, or set verifyOnStartup: false to start without it and connect lazily',
           { code: 'STARTUP_FAILED', cause: e, dialect: this.dialect, database: this.name },
         );
       }
     }
-    this.pool.fill();
   }
 
   /** Runs a statement and resolves with its rows. */
@@ -278,6 +332,82 @@ export class Database implements TransactionRunnerHost {
     pending.catch(() => {});
     call.interrupt(new QueryCanceled('query canceled by Database.cancel()', { database: this.name, dialect: this.dialect }));
     await call.cancelSent;
+  }
+
+  /**
+   * Lends the driver's own client (`pg.Client`, a mysql2 `Connection`) to `fn`, for what only the
+   * driver can do: PostgreSQL `COPY` through pg-copy-streams, a library that wants a raw client
+   * (job queues). Under the pool's rules: it waits for a connection like a query (fail fast,
+   * `acquireTimeoutMs`); `timeoutMs` (default: `queryTimeoutMs`) bounds the whole loan, after
+   * which the client is destroyed and the call fails with `QueryTimeout`; the client comes back
+   * when `fn` settles, and its session is reset before anyone else gets it (whatever `fn` set on
+   * it), or it is destroyed if it broke. Inside a transaction, `fn` gets the transaction's client
+   * (keep to its transaction: do not COMMIT it). Do not keep the client after `fn` returns.
+   * SQLite has no native client outside its worker thread: `NotSupported`.
+   *
+   * @example
+   * await db.withNativeConnection<pg.Client>(async (client) => {
+   *   await pipeline(Readable.from(rows), client.query(copyFrom('COPY items FROM STDIN')));
+   * });
+   */
+  async withNativeConnection<C = unknown, R = unknown>(fn: (client: C) => Promise<R> | R, options: { timeoutMs?: number } = {}): Promise<R> {
+    const timeoutMs = options.timeoutMs ?? this.queryTimeoutMs;
+    const tx = currentTransaction<Transaction>(this);
+    if (tx) {
+      tx.assertActive();
+      tx.assertNoStream('borrow the native connection');
+      return this.lend(tx.connection, fn, timeoutMs, () => (tx.lease.discard = true));
+    }
+    return this.track(async () => {
+      this.assertUsable();
+      const call = new CallHandle(this);
+      let lease: Lease;
+      try {
+        lease = await this.acquire(call);
+      } finally {
+        call.settle();
+      }
+      // Whatever fn set on the session is undone before the next caller gets it.
+      lease.dirty = true;
+      try {
+        return await this.lend(lease.connection, fn, timeoutMs, () => (lease.discard = true));
+      } catch (error) {
+        if (lease.connection.broken || this.detector.isDeathError(error)) lease.discard = true;
+        throw error;
+      } finally {
+        this.pool.release(lease);
+      }
+    });
+  }
+
+  private async lend<C, R>(connection: Connection, fn: (client: C) => Promise<R> | R, timeoutMs: number, onTimeout: () => void): Promise<R> {
+    const native = connection.native?.() as C | undefined;
+    if (native === undefined) {
+      throw new NotSupported(`withNativeConnection() has no native client to lend on ${this.dialect} (database "${this.name}")`, {
+        dialect: this.dialect,
+        database: this.name,
+      });
+    }
+    if (!(timeoutMs > 0)) return await fn(native);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        onTimeout();
+        connection.destroy();
+        reject(new QueryTimeout(`withNativeConnection() on database "${this.name}" ran past its timeout of ${timeoutMs} ms; the client was destroyed`, {
+          timeoutMs,
+          database: this.name,
+          dialect: this.dialect,
+        }));
+      }, timeoutMs);
+    });
+    const work = Promise.resolve().then(() => fn(native));
+    work.catch(() => {}); // it may lose the race and fail later, on the destroyed client
+    try {
+      return await Promise.race([work, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** A round trip to the server; resolves with its duration in milliseconds. */
@@ -417,8 +547,9 @@ export class Database implements TransactionRunnerHost {
         },
       );
     });
-    this.calls.set(promise, call);
-    return promise;
+    const outer = withCallerStack(promise);
+    this.calls.set(outer, call);
+    return outer;
   }
 
   private callDone(): void {
@@ -521,6 +652,7 @@ export class Database implements TransactionRunnerHost {
     call.throwIfInterrupted();
     call.connection = connection;
     const started = this.slowQueryMs > 0 ? performance.now() : 0;
+    if (this.log.query) this.logger.log(`query: ${text}`);
     try {
       return await connection.execute(text, values, exec);
     } catch (error) {
@@ -532,12 +664,16 @@ export class Database implements TransactionRunnerHost {
       }
       const e = this.failed(error);
       call.statementFailed(e);
+      if (this.log.error) this.logger.error(`query failed (${e.code}): ${e.message} -- ${text}`);
       throw this.detector.isDeathError(e) && !wasNotSent(e) ? this.lostUnder(e) : e;
     } finally {
       call.connection = undefined;
       if (started > 0) {
         const durationMs = performance.now() - started;
-        if (durationMs >= this.slowQueryMs) this.events.emit('slowQuery', { database: this.name, query: text, durationMs });
+        if (durationMs >= this.slowQueryMs) {
+          if (this.log.slow) this.logger.warn(`slow query (${Math.round(durationMs)} ms): ${text}`);
+          this.events.emit('slowQuery', { database: this.name, query: text, durationMs });
+        }
       }
     }
   }
@@ -545,6 +681,7 @@ export class Database implements TransactionRunnerHost {
   /** A connection lost under a call: `ConnectionDead`, keeping what the server or socket said. */
   private lostUnder(e: DatabaseError): ConnectionDead {
     return new ConnectionDead(`the connection to database "${this.name}" was lost while the statement ran (${e.message}); it may or may not have taken effect`, {
+      mayHaveRun: true,
       cause: e,
       query: e.query,
       sqlState: e.sqlState,
@@ -611,7 +748,12 @@ export class Database implements TransactionRunnerHost {
           if (waitForRecoveryMs > 0 && attempt < 2) continue;
           if (error instanceof ConnectionDead) throw error;
           if (this.detector.isDead) throw this.detector.deadError();
-          throw this.lostUnder(this.driver.translateError(error));
+          const e = this.driver.translateError(error);
+          throw new ConnectionDead(`no connection to database "${this.name}" could be opened (${e.message}); nothing was sent`, {
+            cause: e,
+            dialect: this.dialect,
+            database: this.name,
+          });
         }
         throw this.driver.translateError(error);
       }

@@ -6,6 +6,7 @@
  */
 import type { Connection, RowCursor, StreamOptions } from '../drivers/driver.js';
 import type { DatabaseError } from '../errors.js';
+import { restack } from './caller-stack.js';
 import type { LeaseHolder } from '../transactions/transaction.context.js';
 
 /** Where a stream runs: opened when iteration starts. */
@@ -126,6 +127,7 @@ export class RowIterator<T> implements AsyncIterableIterator<T>, LeaseHolder {
       this.ended = true;
       const translated = this.translate(error);
       this.finishOnce(translated);
+      restack(translated);
       throw translated;
     }
     if (this.batch.length === 0 || this.ended) {

@@ -101,10 +101,20 @@ export interface Connection {
   onEnd(handler: () => void): void;
   /** PostgreSQL: NOTIFY messages that arrive on this session. */
   onNotification?(handler: (n: Notification) => void): void;
+  /** The driver's own client object (`pg.Client`, a mysql2 `Connection`), for `Database.withNativeConnection`. */
+  native?(): unknown;
+  /**
+   * Returns the session to the state it had when it was opened (settings, variables, temporary
+   * tables, advisory locks, LISTENs), outside any transaction; the driver's own session settings
+   * (statement timeout) are applied again. Absent: the connection cannot be reset, only replaced.
+   */
+  resetSession?(): Promise<void>;
 }
 
 /** Connection settings after parsing; the password is never enumerable. */
 export interface ConnectionSettings {
+  /** The module's name of this database (`'default'`, `'analytics'`), put in every error as `DatabaseError.database`. */
+  name?: string;
   host?: string;
   port?: number;
   user?: string;
@@ -122,6 +132,8 @@ export interface ConnectionSettings {
 
 export interface Driver {
   readonly dialect: Dialect;
+  /** Loads the client package, failing with a `ConfigurationError` that names it and the install command. Called at bootstrap. */
+  load?(): Promise<void>;
   /** Most bound parameters one statement may have. */
   readonly maxParameters: number;
   /** `host:port/database` for messages: never a password. */

@@ -27,13 +27,14 @@ import { ISOLATION_SQL } from './driver.js';
 import { savepointSql } from './savepoint.js';
 import { hidePasswords, redact, redactError } from './redact.js';
 import { isWriteFailure, markNotSent } from './not-sent.js';
+import { loadPackage } from './load-package.js';
 
 type Mysql2 = typeof import('mysql2');
 type RawConnection = import('mysql2').Connection;
 
 let mysqlModule: Promise<Mysql2> | undefined;
 const loadMysql = (): Promise<Mysql2> =>
-  (mysqlModule ??= import('mysql2').then((m) => ((m as { default?: Mysql2 }).default ?? m) as Mysql2));
+  (mysqlModule ??= loadPackage('mysql2', 'mysql', () => import('mysql2').then((m) => ((m as { default?: Mysql2 }).default ?? m) as Mysql2)));
 
 const SERVER_STATUS_IN_TRANS = 1;
 /** Statements the binary protocol does not take: transaction control, session settings, LOCK, CALL with OUT variables. */
@@ -54,6 +55,10 @@ export class MysqlDriver implements Driver {
   describe(): string {
     const { host = 'localhost', port = 3306, database = '' } = this.settings;
     return `mysql://${host}:${port}/${database}`;
+  }
+
+  async load(): Promise<void> {
+    await loadMysql();
   }
 
   /** Opens a raw mysql2 connection; the password function, if any, is called for each one. */
@@ -122,7 +127,7 @@ export class MysqlDriver implements Driver {
       }
     }
     if (e?.code === 'HANDSHAKE_SSL_ERROR') message = `TLS handshake failed: ${message} (check ssl.ca / sslrootcert, the host name and sslmode)`;
-    const fields: DatabaseErrorFields = { dialect: 'mysql', query, cause: error, code: e?.code ?? 'DATABASE_ERROR' };
+    const fields: DatabaseErrorFields = { dialect: 'mysql', query, cause: error, code: e?.code ?? 'DATABASE_ERROR', database: this.settings.name };
     if (typeof e?.errno === 'number') fields.errno = e.errno;
     if (typeof e?.sqlState === 'string') fields.sqlState = e.sqlState;
     if (e?.errno === 1969 || e?.errno === 3024 || e?.code === 'ER_QUERY_TIMEOUT') {
@@ -388,6 +393,28 @@ class MysqlConnection implements Connection {
 
   onEnd(handler: () => void): void {
     this.endHandlers.push(handler);
+  }
+
+  native(): unknown {
+    return this.raw;
+  }
+
+  /**
+   * COM_RESET_CONNECTION: rolls back, drops temporary tables, releases locks (LOCK TABLES,
+   * GET_LOCK), forgets user variables and prepared statements (mysql2 clears its cache), and
+   * resets session variables; the statement time limit is then set again.
+   */
+  async resetSession(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.inFlight.add(reject);
+      (this.raw as unknown as { reset(cb: (err: Error | null) => void): void }).reset((err) => {
+        this.inFlight.delete(reject);
+        if (err) reject(this.driver.translateError(err, 'RESET CONNECTION'));
+        else resolve();
+      });
+    });
+    this.transactionStatus = 'idle';
+    if (this.sessionTimeoutMs > 0) await this.setStatementTimeout(this.sessionTimeoutMs);
   }
 }
 

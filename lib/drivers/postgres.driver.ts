@@ -29,13 +29,14 @@ import { ISOLATION_SQL } from './driver.js';
 import { savepointSql } from './savepoint.js';
 import { redact, redactError } from './redact.js';
 import { isWriteFailure, markNotSent } from './not-sent.js';
+import { loadPackage } from './load-package.js';
 
 type PgModule = typeof import('pg');
 type PgClient = import('pg').Client;
 
 let pgModule: Promise<PgModule> | undefined;
 const loadPg = (): Promise<PgModule> =>
-  (pgModule ??= import('pg').then((m) => ((m as unknown as { default?: PgModule }).default ?? m) as PgModule));
+  (pgModule ??= loadPackage('pg', 'postgres', () => import('pg').then((m) => ((m as unknown as { default?: PgModule }).default ?? m) as PgModule)));
 
 type CursorCtor = new (text: string, values: unknown[], config?: { rowMode?: string }) => {
   read(rows: number, cb: (err: Error | undefined, rows: unknown[]) => void): void;
@@ -43,7 +44,12 @@ type CursorCtor = new (text: string, values: unknown[], config?: { rowMode?: str
 };
 let cursorModule: Promise<CursorCtor> | undefined;
 const loadCursor = (): Promise<CursorCtor> =>
-  (cursorModule ??= import('pg-cursor' as string).then((m: { default?: CursorCtor }) => (m.default ?? m) as unknown as CursorCtor));
+  (cursorModule ??= loadPackage(
+    'pg-cursor',
+    'postgres',
+    () => import('pg-cursor' as string).then((m: { default?: CursorCtor }) => (m.default ?? m) as unknown as CursorCtor),
+    'Database.stream() on PostgreSQL',
+  ));
 
 /** Prepared statements kept per connection; past this the least recently used is deallocated (each holds backend memory). */
 const MAX_PREPARED_PER_CONNECTION = 256;
@@ -79,6 +85,10 @@ export class PostgresDriver implements Driver {
   describe(): string {
     const { host = 'localhost', port = 5432, database = '' } = this.settings;
     return `postgres://${host}:${port}/${database}`;
+  }
+
+  async load(): Promise<void> {
+    await loadPg();
   }
 
   async connect(): Promise<Connection> {
@@ -118,7 +128,7 @@ export class PostgresDriver implements Driver {
     redactError(error, this.settings.password);
     let message = redact(e?.message ?? String(error), this.settings.password);
     const code = e?.code;
-    const fields: DatabaseErrorFields = { dialect: 'postgres', query, cause: error };
+    const fields: DatabaseErrorFields = { dialect: 'postgres', query, cause: error, database: this.settings.name };
     if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_(?:VERIFY|GET_ISSUER)/.test(code)) {
       message = `TLS: the server's certificate was refused: ${message} (check ssl.ca / sslrootcert, the host name and sslmode)`;
     }
@@ -370,6 +380,23 @@ class PostgresConnection implements Connection {
 
   onEnd(handler: () => void): void {
     this.endHandlers.push(handler);
+  }
+
+  native(): unknown {
+    return this.client;
+  }
+
+  /**
+   * DISCARD ALL but for DEALLOCATE ALL: the statements this module prepared stay (a name is
+   * always the same text), everything a caller may have set goes: parameters (back to the
+   * connection's startup values, statement_timeout included), role, LISTENs, advisory locks,
+   * temporary tables, cursors. One round trip.
+   */
+  async resetSession(): Promise<void> {
+    await this.client.query(
+      (this.transactionStatus === 'idle' ? '' : 'ROLLBACK; ') +
+        'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES',
+    );
   }
 
   onNotification(handler: (n: Notification) => void): void {

@@ -156,7 +156,7 @@ export class SqliteDriver implements Driver {
     // and TypeError (a value it cannot bind) without a code; SQLite names those two cases so.
     let code = typeof e?.code === 'string' ? e.code : undefined;
     code ??= e?.name === 'RangeError' ? 'SQLITE_RANGE' : e?.name === 'TypeError' ? 'SQLITE_MISUSE' : 'DATABASE_ERROR';
-    return new DatabaseError(message, { code, dialect: 'sqlite', query, cause: error });
+    return new DatabaseError(message, { code, dialect: 'sqlite', query, cause: error, database: this.settings.name });
   }
 
   /**

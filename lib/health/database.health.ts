@@ -6,12 +6,12 @@
  *
  * @example
  * @Get('ready') @HealthCheck()
- * ready() { return this.health.check([() => this.db.pingCheckAll('database')]); }
+ * ready() { return this.health.check([() => this.database.pingCheckAll('database')]); }
  */
 import { Injectable } from '@nestjs/common';
-import type { Database } from '../database/database.js';
-import { DEFAULT_DATABASE } from '../module/database.constants.js';
-import { findDatabase, listDatabases } from '../module/database.registry.js';
+import { DiscoveryService, ModuleRef } from '@nestjs/core';
+import { Database } from '../database/database.js';
+import { DEFAULT_DATABASE, getDatabaseToken } from '../module/database.constants.js';
 
 export interface PingCheckOptions {
   /** The named database. Default: `'default'`. */
@@ -28,6 +28,11 @@ export const timeoutMessage = (ms: number): string => `timeout of ${ms}ms exceed
 
 @Injectable()
 export class DatabaseHealthIndicator {
+  constructor(
+    private readonly moduleRef: ModuleRef,
+    private readonly discovery: DiscoveryService,
+  ) {}
+
   /**
    * Up with `{ dialect, state, latencyMs, pool }`, or down with the reason. Down at once,
    * without touching the network, while the detector says dead or the app shuts down.
@@ -36,18 +41,19 @@ export class DatabaseHealthIndicator {
    */
   async pingCheck<Key extends string = 'database'>(key: Key = 'database' as Key, options: PingCheckOptions = {}): Promise<HealthIndicatorResult<Key>> {
     const name = options.connection ?? DEFAULT_DATABASE;
-    let db: Database;
+    let db: unknown;
     try {
-      db = findDatabase(name);
-    } catch (error) {
-      return compose(key, 'down', { message: (error as Error).message });
+      db = this.moduleRef.get(getDatabaseToken(name), { strict: false });
+    } catch {
+      return compose(key, 'down', { message: `no database named "${name}" in this application; import DatabaseModule.forRoot(${name === DEFAULT_DATABASE ? '' : `{ name: '${name}', … }`})` });
     }
+    if (!(db instanceof Database)) return compose(key, 'up', { state: 'not a Database (overridden provider): not checked' });
     return compose(key, ...(await checkOne(db, options.timeoutMs ?? 1000)));
   }
 
-  /** One result for every open database, each under its name: for a single readiness endpoint. */
+  /** One result for every database of this application, each under its name: for a single readiness endpoint. */
   async pingCheckAll<Key extends string = 'database'>(key: Key = 'database' as Key, options: Omit<PingCheckOptions, 'connection'> = {}): Promise<HealthIndicatorResult<Key>> {
-    const dbs = listDatabases();
+    const dbs = this.databases();
     const results = await Promise.all(dbs.map((db) => checkOne(db, options.timeoutMs ?? 1000)));
     const details: Record<string, unknown> = {};
     let status: HealthStatus = dbs.length > 0 ? 'up' : 'down';
@@ -55,8 +61,19 @@ export class DatabaseHealthIndicator {
       details[dbs[i].name] = { status: s, ...d };
       if (s === 'down') status = 'down';
     });
-    if (dbs.length === 0) details.message = 'no open database';
+    if (dbs.length === 0) details.message = 'no database in this application';
     return compose(key, status, details);
+  }
+
+  /** The databases the application injects (overridden providers are not databases, and are left out). */
+  private databases(): Database[] {
+    const found = new Set<Database>();
+    for (const wrapper of this.discovery.getProviders()) {
+      const token = wrapper.token;
+      const isPublic = token === Database || (typeof token === 'string' && token.startsWith('nestjs-dbpool:database:'));
+      if (isPublic && wrapper.instance instanceof Database) found.add(wrapper.instance);
+    }
+    return [...found];
   }
 }
 

@@ -24,15 +24,16 @@ import {
   type DynamicModule,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  type OnModuleInit,
   type Provider,
 } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { Database } from '../database/database.js';
+import { ConfigurationError } from '../errors.js';
 import { DatabaseHealthIndicator } from '../health/database.health.js';
 import { NotifyExplorer } from '../notify/notify.explorer.js';
-import { getDatabaseToken } from './database.constants.js';
+import { databaseInstanceToken, getDatabaseToken } from './database.constants.js';
 import { resolveOptions, DEFAULT_DATABASE, type DatabaseModuleOptions } from './database.options.js';
-import { registerDatabase, unregisterDatabase } from './database.registry.js';
 
 /** A class for `forRootAsync({ useClass })`. */
 export interface DatabaseOptionsFactory {
@@ -54,60 +55,103 @@ const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN } = new ConfigurableModule
   .setExtras<DatabaseModuleExtras>({ name: DEFAULT_DATABASE, isGlobal: false }, (definition, extras) => withDatabase(definition, extras))
   .build();
 
-/** Closes its database on shutdown, after readiness went down; one per imported DatabaseModule. */
-class DatabaseLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+/**
+ * The life of one registered database in its application: refuses a second registration of
+ * the same name at bootstrap, subscribes its `@OnNotify` methods, reports readiness down for
+ * `shutdownDelayMs` when shutdown begins (the HTTP server still serves meanwhile), and closes
+ * the database after the server stopped.
+ */
+class DatabaseLifecycle implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  /** When readiness went down in this application; shared by its databases so their delays do not add up. */
+  shutdownStartedAt?: number;
+
   constructor(
-    private readonly db: Database,
+    /** The Database this module created and owns. */
+    readonly db: Database,
+    /** What the app injects under the public token: the same Database, or a test override. */
+    private readonly provided: unknown,
     private readonly explorer: NotifyExplorer,
+    private readonly discovery: DiscoveryService,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    await this.explorer.subscribeAll(this.db);
+  private siblings(): DatabaseLifecycle[] {
+    return this.discovery
+      .getProviders()
+      .map((wrapper) => wrapper.instance)
+      .filter((instance): instance is DatabaseLifecycle => instance instanceof DatabaseLifecycle);
   }
 
-  beforeApplicationShutdown(): void {
-    // Readiness reports "down" from here on, before the pool drains.
-    this.db.shuttingDown = true;
+  onModuleInit(): void {
+    const twins = this.siblings().filter((other) => other !== this && other.db.name === this.db.name);
+    if (twins.length > 0) {
+      throw new ConfigurationError(
+        `DatabaseModule registers database "${this.db.name}" ${twins.length + 1} times in this application; ` +
+          'each forRoot/forRootAsync needs its own name (DatabaseModule.forRoot({ name: \'analytics\', … })), or import the module once (isGlobal: true)',
+        { option: 'name', database: this.db.name },
+      );
+    }
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (this.provided instanceof Database) await this.explorer.subscribeAll(this.provided);
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    // Readiness reports "down" from here on, while the app still serves; the delay lets the
+    // load balancer see it before the server stops accepting connections.
+    const siblings = this.siblings();
+    const startedAt = siblings.find((s) => s.shutdownStartedAt !== undefined)?.shutdownStartedAt ?? Date.now();
+    for (const sibling of siblings) {
+      sibling.shutdownStartedAt = startedAt;
+      sibling.db.shuttingDown = true;
+    }
+    const delayMs = Math.max(...siblings.map((s) => s.db.options.shutdownDelayMs)) - (Date.now() - startedAt);
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
   }
 
   async onApplicationShutdown(): Promise<void> {
-    try {
-      await this.db.close();
-    } finally {
-      unregisterDatabase(this.db);
-    }
+    await this.db.close();
   }
 }
 
 function withDatabase(definition: DynamicModule, extras: DatabaseModuleExtras): DynamicModule {
   const name = extras.name ?? DEFAULT_DATABASE;
   const token = getDatabaseToken(name);
+  const instance = databaseInstanceToken(name);
   const providers: Provider[] = [
     {
-      provide: token,
+      // The Database itself: created here, connected lazily, closed by the lifecycle even when a test overrides the public token.
+      provide: instance,
       inject: [MODULE_OPTIONS_TOKEN],
-      useFactory: async (options: DatabaseModuleOptions) => {
-        const resolved = resolveOptions({ ...options, name });
-        const db = new Database(resolved, new Logger(`nestjs-dbpool:${name}`));
+      useFactory: (options: DatabaseModuleOptions) => {
+        if (options && typeof options === 'object' && options.name !== undefined && options.name !== name) {
+          throw new ConfigurationError(
+            `the options of database "${name}" say name: "${String(options.name)}"; the name is fixed before the factory runs: ` +
+              `pass it to forRootAsync({ name: '${String(options.name)}', … }) instead of returning it from the factory`,
+            { option: 'name', database: name },
+          );
+        }
+        return new Database(resolveOptions({ ...options, name }), new Logger(`nestjs-dbpool:${name}`));
+      },
+    },
+    {
+      provide: token,
+      inject: [instance],
+      useFactory: async (db: Database) => {
         await db.start();
-        registerDatabase(db);
         return db;
       },
     },
     {
-      provide: `${token}:lifecycle`,
-      inject: [token, NotifyExplorer],
-      useFactory: (db: Database, explorer: NotifyExplorer) => new DatabaseLifecycle(db, explorer),
+      provide: `${instance}:lifecycle`,
+      inject: [instance, token, NotifyExplorer, DiscoveryService],
+      useFactory: (db: Database, provided: unknown, explorer: NotifyExplorer, discovery: DiscoveryService) =>
+        new DatabaseLifecycle(db, provided, explorer, discovery),
     },
     NotifyExplorer,
     DatabaseHealthIndicator,
   ];
   const exports: DynamicModule['exports'] = [token, DatabaseHealthIndicator];
-  if (name === DEFAULT_DATABASE) {
-    // The default database is also injectable by its class, for `constructor(private db: Database)`.
-    providers.push({ provide: Database, useExisting: token });
-    exports.push(Database);
-  }
   return {
     ...definition,
     global: extras.isGlobal,

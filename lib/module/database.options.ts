@@ -77,10 +77,29 @@ export interface DatabaseModuleOptions {
    * `QueryOptions`). Default: 0.
    */
   waitForRecoveryMs?: number;
-  /** Fail the boot if no connection can be opened within `connectTimeoutMs`. Default: false. */
+  /**
+   * Fail the boot unless the database answers. A server that cannot be reached is tried again
+   * with the `reconnect` backoff until `startupTimeoutMs` has passed (a database that starts
+   * after the app, as in a pod or docker-compose); an error that retrying cannot cure (wrong
+   * password, unknown database, TLS refused) fails the boot at once. Default: false (connect lazily).
+   */
   verifyOnStartup?: boolean;
+  /** With `verifyOnStartup`: how long to keep trying before the boot fails. Default: 30 000. */
+  startupTimeoutMs?: number;
   /** On shutdown, wait this long for in-flight work before closing connections. Default: 10 000. */
   shutdownTimeoutMs?: number;
+  /**
+   * On shutdown (SIGTERM with `app.enableShutdownHooks()`), the health indicator reports down
+   * for this long while the app still serves requests, so that Kubernetes takes the pod out of
+   * its Service before the server stops accepting connections. Default: 0.
+   */
+  shutdownDelayMs?: number;
+  /**
+   * Log through Nest's `Logger` (context `nestjs-dbpool:<name>`): `true` for everything, or some
+   * of `'query'` (each statement's text, never its values), `'error'` (failed statements),
+   * `'slow'` (statements slower than `slowQueryMs`). Default: false.
+   */
+  logging?: boolean | Array<'query' | 'error' | 'slow'>;
   /**
    * Server-side prepared statements for every query: PostgreSQL named statements, mysql2
    * `execute`, each cached per connection. Measured faster for repeated statements (README,
@@ -106,9 +125,12 @@ export interface ResolvedOptions {
   deathChecker?: DeathChecker;
   verifyOnStartup: boolean;
   shutdownTimeoutMs: number;
+  shutdownDelayMs: number;
+  startupTimeoutMs: number;
   prepare: boolean;
   slowQueryMs: number;
   waitForRecoveryMs: number;
+  logging: { query: boolean; error: boolean; slow: boolean };
 }
 
 const DIALECTS = ['postgres', 'mysql', 'sqlite'] as const;
@@ -309,9 +331,115 @@ function resolveSsl(ssl: unknown, dialect: Dialect, host: string | undefined): C
   return out;
 }
 
+const LOG_KINDS = ['query', 'error', 'slow'] as const;
+
+function resolveLogging(logging: unknown): ResolvedOptions['logging'] {
+  if (logging === undefined || logging === false) return { query: false, error: false, slow: false };
+  if (logging === true) return { query: true, error: true, slow: true };
+  if (!Array.isArray(logging) || logging.some((k) => !(LOG_KINDS as readonly unknown[]).includes(k))) {
+    fail('logging', `must be true, false or an array of ${LOG_KINDS.map((k) => `'${k}'`).join(', ')}`);
+  }
+  return { query: logging.includes('query'), error: logging.includes('error'), slow: logging.includes('slow') };
+}
+
+/** Every option, nested ones as `pool.max`, for refusing misspelt keys with the nearest valid one. */
+const KNOWN_OPTIONS: Record<string, readonly string[]> = {
+  '': [
+    'name', 'isGlobal', 'url', 'driver', 'host', 'port', 'user', 'password', 'database', 'filename', 'ssl', 'pool',
+    'connectTimeoutMs', 'queryTimeoutMs', 'reconnect', 'transientErrors', 'deathChecker', 'waitForRecoveryMs',
+    'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'prepare', 'slowQueryMs',
+    'driverOptions',
+  ],
+  pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
+  reconnect: ['initialDelayMs', 'baseDelayMs', 'maxDelayMs', 'factor', 'jitter', 'maxRetries', 'random'],
+};
+
+/** Names users bring from other libraries, and what they are called here. */
+const SYNONYMS: Record<string, string> = {
+  poolsize: 'pool.max',
+  connectionlimit: 'pool.max',
+  maxconnections: 'pool.max',
+  minconnections: 'pool.min',
+  username: 'user',
+  db: 'database',
+  dbname: 'database',
+  schema: 'database',
+  connectionstring: 'url',
+  uri: 'url',
+  type: 'driver',
+  dialect: 'driver',
+  client: 'driver',
+  timeout: 'queryTimeoutMs',
+  statementtimeout: 'queryTimeoutMs',
+  querytimeout: 'queryTimeoutMs',
+  connecttimeout: 'connectTimeoutMs',
+  connectiontimeoutmillis: 'connectTimeoutMs',
+  idletimeoutmillis: 'pool.idleTimeoutMs',
+  retryattempts: 'reconnect.maxRetries',
+  retrydelay: 'reconnect.initialDelayMs',
+  tls: 'ssl',
+};
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length];
+}
+
+/** The valid option closest to `key` (found under `section`), if any is close enough to be meant. */
+function nearestOption(section: string, key: string): string | undefined {
+  const lower = key.toLowerCase().replace(/[_-]/g, '');
+  const synonym = SYNONYMS[lower];
+  if (synonym) return synonym;
+  const all = Object.entries(KNOWN_OPTIONS).flatMap(([s, keys]) => keys.map((k) => (s ? `${s}.${k}` : k)));
+  // A nested option given one level too high (`max` for `pool.max`) or low.
+  const sameLeaf = all.find((path) => path.split('.').pop()!.toLowerCase() === lower);
+  if (sameLeaf) return sameLeaf;
+  // `maxSize` for `max`, `idleTimeout` for `idleTimeoutMs`: one is the other plus a suffix.
+  const inSection = KNOWN_OPTIONS[section].filter((k) => k.length >= 3 && (lower.startsWith(k.toLowerCase()) || k.toLowerCase().startsWith(lower)));
+  if (inSection.length > 0) return (section ? `${section}.` : '') + inSection.sort((a, b) => b.length - a.length)[0];
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const path of all) {
+    const leaf = path.split('.').pop()!;
+    const d = Math.min(distance(lower, leaf.toLowerCase()), distance(lower, path.toLowerCase().replace('.', '')));
+    const preferred = path.startsWith(section ? `${section}.` : '') ? -0.5 : 0;
+    if (d + preferred < bestDistance) {
+      bestDistance = d + preferred;
+      best = path;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** Refuses keys no option has: a misspelt one would otherwise be ignored in silence. */
+function checkKnownKeys(section: string, value: object): void {
+  const known = KNOWN_OPTIONS[section];
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const path = section ? `${section}.${key}` : key;
+    const nearest = nearestOption(section, key);
+    throw new ConfigurationError(
+      `DatabaseModule has no option "${path}"${nearest ? `; did you mean ${nearest}?` : ''} (every option is in the README's Configuration table)`,
+      { option: path },
+    );
+  }
+}
+
 /** Checks and completes the options; throws `ConfigurationError` on the first bad one. */
 export function resolveOptions(options: DatabaseModuleOptions | undefined): ResolvedOptions {
   if (!options || typeof options !== 'object') fail('options', 'must be an object such as { url: "sqlite::memory:" }');
+  checkKnownKeys('', options);
+  if (options.pool && typeof options.pool === 'object') checkKnownKeys('pool', options.pool);
+  if (options.reconnect && typeof options.reconnect === 'object') checkKnownKeys('reconnect', options.reconnect);
   const name = options.name ?? DEFAULT_DATABASE;
   if (typeof name !== 'string' || name.length === 0) fail('name', 'must be a non-empty string');
 
@@ -354,6 +482,9 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   const shutdownTimeoutMs = checkNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 10_000);
   const slowQueryMs = checkNumber('slowQueryMs', options.slowQueryMs, 0);
   const waitForRecoveryMs = checkNumber('waitForRecoveryMs', options.waitForRecoveryMs, 0);
+  const shutdownDelayMs = checkNumber('shutdownDelayMs', options.shutdownDelayMs, 0);
+  const startupTimeoutMs = checkNumber('startupTimeoutMs', options.startupTimeoutMs, 30_000, 1);
+  const logging = resolveLogging(options.logging);
 
   const p = options.pool ?? {};
   if (typeof p !== 'object') fail('pool', 'must be an object such as { max: 10 }');
@@ -389,6 +520,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   const ssl = dialect === 'sqlite' ? undefined : resolveSsl(options.ssl ?? fromUrl?.ssl, dialect, host);
 
   const settings: ConnectionSettings = {
+    name,
     host,
     port,
     user: options.user ?? fromUrl?.user,
@@ -418,5 +550,8 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     prepare: options.prepare ?? true,
     slowQueryMs,
     waitForRecoveryMs,
+    shutdownDelayMs,
+    startupTimeoutMs,
+    logging,
   };
 }

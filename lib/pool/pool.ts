@@ -14,7 +14,7 @@
  * <= max`. Each pooled connection has one `state`, changed only by `transition()`:
  *
  *   idle ──lend──▶ busy ──release──▶ idle
- *     │              │  └─(inside a transaction)──▶ resetting ──ROLLBACK ok──▶ idle
+ *     │              │  └─(inside a transaction, or dirty)──▶ resetting ──reset ok──▶ idle
  *     │              └─(broken, discarded, expired)──▶ closed
  *     └─(idle too long)──▶ validating ──ping ok──▶ busy;  any failure or timeout ──▶ closed
  *
@@ -61,6 +61,13 @@ export interface PoolHooks {
   onOpen?(connection: Connection): void;
   onClose?(connection: Connection): void;
   onLeak?(message: string, stack: string): void;
+  /**
+   * Makes a released connection clean before anyone else gets it: called when it comes back
+   * inside a transaction, or marked `dirty` (session state may have been set on it). Rejects if
+   * it cannot: the connection is then destroyed. Default: ROLLBACK when inside a transaction;
+   * a dirty connection is destroyed.
+   */
+  reset?(connection: Connection, dirty: boolean): Promise<void>;
   /** The name used in messages: `default`, `analytics`... */
   name: string;
 }
@@ -70,6 +77,8 @@ export interface Lease {
   readonly connection: Connection;
   /** Set by the owner when the connection must not be reused (timeout, protocol error). */
   discard?: boolean;
+  /** Set by the owner when session state may have been set on it (settings, a native borrow): it is reset before reuse. */
+  dirty?: boolean;
 }
 
 type EntryState = 'idle' | 'busy' | 'validating' | 'resetting' | 'closed';
@@ -222,11 +231,18 @@ export class Pool {
       this.pulse();
       return;
     }
-    if (c.transactionStatus === 'transaction' || c.transactionStatus === 'failed') {
-      // Handed back inside a transaction: roll it back before anyone else gets it, or drop it.
+    const inTransaction = c.transactionStatus === 'transaction' || c.transactionStatus === 'failed';
+    if (inTransaction || entry.dirty) {
+      // Handed back inside a transaction, or with session state on it: cleaned before anyone else gets it, or dropped.
+      const dirty = entry.dirty === true;
       this.transition(entry, 'resetting');
       this.opening++; // counts as "not available" while it is cleaned
-      this.bounded(entry, c.execute('ROLLBACK', [], { rowMode: 'array' })).then(
+      const reset: Promise<unknown> = this.hooks.reset
+        ? this.hooks.reset(c, dirty)
+        : dirty
+          ? Promise.reject(new DatabaseError('no reset for a dirty connection', { code: 'RESET_UNAVAILABLE' }))
+          : c.execute('ROLLBACK', [], { rowMode: 'array' });
+      this.bounded(entry, reset).then(
         () => {
           this.opening--;
           if (!c.broken && (c.transactionStatus === 'idle' || c.transactionStatus === 'unknown')) this.makeIdle(entry);
@@ -278,6 +294,7 @@ export class Pool {
   private lend(entry: Entry, takenAt?: Error): Entry {
     entry.released = false;
     entry.discard = false;
+    entry.dirty = false;
     this.transition(entry, 'busy');
     this.busy.add(entry);
     const leakMs = this.options.leakDetectionMs;

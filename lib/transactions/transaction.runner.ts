@@ -69,6 +69,7 @@ export function runTransactional<R>(
 ): Promise<R> {
   const current = currentTransaction<Transaction>(host);
   const propagation = options.propagation ?? 'required';
+  if (current?.rolledBackForTest) return inTestTransaction(current, propagation, options, fn);
   if (control && current && propagation !== 'requiresNew' && propagation !== 'notSupported') {
     control.refusal =
       `this interaction ${propagation === 'nested' ? 'runs in a savepoint of' : 'joined'} an outer transaction of database "${host.name}"; ` +
@@ -112,6 +113,46 @@ export function runTransactional<R>(
           { option: 'propagation', database: host.name },
         ),
       );
+  }
+}
+
+/**
+ * Inside `withRollback` (tests): everything runs in the test's transaction, which is rolled back
+ * at the end, so nothing is left behind. A scope that would begin a transaction of its own
+ * (`required` at the top, `requiresNew`, `nested`) gets a savepoint instead, so that its own
+ * failure still undoes exactly its work; the rest joins.
+ */
+function inTestTransaction<R>(current: Transaction, propagation: string, options: TransactionOptions, fn: (tx: Transaction) => Promise<R>): Promise<R> {
+  const atTop = current.currentScope() === current.root;
+  if (propagation === 'requiresNew' || propagation === 'nested' || (propagation === 'required' && atTop)) return current.savepoint(fn);
+  return join(current, options, fn);
+}
+
+/**
+ * The transaction of `withRollback`: `fn` runs in it, and it is always rolled back at the end,
+ * whatever `fn` did; no hook of the code under test runs.
+ */
+export async function runRolledBack<R>(host: TransactionRunnerHost, fn: (tx: Transaction) => Promise<R>): Promise<R> {
+  if (currentTransaction<Transaction>(host)) {
+    throw new TransactionError(`withRollback() runs inside a transaction of database "${host.name}" already; call it at the top of the test`, {
+      code: 'TRANSACTION_FORBIDDEN',
+      database: host.name,
+    });
+  }
+  const tx = await host.begin({});
+  tx.rolledBackForTest = true;
+  try {
+    return await runWithTransaction(host, tx, () => fn(tx));
+  } finally {
+    tx.state = 'ending';
+    await tx.settle();
+    tx.dropHooks();
+    try {
+      await rollback(host, tx, undefined);
+    } finally {
+      tx.close();
+      await host.finish(tx);
+    }
   }
 }
 

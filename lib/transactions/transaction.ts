@@ -189,6 +189,8 @@ export class Transaction {
   endedOnServer?: TransactionError;
   /** @internal The first statement error since the transaction (or the savepoint it was rolled back to) was clean. */
   statementError?: unknown;
+  /** @internal The transaction of `withRollback` (tests): scopes that would begin one become savepoints. */
+  rolledBackForTest = false;
   /** @internal True until the connection went back to the pool. */
   holdsConnection = true;
   /** @internal The top level of the savepoint stack. */

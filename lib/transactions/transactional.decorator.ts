@@ -1,8 +1,9 @@
 /**
  * `@Transactional(options?)`: runs the decorated provider method in a transaction
  * (`Database.runInteraction`). Every query on the same `Database` made inside it, and inside
- * everything it awaits, uses the transaction's connection. The class needs no extra
- * injection: the `Database` is found by `options.connection` in the registry of open databases.
+ * everything it awaits, uses the transaction's connection. The `Database` is the one of the
+ * application that created the object (found through its Nest container): no extra injection
+ * is needed in the class, and test overrides of the database provider are honoured.
  *
  * @example
  * @Transactional({ isolation: 'serializable', retry: 3 })
@@ -13,26 +14,31 @@
  */
 import 'reflect-metadata';
 import { DEFAULT_DATABASE } from '../module/database.constants.js';
-import { findDatabase } from '../module/database.registry.js';
+import { databaseOf, injectModuleRef } from '../module/database.resolver.js';
+import { ConfigurationError } from '../errors.js';
 import type { TransactionOptions } from './transaction.js';
 
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
-  return (_target, _key, descriptor: PropertyDescriptor) => {
+  return (target, key, descriptor: PropertyDescriptor) => {
     const original = descriptor.value as (...args: unknown[]) => Promise<unknown>;
-    if (typeof original !== 'function') throw new TypeError('@Transactional() goes on a method');
+    if (typeof original !== 'function') {
+      throw new ConfigurationError(`@Transactional() goes on a method, and ${String(key)} is not one`, { option: 'Transactional' });
+    }
     const name = options.connection ?? DEFAULT_DATABASE;
+    const where = `@Transactional() ${(typeof target === 'function' ? target.name : target.constructor?.name) ?? 'object'}.${String(key)}`;
+    injectModuleRef(target);
     const wrapped = function (this: unknown, ...args: unknown[]) {
       let db;
       try {
-        db = findDatabase(name);
+        db = databaseOf(this, name, where);
       } catch (error) {
         return Promise.reject(error);
       }
       return db.runInteraction(() => original.apply(this, args), options);
     };
     // Keep Nest's (and anyone's) metadata on the method, and its name for stack traces.
-    for (const key of Reflect.getMetadataKeys?.(original) ?? []) {
-      Reflect.defineMetadata(key, Reflect.getMetadata(key, original), wrapped);
+    for (const metadataKey of Reflect.getMetadataKeys?.(original) ?? []) {
+      Reflect.defineMetadata(metadataKey, Reflect.getMetadata(metadataKey, original), wrapped);
     }
     Object.defineProperty(wrapped, 'name', { value: original.name });
     descriptor.value = wrapped;

@@ -34,6 +34,11 @@ export class UsersService implements OnApplicationBootstrap {
     );
   }
 
+  /** Every user, read a batch at a time (`for await`). */
+  all(): AsyncIterable<User> {
+    return this.db.stream<User>(sql`SELECT login, name, forname FROM users ORDER BY login`);
+  }
+
   async find(login: string): Promise<User | undefined> {
     const [user] = await this.db.runQuery<User>(sql`SELECT login, name, forname FROM users WHERE login = ${login}`);
     return user;

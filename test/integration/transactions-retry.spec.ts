@@ -44,9 +44,9 @@ describeEachDialect(serverCases, 'retry on serialization failure and deadlock', 
     (await db.runQuery<{ balance: number }>(sql`SELECT balance FROM ${sql.identifier(table)} ORDER BY id`)).map((r) => Number(r.balance));
 
   beforeAll(async () => {
-    app = await bootContext([DatabaseModule.forRoot({ url: c.url(), pool: { max: 6 } })]);
+    app = await bootContext([DatabaseModule.forRoot({ url: c.url(), pool: { max: 6 } })], [Accounts]);
     db = app.get<Database>(getDatabaseToken());
-    accounts = new Accounts(db);
+    accounts = app.get(Accounts);
     target.table = table;
     await db.runOperation(`CREATE TABLE ${table} (id INT PRIMARY KEY, balance INT NOT NULL)`);
   });

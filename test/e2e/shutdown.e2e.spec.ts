@@ -1,0 +1,130 @@
+/**
+ * A Kubernetes-style shutdown of the sample, as a real process: SIGTERM, then readiness answers
+ * 503 while requests are still served (SHUTDOWN_DELAY_MS), then the server stops accepting, the
+ * request still in flight finishes, the pool closes and the process ends (by the re-raised SIGTERM). Every probe and
+ * request answer during the shutdown is recorded and checked.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { root } from '../support/child.js';
+
+const SAMPLE = path.join(root, 'dist/sample/main.js');
+const DELAY_MS = 1500;
+
+interface Answer {
+  at: number;
+  path: string;
+  status: number | 'refused' | 'reset';
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** One GET on a fresh connection (no keep-alive), so a closed server shows as refused. */
+function get(port: number, urlPath: string, timeoutMs = 10_000): Promise<{ status: number | 'refused' | 'reset'; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve({ status: 'reset', body }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ status: error.code === 'ECONNREFUSED' ? 'refused' : 'reset', body: '' }));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
+describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
+  let child: ChildProcess | undefined;
+  afterEach(() => {
+    child?.kill('SIGKILL');
+  });
+
+  it('readiness 503 while still serving for SHUTDOWN_DELAY_MS, then stops accepting, finishes the request in flight, closes, exits', async () => {
+    const port = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-shutdown-'));
+    const started = Date.now();
+    const proc = spawn(process.execPath, [SAMPLE], {
+      cwd: root,
+      env: { ...process.env, NODE_OPTIONS: '', PORT: String(port), DATABASE_URL: `sqlite:${path.join(dir, 'app.db')}`, SHUTDOWN_DELAY_MS: String(DELAY_MS) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = proc;
+    let output = '';
+    proc.stdout!.on('data', (d) => (output += d));
+    proc.stderr!.on('data', (d) => (output += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+      proc.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
+    );
+
+    // Up: wait for the first 200 from readiness (bounded).
+    let up = false;
+    for (let i = 0; i < 300 && !up && Date.now() - started < 30_000; i++) {
+      up = (await get(port, '/health/ready')).status === 200;
+      if (!up) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(up).toBe(true);
+
+    // A slow streaming request (3 users, 700 ms apart) that will still be running when the server stops accepting.
+    const inFlight = get(port, `/users?throttleMs=${Math.ceil((DELAY_MS + 600) / 3)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    const answers: Answer[] = [];
+    const sigtermAt = Date.now();
+    proc.kill('SIGTERM');
+    let done = false;
+    void exited.then(() => (done = true));
+    const poll = async (urlPath: string) => {
+      for (let i = 0; i < 2000 && !done && Date.now() - sigtermAt < DELAY_MS + 10_000; i++) {
+        const { status } = await get(port, urlPath, 2000);
+        answers.push({ at: Date.now() - sigtermAt, path: urlPath, status });
+        if (status === 'refused') return;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    };
+    await Promise.all([poll('/health/ready'), poll('/users/glyph')]);
+    const streamed = await inFlight;
+    const exit = await exited;
+
+    const during = (p: string) => answers.filter((a) => a.path === p && a.at < DELAY_MS - 200);
+    // Readiness goes down at once and stays down; the app keeps serving meanwhile.
+    expect(during('/health/ready').length).toBeGreaterThan(3);
+    expect(during('/health/ready').every((a) => a.status === 503)).toBe(true);
+    expect(during('/users/glyph').length).toBeGreaterThan(3);
+    expect(during('/users/glyph').every((a) => a.status === 200)).toBe(true);
+    // Then it stops accepting: nothing but 200/503 before, only refusals after, never a reset or a 5xx from the app.
+    const byPath = (p: string) => answers.filter((a) => a.path === p).map((a) => a.status);
+    for (const p of ['/health/ready', '/users/glyph']) {
+      const statuses = byPath(p);
+      expect(statuses.at(-1)).toBe('refused');
+      expect(statuses.filter((s) => s !== 'refused' && s !== 200 && s !== 503)).toEqual([]);
+    }
+    const firstRefusal = Math.min(...answers.filter((a) => a.status === 'refused').map((a) => a.at));
+    expect(firstRefusal).toBeGreaterThanOrEqual(DELAY_MS - 100);
+    // The request in flight when the server stopped accepting finished with all its rows.
+    expect(streamed.status).toBe(200);
+    expect(streamed.body.trim().split('\n').map((line) => JSON.parse(line).login)).toEqual(['exarkun', 'glyph', 'itamar']);
+    // Nest's shutdown hooks end by raising the signal again, as a process without handlers would die of it.
+    expect(exit.code === 0 || exit.signal === 'SIGTERM').toBe(true);
+    expect(exit.at - sigtermAt).toBeLessThan(DELAY_MS + 8000);
+    console.log(
+      `shutdown: readiness 503 from ${Math.min(...answers.filter((a) => a.path === '/health/ready' && a.status === 503).map((a) => a.at))} ms, ` +
+        `served until ${Math.max(...answers.filter((a) => a.path === '/users/glyph' && a.status === 200).map((a) => a.at))} ms, ` +
+        `refused from ${firstRefusal} ms, exited at ${exit.at - sigtermAt} ms; ${answers.length} answers recorded`,
+    );
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(output).not.toMatch(/Error|ERROR/);
+  }, 60_000);
+});
