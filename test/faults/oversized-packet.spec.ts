@@ -7,7 +7,7 @@
  * session the server ends (FATAL 57P01, by terminating its own backend): the same "one caller's
  * connection is gone" path.
  */
-import { DatabaseError } from '../../lib/index.js';
+import { ConnectionDead, DatabaseError } from '../../lib/index.js';
 import { describeEachDialect, serverCases } from '../support/databases.js';
 import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, type FaultDb } from './harness.js';
 
@@ -80,8 +80,9 @@ describeEachDialect(serverCases, 'faults: a fatal error for one caller', (c) => 
           throw new Error('the oversized statement succeeded');
         },
         (error: unknown) => {
-          errors.push((error as DatabaseError).code);
-          expect(error).toBeInstanceOf(DatabaseError);
+          // The session was lost under the call: ConnectionDead, with what the server said kept as its cause.
+          expect(error).toBeInstanceOf(ConnectionDead);
+          errors.push(((error as DatabaseError).cause as DatabaseError).code);
           return db.runQuery<{ n: number }>('SELECT 2 AS n');
         },
       );
