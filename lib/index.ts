@@ -51,4 +51,15 @@ export {
 } from './errors.js';
 export type { Dialect } from './errors.js';
 
-export type { Driver, Connection, ResultSet, RowMode, IsolationLevel, BeginOptions } from './drivers/driver.js';
+export type {
+  Driver,
+  Connection,
+  ConnectionSettings,
+  ResultSet,
+  RowMode,
+  RowCursor,
+  ExecuteOptions,
+  StreamOptions,
+  IsolationLevel,
+  BeginOptions,
+} from './drivers/driver.js';
