@@ -48,6 +48,8 @@ import { Listener, quoteChannel, type ResubscribeInfo, type SubscribeOptions } f
 /** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
 const CANCEL_GRACE_MS = 1000;
 const DEFAULT_BATCH_SIZE = 1000;
+/** How much later than a call's own deadline the server-side statement limit set for it is. */
+const SERVER_LIMIT_MARGIN_MS = 50;
 
 export interface DatabaseEvents {
   connectionOpened: [{ database: string; serverId: number }];
@@ -119,9 +121,7 @@ export class Database implements TransactionRunnerHost {
       },
       onHandlerError: (error) => this.logger.error(`a recovery handler of database "${this.name}" threw: ${(error as Error)?.message}`),
     });
-    const recommended = (this.driver as { recommendedMaxConnections?(): number | undefined }).recommendedMaxConnections?.();
-    const poolOptions = recommended ? { ...options.pool, max: Math.min(options.pool.max, recommended) } : options.pool;
-    this.pool = new Pool(poolOptions, {
+    this.pool = new Pool(options.pool, {
       name: this.name,
       create: () => this.connectDriver(),
       onCreateError: (error) => this.detector.checkForDeadConnection(error),
@@ -632,7 +632,9 @@ export class Database implements TransactionRunnerHost {
   private executeOptions(call: CallHandle, options: QueryOptions | undefined): ExecuteOptions {
     const exec: ExecuteOptions = { rowMode: options?.rowMode ?? 'object', prepare: options?.prepare ?? this.prepare };
     const timeoutMs = options?.timeoutMs;
-    if (timeoutMs !== undefined && timeoutMs !== this.queryTimeoutMs) exec.statementTimeoutMs = timeoutMs;
+    // The server's limit is the backstop: a little later than the call's deadline, so that the call's own timeout, which
+    // cancels on the server and gives up the connection, comes first.
+    if (timeoutMs !== undefined && timeoutMs !== this.queryTimeoutMs) exec.statementTimeoutMs = timeoutMs > 0 ? timeoutMs + SERVER_LIMIT_MARGIN_MS : 0;
     return exec;
   }
 
@@ -774,13 +776,11 @@ export class Database implements TransactionRunnerHost {
     const max = this.pool.options.max;
     const held = heldLeases(this, (tx) => ((tx as Transaction).holdsConnection ? (tx as Transaction).lease : undefined));
     if (held.size < max) return;
-    const memory = (this.driver as { recommendedMaxConnections?(): number | undefined }).recommendedMaxConnections?.() === 1;
     throw new AcquireTimeout(
       `this call waits for a connection of database "${this.name}", but the calling code itself holds all ${max} of them ` +
-        '(a transaction it runs in, suspended by propagation requiresNew or notSupported, or a stream it is still reading), so it could never get one. ' +
-        (memory
-          ? 'An in-memory SQLite database (sqlite::memory:) has a single connection: requiresNew, notSupported and queries while a stream is read need a second one; use a file database, or run them in the same transaction'
-          : 'Finish the stream first (or collect its rows), run the work in the same transaction, or raise pool.max'),
+        '(a transaction it runs in, suspended by propagation requiresNew or notSupported, or a stream it is still reading), so it could never get one: ' +
+        `requiresNew, notSupported and a query made while reading a stream each need a connection more than the caller holds. Finish the stream first (or collect its rows), ` +
+        `run the work in the same transaction, or raise pool.max (now ${max})`,
       { code: 'SELF_DEADLOCK', database: this.name, dialect: this.dialect },
     );
   }

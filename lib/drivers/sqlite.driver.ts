@@ -1,23 +1,27 @@
 /**
- * SQLite through better-sqlite3, run on a `node:worker_threads` worker so that the event loop
- * never waits for SQLite (as Twisted's adbapi ran blocking drivers in threads). One worker per
- * driver, that is per database, serves every connection; each connection is a session in the
- * worker with its own better-sqlite3 handle, so two connections have separate transactions,
- * as they would on a server. The worker runs one statement at a time: connections take turns,
- * they do not run in parallel.
+ * SQLite through better-sqlite3, one child process per connection (`sqlite.child.cjs`). The
+ * statements run in that process, never on the application's event loop (as Twisted's adbapi
+ * ran blocking drivers in threads); each connection has its own handle and its own transaction,
+ * as on a server.
  *
- * File databases use WAL (readers and the one writer do not block each other; see the worker
- * for how writers wait for each other) and get their parent directory created when missing.
+ * Why processes and not threads (measured, README "SQLite"): better-sqlite3 cannot interrupt a
+ * running statement, and a worker thread cannot be stopped in the middle of one, so with threads
+ * a canceled statement went on using a CPU and holding its locks for as long as it had left, and
+ * the process could not exit before it ended. A process is stopped at once: a cancel or timeout
+ * kills that connection's process only; the kernel releases its locks, its uncommitted writes are
+ * discarded, and no other connection, transaction or data is touched. The price is the IPC: more
+ * CPU per statement than a thread, and about 100 ms to start a connection's process (16 ms when
+ * the spare one kept ready is taken).
  *
- * `:memory:` is one database per handle, so there all connections share a single handle, and
- * with it a single transaction: use a pool of one connection (`recommendedMaxConnections()`
- * returns 1). The in-memory data lives as long as the worker: `end()` and `cancel()` lose it.
+ * File databases use WAL (readers never block the writer nor each other; writers wait for each
+ * other up to `busyTimeoutMs`) and get their parent directory created when missing. `:memory:`
+ * is one private database shared by the pool's connections: a WAL file on a RAM disk (`/dev/shm`
+ * where there is one, else the temporary folder), deleted when the database closes.
  *
- * Types as they come back: INTEGER a number, or a string beyond ±2^53 (never rounded, as the
- * PostgreSQL and MySQL drivers return int8/BIGINT); REAL a number; TEXT a string; BLOB a
- * `Buffer`; NULL `null`. Parameters use `?`; booleans are sent as 1/0, `Date`s as ISO 8601
- * text in UTC, bigints as integers, `Buffer`/`Uint8Array` as blobs, plain objects and arrays
- * as JSON text.
+ * Types as they come back: INTEGER a number, or an exact string beyond ±2^53 (never rounded, as
+ * the PostgreSQL and MySQL drivers return int8/BIGINT); REAL a number; TEXT a string; BLOB a
+ * `Buffer`; NULL `null`. Parameters use `?`; booleans are sent as 1/0, `Date`s as ISO 8601 text
+ * in UTC, bigints as integers, `Buffer`/`Uint8Array` as blobs, plain objects and arrays as JSON.
  *
  * @example
  * const driver = new SqliteDriver({ filename: 'data/app.db', connectTimeoutMs: 5000, statementTimeoutMs: 0 });
@@ -26,16 +30,14 @@
  * await connection.close();
  * await driver.end();
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
-import {
-  ConfigurationError,
-  DatabaseClosed,
-  DatabaseError,
-  InvalidParameter,
-  QueryCanceled,
-} from '../errors.js';
+import { fileURLToPath } from 'node:url';
+import { ConfigurationError, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled } from '../errors.js';
 import type {
   BeginOptions,
   Connection,
@@ -46,17 +48,10 @@ import type {
   RowCursor,
   StreamOptions,
 } from './driver.js';
-import { savepointSql } from './savepoint.js';
+import { loadPackage } from './load-package.js';
+import { markNotSent } from './not-sent.js';
 import { redact } from './redact.js';
-import {
-  PHASE,
-  SLOT_COUNT,
-  SQLITE_WORKER_SOURCE,
-  type OkReply,
-  type RequestBody,
-  type WorkerData,
-  type WorkerReply,
-} from './sqlite.worker.js';
+import { savepointSql } from './savepoint.js';
 
 /** How long a statement waits for another writer's lock before failing with SQLITE_BUSY. */
 export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
@@ -65,7 +60,7 @@ export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
 export interface SqliteDriverOptions {
   /** How long a statement waits for another writer's lock before SQLITE_BUSY. Default: 5000. */
   busyTimeoutMs?: number;
-  /** Extra PRAGMAs for each new handle, after the defaults (`journal_mode = WAL`, `foreign_keys = ON`). Example: `{ synchronous: 'NORMAL' }`. */
+  /** Extra PRAGMAs for each new connection, after the defaults (`journal_mode = WAL`, `foreign_keys = ON`). Example: `{ synchronous: 'NORMAL' }`. */
   pragmas?: Record<string, string | number | boolean>;
   /** better-sqlite3: open read-only. Default: false. */
   readonly?: boolean;
@@ -75,21 +70,105 @@ export interface SqliteDriverOptions {
   nativeBinding?: string;
 }
 
-/** How long `end()` waits for the worker thread to stop. */
-const END_WAIT_MS = 1000;
+const CHILD_SCRIPT = fileURLToPath(new URL('./sqlite.child.cjs', import.meta.url));
+/** How long close() waits for a connection's process to exit before killing it. */
+const CLOSE_WAIT_MS = 1000;
+/** A COMMIT, END or RELEASE cannot be undone once sent: a cancel lets it finish. */
+const FINAL_STATEMENT = /^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:COMMIT|END|RELEASE)\b/i;
 const DEFAULT_BATCH_SIZE = 100;
+/** Files of `:memory:` databases: a RAM disk where there is one. */
+const MEMORY_DIR = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+const MEMORY_PREFIX = 'nestjs-dbpool-memory-';
+/** Linux: the kernel kills a connection's process when this one dies, even while a statement runs. */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
 
 let betterSqlitePath: string | undefined;
 function resolveBetterSqlite(): string {
   try {
     return (betterSqlitePath ??= createRequire(import.meta.url).resolve('better-sqlite3'));
   } catch (error) {
-    throw new ConfigurationError('the sqlite driver needs the better-sqlite3 package: npm install better-sqlite3', {
+    throw new ConfigurationError('the sqlite driver needs the "better-sqlite3" package, which is not installed: npm install better-sqlite3', {
       option: 'driver',
       dialect: 'sqlite',
       cause: error,
     });
   }
+}
+
+interface ChildReply {
+  id?: number;
+  ok?: boolean;
+  ready?: boolean;
+  gate?: boolean;
+  fatal?: string;
+  inTransaction?: boolean;
+  rows?: unknown[];
+  affectedRows?: number;
+  insertId?: number | string;
+  done?: boolean;
+  tagged?: boolean;
+  error?: { message: string; code?: string; name?: string };
+}
+
+/** A started process with better-sqlite3 loaded, not yet attached to a database. */
+interface Spare {
+  child: ChildProcess;
+  ready: Promise<void>;
+  stderr: { tail: string };
+}
+
+/** Every running connection process of this Node process, killed if it exits without closing them. */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function startProcess(modulePath: string): Spare {
+  const env: NodeJS.ProcessEnv = { ...process.env, NDBP_SQLITE_MODULE: modulePath };
+  // The application's NODE_OPTIONS (--require hooks, --inspect ports) are not the child's business.
+  delete env.NODE_OPTIONS;
+  const [command, args] = SETPRIV
+    ? [SETPRIV, ['--pdeathsig', 'KILL', process.execPath, CHILD_SCRIPT]]
+    : [process.execPath, [CHILD_SCRIPT]];
+  const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json', windowsHide: true });
+  liveChildren.add(child);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const c of liveChildren) c.kill('SIGKILL');
+    });
+  }
+  const stderr = { tail: '' };
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => (stderr.tail = (stderr.tail + chunk).slice(-2000)));
+  child.on('error', () => {}); // a send() to a process that died; its exit is what reports the loss
+  child.once('exit', () => liveChildren.delete(child));
+  const ready = new Promise<void>((resolve, reject) => {
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      reject(new DatabaseError(`the SQLite connection process exited while starting (code ${code}, signal ${signal}): ${redact(stderr.tail.trim()) || 'no output'}`, {
+        code: 'CONNECTION_LOST',
+        dialect: 'sqlite',
+      }));
+    child.once('exit', onExit);
+    child.once('message', (m: ChildReply) => {
+      child.off('exit', onExit);
+      if (m?.ready) resolve();
+      else reject(new DatabaseError(`the SQLite connection process failed to start: ${m?.fatal ?? JSON.stringify(m)}`, { code: 'CONNECTION_LOST', dialect: 'sqlite' }));
+    });
+  });
+  ready.catch(() => {});
+  idle(child);
+  return { child, ready, stderr };
+}
+
+/** An idle connection process does not keep the application alive; one with a request in flight does. */
+function idle(child: ChildProcess): void {
+  child.unref();
+  (child.channel as unknown as { unref?(): void } | undefined)?.unref?.();
+  (child.stderr as unknown as { unref?(): void } | null)?.unref?.();
+}
+
+function busy(child: ChildProcess): void {
+  child.ref();
+  (child.channel as unknown as { ref?(): void } | undefined)?.ref?.();
 }
 
 export class SqliteDriver implements Driver {
@@ -98,52 +177,57 @@ export class SqliteDriver implements Driver {
   readonly maxParameters = 32766;
 
   private readonly filename: string;
-  /** `:memory:` (or `''`, a private temporary database): every handle would be another database, so all sessions share one. */
+  /** `:memory:` (or `''`): a private database shared by this driver's connections, kept in a file of its own. */
   private readonly memory: boolean;
-  private host: WorkerHost | undefined;
+  private readonly connections = new Set<SqliteConnection>();
+  private spare?: Spare;
   private lastSessionId = 0;
+  private ended = false;
 
   constructor(private readonly settings: ConnectionSettings) {
     const { filename } = settings;
     if (typeof filename !== 'string') {
-      throw new ConfigurationError("the sqlite driver needs a filename: a path, or ':memory:'", {
-        option: 'filename',
-        dialect: 'sqlite',
-      });
+      throw new ConfigurationError("the sqlite driver needs a filename: a path, or ':memory:'", { option: 'filename', dialect: 'sqlite' });
     }
     this.memory = filename === ':memory:' || filename === '';
     // Resolved now, so that a later process.chdir() cannot move the database.
-    this.filename = this.memory ? filename : path.resolve(filename);
-    this.workerOptions(); // fail at construction on invalid driverOptions
-  }
-
-  /** The pool size this database supports: 1 for `:memory:` (one shared handle, one transaction), undefined (no limit of its own) for a file. */
-  recommendedMaxConnections(): number | undefined {
-    return this.memory ? 1 : undefined;
+    this.filename = this.memory ? path.join(MEMORY_DIR, `${MEMORY_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}.db`) : path.resolve(filename);
+    this.options(); // fail at construction on invalid driverOptions
   }
 
   describe(): string {
     return `sqlite:${this.settings.filename}`;
   }
 
+  /** Loads better-sqlite3 here once, so that a missing package or a native binding built for another Node fails the boot, not the first query. */
+  async load(): Promise<void> {
+    const modulePath = resolveBetterSqlite();
+    await loadPackage('better-sqlite3', 'sqlite', async () => {
+      const BetterSqlite = createRequire(import.meta.url)(modulePath) as new (file: string) => { close(): void };
+      new BetterSqlite(':memory:').close();
+    });
+    // A process started now serves the first query without the ~100 ms of starting one (it keeps nothing alive).
+    this.spare ??= startProcess(modulePath);
+  }
+
   async connect(): Promise<Connection> {
-    if (!this.host || this.host.dead) {
-      this.host = new WorkerHost(
-        this.workerData(),
-        (error, query) => this.translateError(error, query),
-        (stopped) => {
-          if (this.host === stopped) this.host = undefined; // the next connect() starts a new worker
-        },
-      );
-    }
-    const host = this.host;
-    const connection = new SqliteConnection(++this.lastSessionId, host);
-    host.sessions.set(connection.serverId, connection);
+    if (this.ended) throw new DatabaseClosed('the SQLite driver was ended', { dialect: 'sqlite', database: this.settings.name });
+    if (this.memory) sweepStaleMemoryFiles();
+    else fs.mkdirSync(path.dirname(this.filename), { recursive: true });
+    const modulePath = resolveBetterSqlite();
+    // The spare process kept ready is taken, and the next one started at once.
+    const started = this.spare ?? startProcess(modulePath);
+    this.spare = startProcess(modulePath);
+    const connection = new SqliteConnection(++this.lastSessionId, started, this, this.settings.name);
+    this.connections.add(connection);
+    connection.onEnd(() => this.connections.delete(connection));
+    const { busyTimeoutMs, pragmas, databaseOptions } = this.options();
     try {
-      await host.request(connection.serverId, { op: 'open' }, { timeoutMs: this.settings.connectTimeoutMs });
+      await withTimeout(started.ready, this.settings.connectTimeoutMs, 'starting its process');
+      await connection.request({ op: 'open', filename: this.filename, pragmas, busyTimeoutMs, databaseOptions }, { cancelable: false, timeoutMs: this.settings.connectTimeoutMs });
     } catch (error) {
-      connection.lost();
-      throw error;
+      connection.destroy();
+      throw this.translateError(error);
     }
     return connection;
   }
@@ -152,24 +236,22 @@ export class SqliteDriver implements Driver {
     if (error instanceof DatabaseError) return error;
     const e = error as { code?: unknown; message?: unknown; name?: unknown } | undefined;
     const message = redact(typeof e?.message === 'string' ? e.message : String(error));
-    // better-sqlite3's own argument checks throw RangeError (wrong number of parameters)
-    // and TypeError (a value it cannot bind) without a code; SQLite names those two cases so.
+    // better-sqlite3's own argument checks throw RangeError (wrong number of parameters) and
+    // TypeError (a value it cannot bind) without a code; SQLite names those two cases so.
     let code = typeof e?.code === 'string' ? e.code : undefined;
     code ??= e?.name === 'RangeError' ? 'SQLITE_RANGE' : e?.name === 'TypeError' ? 'SQLITE_MISUSE' : 'DATABASE_ERROR';
     return new DatabaseError(message, { code, dialect: 'sqlite', query, cause: error, database: this.settings.name });
   }
 
   /**
-   * `BEGIN IMMEDIATE` for a read-write transaction: it takes the write lock at once (waiting
-   * for it as any writer does). A deferred `BEGIN` that reads and then writes has to upgrade
-   * its lock later, and if another writer committed meanwhile its snapshot is stale and it
-   * fails with SQLITE_BUSY_SNAPSHOT at once, with no waiting possible. Read-only
-   * transactions use a deferred `BEGIN`.
-   * Every isolation level is accepted: SQLite transactions are always serializable. `readOnly`
-   * is enforced with `PRAGMA query_only` for the length of the transaction.
+   * `BEGIN IMMEDIATE` for a read-write transaction: it takes the write lock at once (waiting for
+   * it as any writer does). A deferred `BEGIN` that reads and then writes has to upgrade its
+   * lock later, and if another writer committed meanwhile its snapshot is stale and it fails with
+   * SQLITE_BUSY_SNAPSHOT at once, with no waiting possible. Every isolation level is accepted:
+   * SQLite transactions are always serializable. `readOnly` is enforced with `PRAGMA query_only`
+   * for the length of the transaction.
    */
   beginStatements(options: BeginOptions): string[] {
-    // SQLite has no READ ONLY transaction: query_only makes every write of the session fail (SQLITE_READONLY) until it is turned off.
     return options.readOnly ? ['BEGIN', 'PRAGMA query_only = ON'] : ['BEGIN IMMEDIATE'];
   }
 
@@ -181,358 +263,231 @@ export class SqliteDriver implements Driver {
     return savepointSql(kind, name, 'sqlite');
   }
 
-  /** Stops the worker thread; its handles are closed as it stops. A later connect() starts a new one. */
+  /** Stops every connection's process and the spare; deletes a `:memory:` database's file. */
   async end(): Promise<void> {
-    const host = this.host;
-    this.host = undefined;
-    await host?.shutdown();
+    this.ended = true;
+    const spare = this.spare;
+    this.spare = undefined;
+    spare?.child.kill('SIGKILL');
+    await Promise.all([...this.connections].map((c) => c.close()));
+    if (this.memory) for (const suffix of ['', '-wal', '-shm', '-journal']) fs.rmSync(this.filename + suffix, { force: true });
   }
 
-  private workerData(): Omit<WorkerData, 'phases'> {
-    return { modulePath: resolveBetterSqlite(), filename: this.filename, memory: this.memory, ...this.workerOptions() };
-  }
-
-  private workerOptions(): Pick<WorkerData, 'busyTimeoutMs' | 'pragmas' | 'databaseOptions'> {
-    const { busyTimeoutMs = DEFAULT_SQLITE_BUSY_TIMEOUT_MS, pragmas = {}, ...rest } = (this.settings.driverOptions ??
-      {}) as SqliteDriverOptions & Record<string, unknown>;
+  private options(): { busyTimeoutMs: number; pragmas: string[]; databaseOptions: Record<string, unknown> } {
+    const { busyTimeoutMs = DEFAULT_SQLITE_BUSY_TIMEOUT_MS, pragmas = {}, ...rest } = (this.settings.driverOptions ?? {}) as SqliteDriverOptions &
+      Record<string, unknown>;
     if (typeof busyTimeoutMs !== 'number' || !(busyTimeoutMs >= 0)) {
-      throw new ConfigurationError('driverOptions.busyTimeoutMs must be a number of milliseconds >= 0', {
-        option: 'driverOptions.busyTimeoutMs',
-        dialect: 'sqlite',
-      });
+      throw new ConfigurationError('driverOptions.busyTimeoutMs must be a number of milliseconds >= 0', { option: 'driverOptions.busyTimeoutMs', dialect: 'sqlite' });
     }
-    const pragmaList: Array<[string, string]> = [];
+    const list = [this.memory ? 'journal_mode = WAL' : rest.readonly ? '' : 'journal_mode = WAL', 'foreign_keys = ON'].filter(Boolean);
+    // A :memory: stand-in is private and thrown away: durability against power loss buys nothing.
+    if (this.memory) list.push('synchronous = OFF');
     for (const [name, value] of Object.entries(pragmas)) {
       if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(name) || /[;\n]/.test(String(value))) {
-        throw new ConfigurationError(`driverOptions.pragmas.${name} is not a valid PRAGMA`, {
-          option: `driverOptions.pragmas.${name}`,
-          dialect: 'sqlite',
-        });
+        throw new ConfigurationError(`driverOptions.pragmas.${name} is not a valid PRAGMA`, { option: `driverOptions.pragmas.${name}`, dialect: 'sqlite' });
       }
-      pragmaList.push([name, typeof value === 'boolean' ? (value ? 'ON' : 'OFF') : String(value)]);
+      list.push(`${name} = ${typeof value === 'boolean' ? (value ? 'ON' : 'OFF') : String(value)}`);
     }
-    // Only what can cross to the worker (better-sqlite3's `verbose` callback cannot).
+    // Only what crosses to the process as JSON (better-sqlite3's `verbose` callback cannot).
     const databaseOptions: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(rest)) {
       if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) databaseOptions[key] = value;
     }
-    return { busyTimeoutMs, pragmas: pragmaList, databaseOptions };
+    return { busyTimeoutMs, pragmas: list, databaseOptions };
   }
+}
+
+/** Deletes `:memory:` files left by processes that died without closing (their pid is gone). */
+let swept = false;
+function sweepStaleMemoryFiles(): void {
+  if (swept) return;
+  swept = true;
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(MEMORY_DIR).filter((n) => n.startsWith(MEMORY_PREFIX));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/^nestjs-dbpool-memory-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(MEMORY_DIR, name), { force: true });
+    }
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  if (!(ms > 0)) return promise;
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DatabaseError(`connect timeout: the SQLite connection did not finish ${what} within ${ms} ms`, { code: 'CONNECT_TIMEOUT', dialect: 'sqlite' })), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 interface Pending {
   id: number;
-  /** Index in the shared phase array, or -1: not cancelable without restarting the worker. */
-  slot: number;
-  session: number;
-  cancelable: boolean;
+  body: Record<string, unknown>;
   text?: string;
-  settled: boolean;
+  cancelable: boolean;
+  /** Sent to the process (not only queued here). */
+  sent: boolean;
+  /** Its effect is final (a COMMIT granted or sent): a cancel lets it finish. */
+  final: boolean;
   timer?: NodeJS.Timeout;
-  resolve(reply: OkReply): void;
+  resolve(reply: ChildReply): void;
   reject(error: DatabaseError): void;
 }
 
 interface RequestOptions {
   text?: string;
-  /** Default true. Closing requests are not: they are never what cancel() means. */
+  /** Default true. Closing requests are not. */
   cancelable?: boolean;
-  /** Give up on a request the worker has not started after this long (connect timeout). 0: never. */
+  /** Give up (and stop the process) after this long. 0: never. */
   timeoutMs?: number;
-}
-
-/**
- * One worker thread and everything in flight on it. Replaced by a new one (by the driver, on
- * the next connect) once it stopped: after end(), a cancel, or a crash.
- */
-class WorkerHost {
-  readonly sessions = new Map<number, SqliteConnection>();
-  dead = false;
-  private readonly worker: Worker;
-  private readonly phases = new Int32Array(new SharedArrayBuffer(SLOT_COUNT * Int32Array.BYTES_PER_ELEMENT));
-  private readonly freeSlots = Array.from({ length: SLOT_COUNT }, (_, i) => SLOT_COUNT - 1 - i);
-  private readonly pending = new Map<number, Pending>();
-  private lastId = 0;
-  private readonly exited: Promise<void>;
-
-  constructor(
-    data: Omit<WorkerData, 'phases'>,
-    private readonly translateError: (error: unknown, query?: string) => DatabaseError,
-    private readonly onStopped: (host: WorkerHost) => void,
-  ) {
-    const workerData: WorkerData = { ...data, phases: this.phases };
-    this.worker = new Worker(SQLITE_WORKER_SOURCE, { eval: true, workerData, name: 'nestjs-dbpool sqlite' });
-    // Referenced only while a request is in flight: an idle pool must not keep the process alive.
-    this.worker.unref();
-    this.worker.on('message', (reply: WorkerReply) => this.onReply(reply));
-    this.worker.on('error', (error) => this.kill('crash', undefined, error));
-    this.worker.on('messageerror', (error) => this.kill('crash', undefined, error));
-    this.exited = new Promise((resolve) =>
-      this.worker.once('exit', (code) => {
-        this.kill('crash', undefined, new Error(`the worker thread exited with code ${code}`));
-        for (const p of this.pending.values()) {
-          this.settle(p, this.lost('the SQLite worker thread stopped before answering', p.text));
-        }
-        this.pending.clear();
-        resolve();
-      }),
-    );
-  }
-
-  request(session: number, body: RequestBody, options: RequestOptions = {}): Promise<OkReply> {
-    if (this.dead) return Promise.reject(this.lost('the SQLite worker thread stopped', options.text));
-    const cancelable = options.cancelable ?? true;
-    const slot = cancelable ? (this.freeSlots.pop() ?? -1) : -1;
-    if (slot >= 0) Atomics.store(this.phases, slot, PHASE.QUEUED);
-    const id = ++this.lastId;
-    return new Promise<OkReply>((resolve, reject) => {
-      const p: Pending = { id, slot, session, cancelable, text: options.text, settled: false, resolve, reject };
-      this.pending.set(id, p);
-      if (this.pending.size === 1) this.worker.ref();
-      if (options.timeoutMs) p.timer = setTimeout(() => this.expire(p, options.timeoutMs!), options.timeoutMs);
-      try {
-        this.worker.postMessage({ id, slot, session, ...body });
-      } catch (error) {
-        // Values were checked by toSqliteValues(); this is a bug, so no value goes in the message.
-        this.forgetRequest(p);
-        this.settle(p, new DatabaseError('could not send the statement to the SQLite worker', { code: 'SQLITE_MISUSE', dialect: 'sqlite', query: options.text, cause: error }));
-      }
-    });
-  }
-
-  /**
-   * Cancels the statement `session` has in flight. One the worker has not started is skipped.
-   * One it runs cannot be stopped (better-sqlite3 has no sqlite3_interrupt), so the worker is
-   * terminated and the next connect() starts a new one: every connection of this database is
-   * lost, and on `:memory:` the data with them. The terminated thread still finishes the
-   * SQLite call it is inside (then stops, closing its handles): a read goes on using a CPU
-   * for that long; a write outside a transaction was wrapped in one that is never committed
-   * (see the worker), so a QueryCanceled statement had no effect, except a several-statement
-   * script, which may have run in part.
-   */
-  cancel(session: number): void {
-    if (this.dead) return;
-    let target: Pending | undefined;
-    for (const p of this.pending.values()) if (p.session === session && p.cancelable && !p.settled) target = p;
-    if (!target) return;
-    if (target.slot < 0) {
-      this.kill('cancel', target);
-      return;
-    }
-    for (;;) {
-      const phase = Atomics.load(this.phases, target.slot);
-      if (phase !== PHASE.QUEUED && phase !== PHASE.RUNNING) return; // done: its result is on the way
-      if (Atomics.compareExchange(this.phases, target.slot, phase, PHASE.CANCELED) !== phase) continue;
-      if (phase === PHASE.QUEUED) this.settle(target, this.canceled(target, 'the statement was canceled before it started'));
-      else this.kill('cancel', target);
-      return;
-    }
-  }
-
-  /** destroy(): skip what the session has queued and stop waiting for what it runs. */
-  abandon(session: number): void {
-    for (const p of this.pending.values()) {
-      if (p.session !== session || p.settled) continue;
-      if (p.slot >= 0) Atomics.compareExchange(this.phases, p.slot, PHASE.QUEUED, PHASE.CANCELED);
-      this.settle(p, this.lost('the connection was destroyed', p.text));
-    }
-  }
-
-  async shutdown(): Promise<void> {
-    this.kill('end');
-    // Referenced until it has stopped, or nothing would keep the process alive to see it stop.
-    this.worker.ref();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, END_WAIT_MS)))]);
-    clearTimeout(timer);
-  }
-
-  private onReply(reply: WorkerReply): void {
-    const p = this.pending.get(reply.id);
-    if (!p) return;
-    this.forgetRequest(p);
-    if ('skipped' in reply) {
-      this.settle(p, this.canceled(p, 'the statement was canceled before it started'));
-      return;
-    }
-    const connection = this.sessions.get(p.session);
-    if (connection && !this.dead) connection.transactionStatus = reply.inTransaction ? 'transaction' : 'idle';
-    if (reply.ok) {
-      if (reply.blobs && reply.rows) restoreBuffers(reply.rows);
-      this.settle(p, reply);
-    } else {
-      this.settle(p, this.translateError(Object.assign(new Error(reply.error.message), reply.error), p.text));
-    }
-  }
-
-  private forgetRequest(p: Pending): void {
-    this.pending.delete(p.id);
-    if (p.slot >= 0) {
-      Atomics.store(this.phases, p.slot, PHASE.FREE);
-      this.freeSlots.push(p.slot);
-    }
-    if (this.pending.size === 0) this.worker.unref();
-  }
-
-  private expire(p: Pending, timeoutMs: number): void {
-    if (p.settled || p.slot < 0) return;
-    if (Atomics.compareExchange(this.phases, p.slot, PHASE.QUEUED, PHASE.CANCELED) !== PHASE.QUEUED) return;
-    this.settle(p, new DatabaseError(`connect timeout: the SQLite worker did not get to it within ${timeoutMs} ms`, { code: 'CONNECT_TIMEOUT', dialect: 'sqlite' }));
-  }
-
-  private settle(p: Pending, outcome: OkReply | DatabaseError): void {
-    if (p.settled) return;
-    p.settled = true;
-    clearTimeout(p.timer);
-    if (outcome instanceof DatabaseError) p.reject(outcome);
-    else p.resolve(outcome);
-  }
-
-  /** Stops the worker and fails what was in flight; every session of it is lost. */
-  private kill(reason: 'cancel' | 'end' | 'crash', canceled?: Pending, cause?: unknown): void {
-    if (this.dead) return;
-    this.dead = true;
-    this.onStopped(this);
-    // terminate() stops the thread's JavaScript at once, but not a call into SQLite in
-    // progress: the thread finishes it, then stops and closes its handles.
-    void this.worker.terminate().catch(() => {});
-    this.worker.unref();
-    const busy = new Set<number>();
-    for (const p of this.pending.values()) {
-      if (p.settled) continue;
-      busy.add(p.session);
-      if (p === canceled) {
-        this.settle(p, this.canceled(p, 'SQLite cannot interrupt a running statement, so its worker thread was stopped and every connection to this database closed'));
-        continue;
-      }
-      const phase = p.slot >= 0 ? Atomics.load(this.phases, p.slot) : undefined;
-      // Its reply was posted before the thread stopped; it is still delivered.
-      if (phase === PHASE.DONE) continue;
-      this.settle(p, this.lostInFlight(reason, phase, p.text, cause));
-    }
-    const idleError = reason === 'crash' ? this.lost(`the SQLite worker thread failed: ${describeCause(cause)}`, undefined, cause) : undefined;
-    for (const connection of [...this.sessions.values()]) connection.lost(busy.has(connection.serverId) ? undefined : idleError);
-    this.sessions.clear();
-  }
-
-  private lostInFlight(reason: 'cancel' | 'end' | 'crash', phase: number | undefined, query?: string, cause?: unknown): DatabaseError {
-    const notStarted = phase === PHASE.QUEUED;
-    if (reason === 'end') {
-      return new DatabaseClosed(`the SQLite driver was ended${notStarted ? ' before this statement started' : ''}`, { dialect: 'sqlite', query });
-    }
-    if (reason === 'cancel') {
-      return this.lost(
-        `the SQLite worker thread was restarted to cancel a statement on another connection; this statement ${notStarted ? 'had not started' : 'may have run'}`,
-        query,
-      );
-    }
-    return this.lost(`the SQLite worker thread failed: ${describeCause(cause)}`, query, cause);
-  }
-
-  private lost(message: string, query?: string, cause?: unknown): DatabaseError {
-    return new DatabaseError(message, { code: 'CONNECTION_LOST', dialect: 'sqlite', query, cause });
-  }
-
-  private canceled(p: Pending, why: string): QueryCanceled {
-    return new QueryCanceled(`canceling statement: ${why}`, { dialect: 'sqlite', query: p.text });
-  }
-}
-
-function describeCause(cause: unknown): string {
-  return redact(cause instanceof Error ? cause.message : String(cause));
 }
 
 class SqliteConnection implements Connection {
   transactionStatus: Connection['transactionStatus'] = 'idle';
   private state: 'open' | 'closed' = 'open';
+  private readonly child: ChildProcess;
+  private readonly stderr: { tail: string };
+  private readonly queue: Pending[] = [];
+  private current?: Pending;
+  private lastId = 0;
+  /** This side stopped the process (cancel, destroy, close, timeout): its exit is no news about the database. */
+  private stopping = false;
   private errorHandler: (error: DatabaseError) => void = () => {};
   private endHandlers: Array<() => void> = [];
+  private readonly exited: Promise<void>;
 
   constructor(
-    /** The session id in the worker: a counter, unique for the driver's life. */
+    /** A counter, unique for the driver's life. */
     readonly serverId: number,
-    private readonly host: WorkerHost,
-  ) {}
-
-  get broken(): boolean {
-    return this.state === 'closed' || this.host.dead;
+    started: Spare,
+    private readonly driver: SqliteDriver,
+    private readonly database: string | undefined,
+  ) {
+    this.child = started.child;
+    this.stderr = started.stderr;
+    this.child.on('message', (reply: ChildReply) => this.onReply(reply));
+    this.exited = new Promise((resolve) => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) return resolve();
+      this.child.once('exit', (code, signal) => {
+        const why = this.stopping ? 'its process was stopped' : `its process exited unexpectedly (code ${code}, signal ${signal})`;
+        const error = new DatabaseError(`the SQLite connection is gone: ${why}${this.stderr.tail ? `: ${redact(this.stderr.tail.trim())}` : ''}`, {
+          code: 'CONNECTION_LOST',
+          dialect: 'sqlite',
+          database: this.database,
+        });
+        const unexpected = !this.stopping && this.state === 'open';
+        this.lost(error);
+        if (unexpected) this.errorHandler(error);
+        resolve();
+      });
+    });
   }
 
-  /** `prepare` is accepted and has no effect: every statement is prepared and cached per connection in the worker anyway. */
+  get broken(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** The operating system's id of this connection's process. */
+  get processId(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** `prepare` has no effect: every statement is prepared and cached per connection anyway. Server-side time limits do not exist in SQLite. */
   async execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
-    const reply = await this.request(
-      { op: 'execute', text, values: toSqliteValues(values, text), array: options.rowMode === 'array' },
-      text,
-    );
+    const { values: encoded, tagged } = toSqliteValues(values, text, this.database);
+    const reply = await this.request({ op: 'execute', text, values: encoded, tagged, array: options.rowMode === 'array' }, { text });
     const result: ResultSet = { rows: reply.rows ?? [], affectedRows: reply.affectedRows ?? 0 };
     if (reply.insertId !== undefined) result.insertId = reply.insertId;
     return result;
   }
 
   /**
-   * The worker steps the statement and sends `batchSize` rows at a time, the next batch only
-   * when this side asks for it. Closing early closes the statement in the worker and leaves
-   * the connection usable. A statement that writes (`... RETURNING`) runs whole first.
+   * The process steps the statement and sends `batchSize` rows at a time, the next batch only
+   * when asked. Closing early closes the statement there and leaves the connection usable. A
+   * statement that writes (`... RETURNING`) runs whole first.
    */
   cursor(text: string, values: readonly unknown[], options: StreamOptions): RowCursor {
     const batchSize = Math.max(1, Math.floor(options.batchSize) || DEFAULT_BATCH_SIZE);
-    let cursor: number | undefined;
+    let opened = false;
     let done = false;
     return {
       read: async () => {
         if (done) return [];
-        const reply =
-          cursor === undefined
-            ? await this.request({ op: 'streamOpen', text, values: toSqliteValues(values, text), array: options.rowMode === 'array', batchSize }, text)
-            : await this.request({ op: 'streamNext', cursor }, text);
-        cursor = reply.cursor ?? cursor ?? 0;
+        let reply: ChildReply;
+        if (!opened) {
+          opened = true;
+          const { values: encoded, tagged } = toSqliteValues(values, text, this.database);
+          reply = await this.request({ op: 'streamOpen', text, values: encoded, tagged, array: options.rowMode === 'array', batchSize }, { text });
+        } else reply = await this.request({ op: 'streamNext' }, { text });
         done = reply.done === true;
-        const rows = reply.rows ?? [];
-        if (rows.length === 0 && !done) return this.cursorRead(cursor, text);
-        return rows;
+        return reply.rows ?? [];
       },
       close: async () => {
-        if (done || cursor === undefined || this.broken) return;
+        if (done || !opened || this.broken) return;
         done = true;
-        await this.request({ op: 'streamClose', cursor }, text, false).catch(() => {});
+        await this.request({ op: 'streamClose' }, { text, cancelable: false }).catch(() => {});
       },
     };
   }
 
-  private async cursorRead(cursor: number, text: string): Promise<unknown[]> {
-    const reply = await this.request({ op: 'streamNext', cursor }, text);
-    return reply.rows ?? [];
-  }
-
-  /** See WorkerHost.cancel: a running statement is stopped by restarting the worker, which closes every connection of this database. */
+  /**
+   * Stops the statement this connection runs now, at once, by stopping its process: its locks
+   * are released and its uncommitted writes discarded; the connection is then gone (the pool
+   * opens another). A statement not yet handed to the process is dropped instead, and a COMMIT
+   * already under way is let finish.
+   */
   async cancel(): Promise<void> {
-    this.host.cancel(this.serverId);
+    const target = this.current;
+    if (target && target.cancelable && !target.final) {
+      this.settle(target, new QueryCanceled('canceling statement: its connection process was stopped, so it had no effect', { dialect: 'sqlite', query: target.text, database: this.database }));
+      this.current = undefined;
+      this.stop();
+      return;
+    }
+    for (const p of [...this.queue].reverse()) {
+      if (!p.cancelable) continue;
+      this.queue.splice(this.queue.indexOf(p), 1);
+      this.settle(p, new QueryCanceled('canceling statement: it was canceled before it started', { dialect: 'sqlite', query: p.text, database: this.database }));
+      return;
+    }
   }
 
   async ping(): Promise<void> {
-    await this.request({ op: 'ping' }, 'SELECT 1');
+    await this.request({ op: 'ping' }, { text: 'SELECT 1' });
   }
 
+  /** Closes the handle and ends the process; one still running a statement (abandoned at shutdown) is stopped at once. */
   async close(): Promise<void> {
-    if (this.broken) {
-      this.lost();
+    if (this.broken) return;
+    this.stopping = true;
+    if (this.current) {
+      this.stop();
+      await this.exited;
       return;
     }
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), CLOSE_WAIT_MS);
+    busy(this.child); // until it has exited, or nothing would keep the process alive to see it go
     try {
-      await this.host.request(this.serverId, { op: 'close' }, { cancelable: false });
-    } catch {
-      // the worker is gone: so is the session
+      await this.request({ op: 'close' }, { cancelable: false }).catch(() => {});
+      await this.exited;
     } finally {
-      this.lost();
+      clearTimeout(timer);
     }
   }
 
   destroy(): void {
     if (this.state === 'closed') return;
-    this.host.abandon(this.serverId);
-    // Queued behind a statement this session may still be running; closing its handle ends it.
-    if (!this.host.dead) void this.host.request(this.serverId, { op: 'close' }, { cancelable: false }).catch(() => {});
-    this.lost();
+    this.stop();
   }
 
   onError(handler: (error: DatabaseError) => void): void {
@@ -543,63 +498,135 @@ class SqliteConnection implements Connection {
     this.endHandlers.push(handler);
   }
 
-  /** The session is gone (closed, destroyed, or its worker stopped): runs the end handlers once. */
-  lost(error?: DatabaseError): void {
+  request(body: Record<string, unknown>, options: RequestOptions = {}): Promise<ChildReply> {
+    if (this.broken) {
+      return Promise.reject(
+        markNotSent(new DatabaseError('this SQLite connection is closed; the statement was not sent', { code: 'CONNECTION_LOST', dialect: 'sqlite', query: options.text, database: this.database })),
+      );
+    }
+    return new Promise<ChildReply>((resolve, reject) => {
+      const p: Pending = { id: ++this.lastId, body, text: options.text, cancelable: options.cancelable ?? true, sent: false, final: false, resolve, reject };
+      p.final = typeof body.text === 'string' && FINAL_STATEMENT.test(body.text);
+      if (options.timeoutMs) {
+        p.timer = setTimeout(() => {
+          this.settle(p, new DatabaseError(`connect timeout: the SQLite connection did not answer within ${options.timeoutMs} ms`, { code: 'CONNECT_TIMEOUT', dialect: 'sqlite' }));
+          this.stop();
+        }, options.timeoutMs);
+      }
+      this.queue.push(p);
+      this.pump();
+    });
+  }
+
+  /** Kills the process: the statement in it stops at once, its locks go, its uncommitted writes are discarded. */
+  private stop(): void {
+    this.stopping = true;
+    this.child.kill('SIGKILL');
+    // Gone from now on, not from when the exit is reported: nothing more is sent to it.
+    this.lost(new DatabaseError('the SQLite connection is gone: its process was stopped', { code: 'CONNECTION_LOST', dialect: 'sqlite', database: this.database }));
+  }
+
+  private pump(): void {
+    if (this.current || this.broken) return;
+    const next = this.queue.shift();
+    if (!next) {
+      idle(this.child);
+      return;
+    }
+    this.current = next;
+    next.sent = true;
+    busy(this.child);
+    this.child.send({ id: next.id, ...next.body });
+  }
+
+  private onReply(reply: ChildReply): void {
+    const p = this.current;
+    if (!p || reply.id !== p.id) return;
+    if (reply.gate) {
+      // The write is done and waits to commit: from here its effect is final, and a cancel lets it finish.
+      p.final = true;
+      this.child.send({ id: p.id, op: 'grant' });
+      return;
+    }
+    this.current = undefined;
+    if (reply.inTransaction !== undefined) this.transactionStatus = reply.inTransaction ? 'transaction' : 'idle';
+    if (reply.ok) {
+      if (reply.tagged && reply.rows) untagRows(reply.rows);
+      this.settle(p, reply);
+    } else {
+      this.settle(p, this.driver.translateError(Object.assign(new Error(reply.error?.message ?? 'SQLite error'), reply.error), p.text));
+    }
+    this.pump();
+  }
+
+  private settle(p: Pending, outcome: ChildReply | DatabaseError): void {
+    clearTimeout(p.timer);
+    if (outcome instanceof DatabaseError) p.reject(outcome);
+    else p.resolve(outcome);
+  }
+
+  /** The process is gone: every request fails, and the end handlers run once. */
+  private lost(error: DatabaseError): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.host.sessions.delete(this.serverId);
-    if (error) this.errorHandler(error);
+    const pending = [...(this.current ? [this.current] : []), ...this.queue.splice(0)];
+    this.current = undefined;
+    for (const p of pending) this.settle(p, p.sent ? error : markNotSent(new DatabaseError(`${error.message}; the statement was not sent`, { code: 'CONNECTION_LOST', dialect: 'sqlite', query: p.text, database: this.database })));
     const handlers = this.endHandlers;
     this.endHandlers = [];
     for (const handler of handlers) handler();
   }
-
-  private request(body: RequestBody, text: string, cancelable = true): Promise<OkReply> {
-    if (this.broken) {
-      return Promise.reject(new DatabaseError('this SQLite connection is closed', { code: 'CONNECTION_LOST', dialect: 'sqlite', query: text }));
-    }
-    return this.host.request(this.serverId, body, { text, cancelable });
-  }
 }
 
-/** Turns parameters into what better-sqlite3 binds; refuses what it would reject or corrupt, naming the position, never the value. */
-function toSqliteValues(values: readonly unknown[], query: string): unknown[] {
-  return values.map((value, i) => {
+/** Values as the process binds them (JSON, with bigint and blobs tagged); refuses what better-sqlite3 would reject or corrupt, naming the position, never the value. */
+function toSqliteValues(values: readonly unknown[], query: string, database?: string): { values: unknown[]; tagged: boolean } {
+  let tagged = false;
+  const out = values.map((value, i) => {
     switch (typeof value) {
       case 'number':
-      case 'string':
-      case 'bigint':
+        if (!Number.isFinite(value) || Object.is(value, -0)) {
+          tagged = true;
+          return { $t: 'num', v: Object.is(value, -0) ? '-0' : String(value) };
+        }
         return value;
+      case 'string':
+        return value;
+      case 'bigint':
+        tagged = true;
+        return { $t: 'big', v: String(value) };
       case 'boolean':
         return value ? 1 : 0;
       case 'object':
-        if (value === null || ArrayBuffer.isView(value)) return value;
+        if (value === null) return null;
+        if (ArrayBuffer.isView(value)) {
+          tagged = true;
+          return { $t: 'bin', v: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+        }
         if (value instanceof Date) {
-          if (Number.isNaN(value.getTime())) {
-            throw new InvalidParameter(`parameter ${i + 1} is an invalid Date`, { position: i + 1, dialect: 'sqlite', query });
-          }
+          if (Number.isNaN(value.getTime())) throw new InvalidParameter(`parameter ${i + 1} is an invalid Date`, { position: i + 1, dialect: 'sqlite', query, database });
           return value.toISOString();
         }
         return JSON.stringify(value);
       default:
-        throw new InvalidParameter(`parameter ${i + 1} is ${typeof value}, which SQLite cannot store`, {
-          position: i + 1,
-          dialect: 'sqlite',
-          query,
-        });
+        throw new InvalidParameter(`parameter ${i + 1} is ${typeof value}, which SQLite cannot store`, { position: i + 1, dialect: 'sqlite', query, database });
     }
   });
+  return { values: out, tagged };
 }
 
-/** Blobs cross the thread boundary as Uint8Array; callers get Buffers, as from the other drivers. */
-function restoreBuffers(rows: unknown[]): void {
-  const toBuffer = (v: unknown) => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v);
+function untag(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || !('$t' in v)) return v;
+  const t = v as { $t: string; v: string };
+  return t.$t === 'bin' ? Buffer.from(t.v, 'base64') : Number(t.v);
+}
+
+function untagRows(rows: unknown[]): void {
   for (const row of rows) {
     if (Array.isArray(row)) {
-      for (let i = 0; i < row.length; i++) row[i] = toBuffer(row[i]);
+      for (let i = 0; i < row.length; i++) row[i] = untag(row[i]);
     } else if (row !== null && typeof row === 'object') {
       const record = row as Record<string, unknown>;
-      for (const key in record) record[key] = toBuffer(record[key]);
+      for (const key in record) record[key] = untag(record[key]);
     }
   }
 }

@@ -17,7 +17,7 @@ export const DEFAULT_DATABASE = 'default';
 export interface PoolSettings {
   /** Connections kept open even when idle. Default: 0 (lazy: nothing connects before the first query). */
   min?: number;
-  /** Most connections open at once. Default: 10 (1 for `sqlite::memory:`). */
+  /** Most connections open at once. Default: 10 (4 for SQLite, where each connection is a process). */
   max?: number;
   /** An idle connection above `min` is closed after this. Default: 30 000. 0: never. */
   idleTimeoutMs?: number;
@@ -488,10 +488,10 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
 
   const p = options.pool ?? {};
   if (typeof p !== 'object') fail('pool', 'must be an object such as { max: 10 }');
-  const memory = dialect === 'sqlite' && filename === ':memory:';
   const pool: PoolOptions = {
     min: checkNumber('pool.min', p.min, 0),
-    max: checkNumber('pool.max', p.max, memory ? 1 : 10, 1),
+    // SQLite: one process per connection and one writer at a time; a few serve concurrent readers.
+    max: checkNumber('pool.max', p.max, dialect === 'sqlite' ? 4 : 10, 1),
     idleTimeoutMs: checkNumber('pool.idleTimeoutMs', p.idleTimeoutMs, 30_000),
     acquireTimeoutMs: checkNumber('pool.acquireTimeoutMs', p.acquireTimeoutMs, 10_000, 1),
     maxLifetimeMs: checkNumber('pool.maxLifetimeMs', p.maxLifetimeMs, 1_800_000),

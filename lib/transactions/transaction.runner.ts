@@ -359,6 +359,14 @@ async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<voi
 }
 
 async function rollback(host: TransactionRunnerHost, tx: Transaction, originalError: unknown): Promise<void> {
+  if (tx.canceled && tx.connection.broken) {
+    // The cancel itself ended the session (SQLite stops the connection's process): a session that
+    // is gone has rolled its transaction back, and the caller asked for exactly that.
+    tx.state = 'rolledBack';
+    tx.lease.discard = true;
+    await tx.runHooks('rolledBack');
+    return;
+  }
   try {
     await host.control(tx, 'ROLLBACK');
   } catch (rollbackError) {

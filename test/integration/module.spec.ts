@@ -186,8 +186,8 @@ describeEachDialect(serverCases, 'lazy connection', (c) => {
 
   it('verifyOnStartup fails the boot with a clear error when the server cannot be reached', async () => {
     const url = c.dialect === 'postgres' ? 'postgres://postgres@127.0.0.1:1/test' : 'mysql://root@127.0.0.1:1/test';
-    const error = await bootContext([DatabaseModule.forRoot({ url, verifyOnStartup: true, connectTimeoutMs: 1000 })]).catch((e) => e);
-    expect(error.message).toMatch(/could not be reached at startup \(verifyOnStartup\)/);
+    const error = await bootContext([DatabaseModule.forRoot({ url, verifyOnStartup: true, connectTimeoutMs: 1000, startupTimeoutMs: 300 })]).catch((e) => e);
+    expect(error.message).toMatch(/could not be reached within startupTimeoutMs \(300 ms\) at startup \(verifyOnStartup\)/);
     expect(error.message).toMatch(/ECONNREFUSED|refused/i);
   });
 

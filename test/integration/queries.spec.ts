@@ -128,7 +128,7 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
   });
 
   it('rejects with AcquireTimeout naming the database and pool size when every connection is held', async () => {
-    const { db: small, close: closeSmall } = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1, acquireTimeoutMs: 200 } });
+    const { db: small, close: closeSmall } = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1, acquireTimeoutMs: 400 } });
     try {
       let release!: () => void;
       let holding!: () => void;
@@ -146,7 +146,7 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
       expect(error).toBeInstanceOf(AcquireTimeout);
       expect(error.message).toContain('"small"');
       expect(error.message).toContain('pool.max = 1');
-      expect(Date.now() - askedAt).toBeGreaterThanOrEqual(190);
+      expect(Date.now() - askedAt).toBeGreaterThanOrEqual(390);
       release();
       await held;
       expect(await small.runQuery('SELECT 1 AS one')).toHaveLength(1);

@@ -59,7 +59,6 @@ describe('SqliteDriver on a file', () => {
     expect(fs.existsSync(path.join(dir, 'nested', 'dir', 'test.db'))).toBe(true);
     expect(await c.execute('PRAGMA journal_mode', [], OBJECT)).toEqual({ rows: [{ journal_mode: 'wal' }], affectedRows: 0 });
     expect(driver.describe()).toBe(`sqlite:${path.join(dir, 'nested', 'dir', 'test.db')}`);
-    expect(driver.recommendedMaxConnections()).toBeUndefined();
   });
 
   it('reports affectedRows and insertId exactly', async () => {
@@ -265,18 +264,18 @@ describe('SqliteDriver on a file', () => {
     }
   });
 
-  it('cancels a running query by restarting the worker, and keeps working afterwards', async () => {
+  it('cancels a running query by stopping its connection only: the statement stops, another connection’s open transaction commits', async () => {
     const setup = await connect();
     await setup.execute('CREATE TABLE survives (v TEXT)', [], OBJECT);
     await setup.execute('INSERT INTO survives VALUES (?)', ['kept'], OBJECT);
     const c = await connect();
     const bystander = await connect();
-    const ended: number[] = [];
-    c.onEnd(() => ended.push(c.serverId));
-    bystander.onEnd(() => ended.push(bystander.serverId));
+    await bystander.execute('BEGIN', [], OBJECT);
+    await bystander.execute('SELECT count(*) FROM survives', [], OBJECT);
+    const pid = (c as unknown as { processId: number }).processId;
 
     const running = settleTime(c.execute(LONG_QUERY, [], OBJECT));
-    await sleep(200);
+    await sleep(100);
     const canceledAt = performance.now();
     await c.cancel();
     const outcome = await running;
@@ -285,50 +284,63 @@ describe('SqliteDriver on a file', () => {
     expect(outcome.error).toBeInstanceOf(QueryCanceled);
     expect(outcome.error).toMatchObject({ code: 'QUERY_CANCELED', dialect: 'sqlite', query: LONG_QUERY });
     expect(settledIn).toBeLessThan(1000);
-    // Every session of the stopped worker is gone.
+    // The statement stopped with its process (nothing goes on burning a CPU); only that connection is gone.
+    let gone = false;
+    for (let i = 0; i < 200 && !gone; i++) {
+      try {
+        process.kill(pid, 0);
+        await sleep(5);
+      } catch {
+        gone = true;
+      }
+    }
+    expect(gone).toBe(true);
     expect(c.broken).toBe(true);
-    expect(bystander.broken).toBe(true);
-    expect(ended.sort()).toEqual([c.serverId, bystander.serverId].sort());
-    await expect(bystander.execute('SELECT 1', [], OBJECT)).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
-
+    expect(bystander.broken).toBe(false);
+    await bystander.execute('INSERT INTO survives VALUES (?)', ['bystander'], OBJECT);
+    await bystander.execute('COMMIT', [], OBJECT);
     const after = await connect();
-    expect((await after.execute('SELECT v FROM survives', [], OBJECT)).rows).toEqual([{ v: 'kept' }]);
+    expect((await after.execute('SELECT v FROM survives ORDER BY v', [], OBJECT)).rows).toEqual([{ v: 'bystander' }, { v: 'kept' }]);
   });
 
-  it('cancels a write so that it has no effect, even though SQLite finishes it in the old thread', async () => {
+  it('cancels a write so that it has no effect, and its write lock is free at once', async () => {
     const setup = await connect();
     await setup.execute('CREATE TABLE bulk (x INTEGER)', [], OBJECT);
     const c = await connect();
     const running = settleTime(
-      c.execute('WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM s WHERE x < 3000000) INSERT INTO bulk SELECT x FROM s', [], OBJECT),
+      c.execute('WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM s WHERE x < 30000000) INSERT INTO bulk SELECT x FROM s', [], OBJECT),
     );
     await sleep(200);
     await c.cancel();
     expect((await running).error).toBeInstanceOf(QueryCanceled);
-    // Taking the write lock waits until the abandoned thread has finished and let go of it.
-    const after = await connect();
-    await after.execute('BEGIN IMMEDIATE', [], OBJECT);
-    await after.execute('COMMIT', [], OBJECT);
-    expect((await after.execute('SELECT count(*) AS n FROM bulk', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+    // The lock went with the stopped process: another writer gets it without waiting (busy timeout 0).
+    const impatient = new SqliteDriver(settings(path.join(dir, 'nested', 'dir', 'test.db'), { busyTimeoutMs: 0 }));
+    try {
+      const after = await impatient.connect();
+      const started = performance.now();
+      await after.execute('BEGIN IMMEDIATE', [], OBJECT);
+      await after.execute('COMMIT', [], OBJECT);
+      expect(performance.now() - started).toBeLessThan(500);
+      expect((await after.execute('SELECT count(*) AS n FROM bulk', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await impatient.end();
+    }
   });
 
-  it('cancels a queued statement without disturbing the one that runs', async () => {
+  it('cancels a statement waiting for another writer’s lock without disturbing that writer', async () => {
     const setup = await connect();
     await setup.execute('CREATE TABLE queued (v TEXT)', [], OBJECT);
-    const runner = await connect();
+    const holder = await connect();
     const waiter = await connect();
-    const running = settleTime(runner.execute(LONG_QUERY, [], OBJECT));
-    await sleep(100);
+    await holder.execute('BEGIN IMMEDIATE', [], OBJECT);
+    await holder.execute('INSERT INTO queued VALUES (?)', ['holder'], OBJECT);
     const queued = settleTime(waiter.execute('INSERT INTO queued VALUES (?)', ['never'], OBJECT));
-    await sleep(50);
+    await sleep(100);
     await waiter.cancel();
-    const canceled = await queued;
-    expect(canceled.error).toBeInstanceOf(QueryCanceled);
-    const ran = await running;
-    expect(ran.error).toBeUndefined();
-    expect(runner.broken).toBe(false);
-    expect(waiter.broken).toBe(false);
-    expect((await waiter.execute('SELECT count(*) AS n FROM queued', [], OBJECT)).rows).toEqual([{ n: 0 }]);
+    expect((await queued).error).toBeInstanceOf(QueryCanceled);
+    await holder.execute('COMMIT', [], OBJECT);
+    expect(holder.broken).toBe(false);
+    expect((await holder.execute('SELECT v FROM queued', [], OBJECT)).rows).toEqual([{ v: 'holder' }]);
   });
 
   it('does nothing when cancel() finds nothing running', async () => {
@@ -358,23 +370,31 @@ describe('SqliteDriver on :memory:', () => {
   });
   afterEach(() => driver.end());
 
-  it('shares one database between its connections and asks for a pool of one', async () => {
-    expect(driver.recommendedMaxConnections()).toBe(1);
+  it('shares one private database between its connections; it outlives them and a cancel, and goes with end()', async () => {
     expect(driver.describe()).toBe('sqlite::memory:');
     const a = await driver.connect();
     const b = await driver.connect();
     await a.execute('CREATE TABLE t (v)', [], OBJECT);
     await a.execute('INSERT INTO t VALUES (?)', [1], OBJECT);
     expect((await b.execute('SELECT v FROM t', [], ARRAY)).rows).toEqual([[1]]);
-    await a.close();
+    // A cancel stops one connection; the data stays.
+    const long = settleTime(a.execute(LONG_QUERY, [], OBJECT));
+    await sleep(50);
+    await a.cancel();
+    expect((await long).error).toBeInstanceOf(QueryCanceled);
     await b.close();
     // The data outlives the connections (an idle pool closing its last one loses nothing)...
     const c = await driver.connect();
     expect((await c.execute('SELECT v FROM t', [], ARRAY)).rows).toEqual([[1]]);
-    // ...but not the worker.
+    // ...but not the driver.
     await driver.end();
-    const d = await driver.connect();
-    await expect(d.execute('SELECT v FROM t', [], ARRAY)).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
+    const fresh = new SqliteDriver(settings(':memory:'));
+    try {
+      const d = await fresh.connect();
+      await expect(d.execute('SELECT v FROM t', [], ARRAY)).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
+    } finally {
+      await fresh.end();
+    }
   });
 });
 
@@ -415,6 +435,7 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
       ],
       { cwd: ROOT, stdio: 'pipe' },
     );
+    fs.copyFileSync(path.join(ROOT, 'lib/drivers/sqlite.child.cjs'), path.join(out, 'lib/drivers/sqlite.child.cjs'));
     fs.writeFileSync(path.join(out, 'package.json'), '{"type":"module"}');
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(out, 'node_modules'), 'dir');
   }, 60_000);
@@ -446,6 +467,21 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
     expect(result.stdout.trim()).toBe('[{"v":"ok"}]');
     expect(result.code).toBe(0);
     expect(result.ms).toBeLessThan(5000);
+  });
+
+  it('exits within a second of end() even while a long statement runs', async () => {
+    const result = await runScript(`
+      const driver = new SqliteDriver({ filename: ':memory:', connectTimeoutMs: 5000, statementTimeoutMs: 0 });
+      const c = await driver.connect();
+      c.execute(${JSON.stringify(LONG_QUERY.replace('5000000', '300000000'))}, [], { rowMode: 'array' }).catch((e) => console.log(e.code));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const closing = Date.now();
+      await driver.end();
+      process.on('exit', () => console.log('exit after', Date.now() - closing < 1000 ? 'under 1 s' : Date.now() - closing + ' ms'));
+    `);
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim().split('\n')).toEqual(['CONNECTION_LOST', 'exit after under 1 s']);
+    expect(result.code).toBe(0);
   });
 
   it('lets the process exit while connections sit idle, but not while a query is in flight', async () => {

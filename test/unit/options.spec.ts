@@ -29,7 +29,7 @@ describe('resolveOptions', () => {
     expect(my.settings.port).toBe(3306);
     expect(resolveOptions({ url: 'sqlite::memory:' }).settings.filename).toBe(':memory:');
     expect(resolveOptions({ url: 'sqlite:./data/app.db' }).settings.filename).toBe('./data/app.db');
-    expect(resolveOptions({ url: 'sqlite::memory:' }).pool.max).toBe(1);
+    expect(resolveOptions({ url: 'sqlite::memory:' }).pool.max).toBe(4);
   });
 
   it('lets discrete fields override the url and accepts driver without url', () => {
