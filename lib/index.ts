@@ -6,11 +6,13 @@
 export { DatabaseModule } from './module/database.module.js';
 export type { DatabaseOptionsFactory, DatabaseModuleExtras, DatabaseModuleAsyncOptions } from './module/database.module.js';
 export type { DatabaseModuleOptions, PoolSettings } from './module/database.options.js';
-export { getDatabaseToken, DEFAULT_DATABASE } from './module/database.constants.js';
-export { InjectDatabase } from './module/inject.decorators.js';
+export { getDatabaseToken, getConnectionToken, DEFAULT_DATABASE } from './module/database.constants.js';
+export { InjectDatabase, InjectConnection } from './module/inject.decorators.js';
 
 export { Database } from './database/database.js';
 export { withRollback } from './database/testing.js';
+export { DatabaseSession } from './database/session.js';
+export type { SessionOptions, Settings } from './database/session.js';
 export type { DatabaseEvents } from './database/database.js';
 export type { QueryOptions, OperationResult, Row, PoolStats, Notification } from './database/database.types.js';
 

@@ -26,6 +26,7 @@ import {
   NotSupported,
   QueryCanceled,
   QueryTimeout,
+  TransactionError,
   type Dialect,
 } from '../errors.js';
 import type { ResolvedOptions } from '../module/database.options.js';
@@ -33,7 +34,7 @@ import { Pool, type Lease, type PoolStats } from '../pool/pool.js';
 import { withTransientErrors, defaultDeathChecker } from '../resilience/death-checker.js';
 import { DeadConnectionDetector } from '../resilience/detector.js';
 import { isSqlQuery, sql, type SqlQuery } from '../sql.js';
-import { currentTransaction, enterHolder, heldLeases } from '../transactions/transaction.context.js';
+import { currentSession, currentTransaction, currentWork, enterHolder, heldLeases, runInSession } from '../transactions/transaction.context.js';
 import { inBackground } from '../core/background.js';
 import { InteractionControl, runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
 import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
@@ -42,12 +43,15 @@ import type { Logger } from './logger.js';
 import { checkParameters } from './parameters.js';
 import { CallHandle } from './call.js';
 import { withCallerStack } from './caller-stack.js';
+import { checkSettings, DatabaseSession, type SessionHost, type SessionOptions } from './session.js';
 import { wasNotSent } from '../drivers/not-sent.js';
 import { Listener, quoteChannel, type ResubscribeInfo, type SubscribeOptions } from '../notify/listener.js';
 
 /** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
 const CANCEL_GRACE_MS = 1000;
 const DEFAULT_BATCH_SIZE = 1000;
+/** Distinct statement texts whose effect on the session is remembered (bounds memory when SQL is built dynamically). */
+const MAX_CLASSIFIED_STATEMENTS = 10_000;
 /** How much later than a call's own deadline the server-side statement limit set for it is. */
 const SERVER_LIMIT_MARGIN_MS = 50;
 
@@ -73,6 +77,8 @@ export class Database implements TransactionRunnerHost {
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
   private readonly keepAlive: NodeJS.Timeout;
   private readonly waitForRecoveryMs: number;
+  /** Statement text → whether it may leave state on the session (`sessionReset: 'auto'`). */
+  private readonly sessionChanging = new Map<string, boolean>();
   private readonly log: ResolvedOptions['logging'];
   private readonly prepare: boolean;
   private readonly queryTimeoutMs: number;
@@ -239,8 +245,9 @@ export class Database implements TransactionRunnerHost {
    * Readable for piping. Breaking out of `for await` closes the cursor and returns the connection.
    */
   stream<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> & { readable(): Readable } {
-    const tx = currentTransaction<Transaction>(this);
-    return tx ? this.streamInTransaction<T>(tx, query, params, options) : this.streamFromPool<T>(query, params, options);
+    const work = currentWork<Transaction, DatabaseSession>(this);
+    if (work instanceof Transaction) return this.streamInTransaction<T>(work, query, params, options);
+    return work ? this.streamInSession<T>(work, query, params, options) : this.streamFromPool<T>(query, params, options);
   }
 
   /**
@@ -352,11 +359,15 @@ export class Database implements TransactionRunnerHost {
    */
   async withNativeConnection<C = unknown, R = unknown>(fn: (client: C) => Promise<R> | R, options: { timeoutMs?: number } = {}): Promise<R> {
     const timeoutMs = options.timeoutMs ?? this.queryTimeoutMs;
-    const tx = currentTransaction<Transaction>(this);
-    if (tx) {
-      tx.assertActive();
-      tx.assertNoStream('borrow the native connection');
-      return this.lend(tx.connection, fn, timeoutMs, () => (tx.lease.discard = true));
+    const work = currentWork<Transaction, DatabaseSession>(this);
+    if (work instanceof Transaction) {
+      work.assertActive();
+      work.assertNoStream('borrow the native connection');
+      return this.lend(work.connection, fn, timeoutMs, () => (work.lease.discard = true));
+    }
+    if (work) {
+      const lease = await this.sessionLease(work);
+      return this.lend(lease.connection, fn, timeoutMs, () => (lease.discard = true));
     }
     return this.track(async () => {
       this.assertUsable();
@@ -602,8 +613,9 @@ export class Database implements TransactionRunnerHost {
   ): Promise<unknown> {
     const { text, values } = this.compile(query, params);
     const exec = this.executeOptions(call, options);
-    const tx = currentTransaction<Transaction>(this);
-    if (tx) return this.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, exec)));
+    const work = currentWork<Transaction, DatabaseSession>(this);
+    if (work instanceof Transaction) return this.shape(mode, await work.track(this.executeOnTransaction(work, call, text, values, exec)));
+    if (work) return this.shape(mode, await this.executeOnSession(work, call, text, values, exec));
     this.assertUsable();
     let replays = 0;
     for (let attempt = 0; ; attempt++) {
@@ -623,8 +635,41 @@ export class Database implements TransactionRunnerHost {
         }
         throw error;
       }
+      this.markIfSessionChanged(lease, text);
       this.release(lease, call);
       return this.shape(mode, result);
+    }
+  }
+
+  /** A statement that may leave state on its session (SET, advisory lock, user variable…) gets its connection reset before reuse. */
+  private markIfSessionChanged(lease: Lease, text: string): void {
+    const mode = this.options.sessionReset;
+    if (mode === 'never') return;
+    if (mode === 'always') {
+      lease.dirty = true;
+      return;
+    }
+    let changes = this.sessionChanging.get(text);
+    if (changes === undefined) {
+      changes = this.driver.changesSession?.(text) ?? false;
+      if (this.sessionChanging.size < MAX_CLASSIFIED_STATEMENTS) this.sessionChanging.set(text, changes);
+    }
+    if (changes) lease.dirty = true;
+  }
+
+  private async executeOnSession(session: DatabaseSession, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
+    const lease = await this.sessionLease(session);
+    if (session.streams.size > 0) {
+      throw new TransactionError(
+        'cannot run a statement on this session while one of its streams is still being read: they share its one connection. Finish (or break out of) the stream first, or collect its rows',
+        { database: this.name, code: 'STREAM_OPEN' },
+      );
+    }
+    try {
+      return await this.run(lease.connection, call, text, values, exec);
+    } catch (error) {
+      if (call.interruption || this.detector.isDeathError(error)) lease.discard = true;
+      throw error;
     }
   }
 
@@ -820,28 +865,47 @@ export class Database implements TransactionRunnerHost {
 
   // ---- transactions (TransactionRunnerHost) ---------------------------------------------
 
-  /** @internal */
+  /**
+   * @internal Takes a connection and runs BEGIN (and the server-side timeout, and the settings)
+   * on it. Inside a session whose connection runs no transaction, that connection; else one
+   * from the pool, which then gets the session's settings for the length of the transaction.
+   */
   async begin(options: TransactionOptions): Promise<Transaction> {
     this.assertUsable();
-    const call = new CallHandle(this);
-    // Taking the connection for BEGIN is bounded like a query: by queryTimeoutMs, if set.
-    if (this.queryTimeoutMs > 0) call.deadline(this.queryTimeoutMs);
+    const session = currentSession<DatabaseSession>(this);
+    const onSession = session !== undefined && session.transaction === undefined;
     let lease: Lease;
-    try {
-      lease = await this.acquire(call);
-    } finally {
-      call.settle();
+    if (onSession) {
+      lease = await this.sessionLease(session);
+    } else {
+      const call = new CallHandle(this);
+      // Taking the connection for BEGIN is bounded like a query: by queryTimeoutMs, if set.
+      if (this.queryTimeoutMs > 0) call.deadline(this.queryTimeoutMs);
+      try {
+        lease = await this.acquire(call);
+      } finally {
+        call.settle();
+      }
     }
     const tx = new Transaction(this, lease, options);
+    tx.ownsConnection = !onSession;
+    tx.session = session;
+    if (onSession) session.transaction = tx;
     try {
+      const given = typeof options.settings === 'function' ? options.settings() : options.settings;
+      const settings = [...(session && !onSession ? checkSettings(session.settings, 'session') : []), ...checkSettings(given, 'TransactionOptions.settings')];
       for (const statement of this.driver.beginStatements(options)) await this.control(tx, statement);
       if (options.timeoutMs && options.timeoutMs > 0) {
         const statement = this.driver.transactionTimeoutStatement?.(options.timeoutMs);
         if (statement) await this.control(tx, statement);
       }
+      if (settings.length > 0) {
+        const statement = this.settingsStatement(settings, true);
+        await this.control(tx, statement.text, statement.values);
+        if (!this.driver.localSettings) tx.settingsToClear = settings.map(([name]) => name);
+      }
     } catch (error) {
-      tx.holdsConnection = false;
-      this.pool.release(lease);
+      await this.finish(tx);
       throw error;
     }
     return tx;
@@ -850,16 +914,148 @@ export class Database implements TransactionRunnerHost {
   /** @internal */
   async finish(tx: Transaction): Promise<void> {
     if (tx.state === 'active' || tx.state === 'ending') tx.state = 'rolledBack';
-    const after = this.driver.finishStatements?.(tx.options) ?? [];
+    const after = [...(this.driver.finishStatements?.(tx.options) ?? [])];
+    const session = tx.ownsConnection ? undefined : (tx.session as DatabaseSession | undefined);
+    if (tx.settingsToClear) {
+      // Settings the dialect cannot scope to the transaction (MySQL user variables) are undone, and the session's own restored.
+      after.push(this.driver.clearSettingsStatement!(tx.settingsToClear));
+    }
     if (after.length > 0 && !tx.lease.discard && !tx.connection.broken) {
       try {
         for (const statement of after) await this.control(tx, statement);
+        const own = session ? checkSettings(session.settings, 'session') : [];
+        if (tx.settingsToClear && own.length > 0) {
+          const restore = this.settingsStatement(own, false);
+          await this.control(tx, restore.text, restore.values);
+        }
       } catch {
         tx.lease.discard = true;
       }
     }
     tx.holdsConnection = false;
-    this.pool.release(tx.lease);
+    if (tx.ownsConnection) this.pool.release(tx.lease);
+    else if (session && session.transaction === tx) session.transaction = undefined;
+  }
+
+  // ---- sessions ----------------------------------------------------------------------------
+
+  /**
+   * Runs `fn` with one pooled connection pinned to it: every `runQuery`, `runOperation`,
+   * `runInteraction`, `stream` of this Database inside `fn` (and inside everything it awaits)
+   * uses that connection, so session state (`settings`, advisory locks, temporary tables,
+   * `SET search_path`, MySQL user variables) holds across them. When `fn` settles the session
+   * ends and the connection is reset before anyone else gets it (`sessionReset`). A session
+   * inside a session is the same session, with the new settings added.
+   *
+   * @example
+   * await db.session(() => reports.build(), { settings: { 'app.tenant_id': tenant, search_path: 'tenant_42, public' } });
+   */
+  session<R>(fn: (session: DatabaseSession) => Promise<R> | R, options: SessionOptions = {}): Promise<R> {
+    const current = currentSession<DatabaseSession>(this);
+    if (current && !current.isEnded) {
+      return (async () => {
+        if (options.settings && Object.keys(options.settings).length > 0) await current.set(options.settings);
+        return await fn(current);
+      })();
+    }
+    let session: DatabaseSession;
+    try {
+      session = new DatabaseSession(this.sessionHost, { ...options.settings });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.track(async () => {
+      try {
+        return await runInSession(this, session, () => fn(session));
+      } finally {
+        await session.release();
+      }
+    });
+  }
+
+  /** @internal A session not bound to a scope (the request-scoped `@InjectConnection()`): ended with `release()`. */
+  openSession(options: SessionOptions = {}): DatabaseSession {
+    return new DatabaseSession(this.sessionHost, { ...options.settings });
+  }
+
+  private sessionHostValue?: SessionHost;
+  private get sessionHost(): SessionHost {
+    this.sessionHostValue ??= {
+      name: this.name,
+      openSession: (session) => this.openSessionLease(session),
+      closeSession: (session) => this.closeSessionLease(session),
+      inSession: (session, fn) => runInSession(this, session, fn),
+      applySettings: async (session, settings) => {
+        const lease = await this.sessionLease(session);
+        const list = checkSettings(settings, 'session.set()');
+        if (list.length === 0) return;
+        const statement = this.settingsStatement(list, false);
+        await lease.connection.execute(statement.text, statement.values, { rowMode: 'array' });
+      },
+      runQuery: (query, params, options) => this.runQuery(query, params, options),
+      runOperation: (query, params, options) => this.runOperation(query, params, options),
+      runInteraction: (fn, options) => this.runInteraction(fn, options),
+      stream: (query, params, options) => this.stream(query, params, options),
+    };
+    return this.sessionHostValue;
+  }
+
+  /** The session's connection, refused once it was lost (its state went with it). */
+  private async sessionLease(session: DatabaseSession): Promise<Lease> {
+    const lease = await session.connect();
+    if (lease.discard || lease.connection.broken) {
+      throw new ConnectionDead(
+        `the connection of this session of database "${this.name}" was lost, and the session's state (settings, locks, temporary tables) with it; end the session and start a new one`,
+        { database: this.name, dialect: this.dialect },
+      );
+    }
+    return lease;
+  }
+
+  private async openSessionLease(session: DatabaseSession): Promise<Lease> {
+    this.assertUsable();
+    const call = new CallHandle(this);
+    if (this.queryTimeoutMs > 0) call.deadline(this.queryTimeoutMs);
+    let lease: Lease;
+    try {
+      lease = await this.acquire(call);
+    } finally {
+      call.settle();
+    }
+    const settings = checkSettings(session.settings, 'session');
+    if (settings.length > 0) {
+      try {
+        const statement = this.settingsStatement(settings, false);
+        await lease.connection.execute(statement.text, statement.values, { rowMode: 'array' });
+      } catch (error) {
+        lease.discard = true;
+        this.pool.release(lease);
+        throw this.driver.translateError(error);
+      }
+    }
+    return lease;
+  }
+
+  /** The end of a session: its connection goes back reset (`sessionReset`), or with just its settings undone (`never`). */
+  private async closeSessionLease(session: DatabaseSession): Promise<void> {
+    const lease = session.lease;
+    if (!lease) return;
+    for (const stream of [...session.streams]) await stream.return().catch(() => {});
+    if (this.options.sessionReset !== 'never') lease.dirty = true;
+    else {
+      const names = Object.keys(session.settings);
+      if (names.length > 0 && !lease.discard && this.driver.clearSettingsStatement) {
+        await lease.connection.execute(this.driver.clearSettingsStatement(names), [], { rowMode: 'array' }).catch(() => (lease.discard = true));
+      }
+    }
+    this.pool.release(lease);
+  }
+
+  private settingsStatement(settings: Array<[string, unknown]>, local: boolean): { text: string; values: unknown[] } {
+    if (!this.driver.settingsStatement) {
+      throw new NotSupported(`session settings need PostgreSQL or MySQL; database "${this.name}" is ${this.dialect}`, { dialect: this.dialect, database: this.name });
+    }
+    return this.driver.settingsStatement(settings, local && this.driver.localSettings === true);
   }
 
   /** @internal */
@@ -874,12 +1070,12 @@ export class Database implements TransactionRunnerHost {
   }
 
   /** @internal */
-  async control(tx: Transaction, text: string): Promise<{ command?: string }> {
+  async control(tx: Transaction, text: string, values: unknown[] = []): Promise<{ command?: string }> {
     const limitMs = this.queryTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     try {
-      const pending = tx.connection.execute(text, [], { rowMode: 'array' });
+      const pending = tx.connection.execute(text, values, { rowMode: 'array' });
       if (limitMs > 0) {
         // BEGIN/COMMIT/ROLLBACK/SAVEPOINT get queryTimeoutMs too. No answer: the connection is destroyed, which ends the
         // statement with a connection error, so an unanswered COMMIT becomes CommitOutcomeUnknown, never a hang.
@@ -957,6 +1153,7 @@ export class Database implements TransactionRunnerHost {
     }
     const ended = tx.checkStillOpen(text);
     if (ended) throw ended;
+    if (tx.ownsConnection) this.markIfSessionChanged(tx.lease, text);
     return result;
   }
 
@@ -979,6 +1176,29 @@ export class Database implements TransactionRunnerHost {
         finish: (error?: unknown) => {
           if (error !== undefined && this.detector.isDeathError(error)) tx.lease.discard = true;
           tx.streams.delete(iterator);
+        },
+      };
+    });
+  }
+
+  private streamInSession<T>(session: DatabaseSession, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+    return this.rowStream<T>(options, async (iterator) => {
+      const { text, values } = this.compile(query, params);
+      const lease = await this.sessionLease(session);
+      if (session.streams.size > 0) {
+        throw new TransactionError('cannot open a second stream on this session while another is still being read: they share its one connection', {
+          database: this.name,
+          code: 'STREAM_OPEN',
+        });
+      }
+      session.streams.add(iterator);
+      return {
+        connection: lease.connection,
+        text,
+        values,
+        finish: (error?: unknown) => {
+          if (error !== undefined && this.detector.isDeathError(error)) lease.discard = true;
+          session.streams.delete(iterator);
         },
       };
     });

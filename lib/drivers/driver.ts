@@ -149,6 +149,21 @@ export interface Driver {
   transactionTimeoutStatement?(timeoutMs: number): string | undefined;
   /** Statements run after the COMMIT or ROLLBACK of a transaction begun with these options (undoing what `beginStatements` set on the session). */
   finishStatements?(options: BeginOptions): string[];
+  /**
+   * The statement that applies settings (names already checked), values as parameters: for the
+   * session, or for the current transaction only (`local`). Absent: the dialect has none.
+   * `local` is true only when `localSettings` says the dialect scopes settings to a transaction.
+   */
+  settingsStatement?(settings: Array<[string, unknown]>, local: boolean): { text: string; values: unknown[] };
+  /** True when `settingsStatement(…, true)` settings end with their transaction by themselves. */
+  readonly localSettings?: boolean;
+  /** The statement that undoes settings applied with `settingsStatement(…, false)`, without a full session reset. */
+  clearSettingsStatement?(names: string[]): string;
+  /**
+   * True when a statement may leave state on the session that outlives it (SET, advisory locks,
+   * temporary tables, user variables, LISTEN): its connection is then reset before reuse.
+   */
+  changesSession?(text: string): boolean;
   /** Releases driver-wide resources (a worker thread). */
   end?(): Promise<void>;
 }

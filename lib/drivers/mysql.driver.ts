@@ -151,7 +151,29 @@ export class MysqlDriver implements Driver {
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
     return savepointSql(kind, name, 'mysql');
   }
+
+  /** MySQL has no transaction-local variables: settings are user variables (`@\`app.tenant_id\``), cleared after a transaction. */
+  readonly localSettings = false;
+
+  settingsStatement(settings: Array<[string, unknown]>): { text: string; values: unknown[] } {
+    return { text: `SET ${settings.map(([name]) => `@\`${name}\` = ?`).join(', ')}`, values: settings.map(([, value]) => value) };
+  }
+
+  clearSettingsStatement(names: string[]): string {
+    return `SET ${names.map((name) => `@\`${name}\` = NULL`).join(', ')}`;
+  }
+
+  changesSession(text: string): boolean {
+    return MYSQL_SESSION_STATE.test(text);
+  }
 }
+
+/**
+ * Statements whose effect outlives them on the session: SET (variables, user variables), user
+ * variables assigned in a query, LOCK TABLES, GET_LOCK(), temporary tables, PREPARE, USE.
+ */
+const MYSQL_SESSION_STATE =
+  /^\s*(?:SET\s+(?!TRANSACTION\b)|LOCK\b|PREPARE\b|USE\b|HANDLER\b|CREATE\s+TEMPORARY\b)|@[A-Za-z_$][\w$.]*\s*:=|\bGET_LOCK\s*\(/i;
 
 class MysqlConnection implements Connection {
   transactionStatus: Connection['transactionStatus'] = 'idle';

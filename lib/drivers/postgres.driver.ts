@@ -73,6 +73,14 @@ function statementName(text: string): string | undefined {
 /** 0A000 "cached plan must not change result type": the table changed under a prepared statement. */
 const STALE_PLAN = /cached plan must not change result type/i;
 
+/**
+ * Statements whose effect outlives them on the session: SET (not SET LOCAL or SET TRANSACTION),
+ * RESET, set_config(), session-level advisory locks, temporary tables, LISTEN, PREPARE, cursors
+ * WITH HOLD, SET ROLE / SESSION AUTHORIZATION.
+ */
+const PG_SESSION_STATE =
+  /^\s*(?:SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)|RESET\b|LISTEN\b|PREPARE\b|DECLARE\b[\s\S]*\bWITH\s+HOLD\b|CREATE\s+(?:GLOBAL\s+|LOCAL\s+)?TEMP(?:ORARY)?\b)|\bset_config\s*\(|\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
+
 /** pg's own refusal of a query on a client whose socket is gone: nothing was written. */
 const NOT_QUERYABLE = /is not queryable/i;
 
@@ -169,6 +177,21 @@ export class PostgresDriver implements Driver {
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
     return savepointSql(kind, name, 'postgres');
+  }
+
+  readonly localSettings = true;
+
+  settingsStatement(settings: Array<[string, unknown]>, local: boolean): { text: string; values: unknown[] } {
+    const calls = settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, ${local})`);
+    return { text: `SELECT ${calls.join(', ')}`, values: settings.flatMap(([name, value]) => [name, value === null ? '' : String(value)]) };
+  }
+
+  clearSettingsStatement(names: string[]): string {
+    return names.map((name) => `RESET ${name}`).join('; ');
+  }
+
+  changesSession(text: string): boolean {
+    return PG_SESSION_STATE.test(text);
   }
 
   transactionTimeoutStatement(timeoutMs: number): string {

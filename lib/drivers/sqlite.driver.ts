@@ -259,6 +259,11 @@ export class SqliteDriver implements Driver {
     return options.readOnly ? ['PRAGMA query_only = OFF'] : [];
   }
 
+  /** PRAGMA, ATTACH and temporary tables stay with the connection; SQLite cannot reset one, so it is replaced. */
+  changesSession(text: string): boolean {
+    return /^\s*(?:PRAGMA|ATTACH|DETACH|CREATE\s+TEMP(?:ORARY)?\b)/i.test(text);
+  }
+
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
     return savepointSql(kind, name, 'sqlite');
   }

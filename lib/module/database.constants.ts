@@ -13,6 +13,11 @@ export function getDatabaseToken(name: string = DEFAULT_DATABASE): string | type
   return name === DEFAULT_DATABASE ? Database : `nestjs-dbpool:database:${name}`;
 }
 
+/** The DI token of the request-scoped `DatabaseSession` of the database named `name` (`@InjectConnection(name)`). */
+export function getConnectionToken(name: string = DEFAULT_DATABASE): string {
+  return `nestjs-dbpool:connection:${name}`;
+}
+
 /** The provider that owns the `Database` object itself (created, started, closed by the module), whatever overrides the public token. */
 export function databaseInstanceToken(name: string): string {
   return `nestjs-dbpool:instance:${name}`;

@@ -27,12 +27,14 @@ import {
   type OnModuleInit,
   type Provider,
 } from '@nestjs/common';
-import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
+import { DiscoveryModule, DiscoveryService, REQUEST } from '@nestjs/core';
+import { Scope } from '@nestjs/common';
+import type { DatabaseSession } from '../database/session.js';
 import { Database } from '../database/database.js';
 import { ConfigurationError } from '../errors.js';
 import { DatabaseHealthIndicator } from '../health/database.health.js';
 import { NotifyExplorer } from '../notify/notify.explorer.js';
-import { databaseInstanceToken, getDatabaseToken } from './database.constants.js';
+import { databaseInstanceToken, getConnectionToken, getDatabaseToken } from './database.constants.js';
 import { resolveOptions, DEFAULT_DATABASE, type DatabaseModuleOptions } from './database.options.js';
 
 /** A class for `forRootAsync({ useClass })`. */
@@ -148,10 +150,22 @@ function withDatabase(definition: DynamicModule, extras: DatabaseModuleExtras): 
       useFactory: (db: Database, provided: unknown, explorer: NotifyExplorer, discovery: DiscoveryService) =>
         new DatabaseLifecycle(db, provided, explorer, discovery),
     },
+    {
+      // @InjectConnection(): a session per request, released when its response has been sent.
+      provide: getConnectionToken(name),
+      scope: Scope.REQUEST,
+      inject: [REQUEST, token],
+      useFactory: async (request: unknown, db: Database) => {
+        const settings = db instanceof Database ? await db.options.requestSettings?.(request) : undefined;
+        const session: DatabaseSession = db.openSession({ settings: settings ?? undefined });
+        onRequestEnd(request, () => void session.release(), name);
+        return session;
+      },
+    },
     NotifyExplorer,
     DatabaseHealthIndicator,
   ];
-  const exports: DynamicModule['exports'] = [token, DatabaseHealthIndicator];
+  const exports: DynamicModule['exports'] = [token, getConnectionToken(name), DatabaseHealthIndicator];
   return {
     ...definition,
     global: extras.isGlobal,
@@ -159,6 +173,27 @@ function withDatabase(definition: DynamicModule, extras: DatabaseModuleExtras): 
     providers: [...(definition.providers ?? []), ...providers],
     exports: [...(definition.exports ?? []), ...exports],
   };
+}
+
+interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+  writableEnded?: boolean;
+  destroyed?: boolean;
+}
+
+/** Calls `end` once the response to `request` is sent or its connection closed (Express's `req.res`, or a raw Node request's). */
+function onRequestEnd(request: unknown, end: () => void, name: string): void {
+  const r = request as { res?: Closable; raw?: { res?: Closable }; req?: { res?: Closable } } | undefined;
+  const response = r?.res ?? r?.raw?.res ?? r?.req?.res;
+  if (!response || typeof response.once !== 'function') {
+    throw new ConfigurationError(
+      `@InjectConnection(${name === DEFAULT_DATABASE ? '' : `'${name}'`}) needs an HTTP request whose response it can watch, to give the connection back when the request ends; ` +
+        'outside Express requests, use db.session(fn) around the work instead',
+      { option: 'InjectConnection', database: name },
+    );
+  }
+  if (response.writableEnded || response.destroyed) end();
+  else response.once('close', end);
 }
 
 /**

@@ -101,6 +101,22 @@ export interface DatabaseModuleOptions {
    */
   logging?: boolean | Array<'query' | 'error' | 'slow'>;
   /**
+   * When a connection is reset (session state undone) before the pool hands it out again:
+   * `'auto'` after a `session()`, a native loan, or a statement that may leave state on the
+   * session (SET, set_config, advisory locks, temporary tables, user variables, LISTEN…);
+   * `'always'` after every use (one round trip more per call); `'never'` for apps that set no
+   * session state (a session then only undoes its own `settings`). Default: `'auto'`.
+   */
+  sessionReset?: 'auto' | 'always' | 'never';
+  /**
+   * The settings of the request-scoped session `@InjectConnection()` gives, from the request
+   * (Express's, or the one your adapter gives `@Inject(REQUEST)`). Default: none.
+   *
+   * @example
+   * requestSettings: (req) => ({ 'app.tenant_id': (req as Request).header('x-tenant-id') ?? null })
+   */
+  requestSettings?: (request: unknown) => Record<string, string | number | boolean | null> | undefined | Promise<Record<string, string | number | boolean | null> | undefined>;
+  /**
    * Server-side prepared statements for every query: PostgreSQL named statements, mysql2
    * `execute`, each cached per connection. Measured faster for repeated statements (README,
    * Performance). Set `false` behind PgBouncer in transaction mode, or to get MySQL's text
@@ -131,6 +147,8 @@ export interface ResolvedOptions {
   slowQueryMs: number;
   waitForRecoveryMs: number;
   logging: { query: boolean; error: boolean; slow: boolean };
+  sessionReset: 'auto' | 'always' | 'never';
+  requestSettings?: DatabaseModuleOptions['requestSettings'];
 }
 
 const DIALECTS = ['postgres', 'mysql', 'sqlite'] as const;
@@ -347,7 +365,7 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
   '': [
     'name', 'isGlobal', 'url', 'driver', 'host', 'port', 'user', 'password', 'database', 'filename', 'ssl', 'pool',
     'connectTimeoutMs', 'queryTimeoutMs', 'reconnect', 'transientErrors', 'deathChecker', 'waitForRecoveryMs',
-    'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'prepare', 'slowQueryMs',
+    'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'sessionReset', 'requestSettings', 'prepare', 'slowQueryMs',
     'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
@@ -485,6 +503,9 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   const shutdownDelayMs = checkNumber('shutdownDelayMs', options.shutdownDelayMs, 0);
   const startupTimeoutMs = checkNumber('startupTimeoutMs', options.startupTimeoutMs, 30_000, 1);
   const logging = resolveLogging(options.logging);
+  const sessionReset = options.sessionReset ?? 'auto';
+  if (options.requestSettings !== undefined && typeof options.requestSettings !== 'function') fail('requestSettings', 'must be a function (request) => settings');
+  if (!['auto', 'always', 'never'].includes(sessionReset)) fail('sessionReset', `must be 'auto', 'always' or 'never' (got ${describeValue(sessionReset)})`);
 
   const p = options.pool ?? {};
   if (typeof p !== 'object') fail('pool', 'must be an object such as { max: 10 }');
@@ -553,5 +574,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     shutdownDelayMs,
     startupTimeoutMs,
     logging,
+    sessionReset,
+    requestSettings: options.requestSettings,
   };
 }

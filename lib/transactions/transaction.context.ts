@@ -18,12 +18,12 @@ export interface LeaseHolder {
 
 interface Frame {
   readonly owner: object;
-  readonly kind: 'tx' | 'stream';
+  readonly kind: 'tx' | 'stream' | 'session';
   /** kind 'tx': the transaction, or null for "no transaction here". */
   readonly tx: unknown;
   /** kind 'tx': the savepoint scope the code runs in (undefined: the transaction's top level). */
   readonly scope?: unknown;
-  /** kind 'stream': the stream. */
+  /** kind 'stream': the stream; kind 'session': the session (it holds its connection too). */
   readonly holder?: LeaseHolder;
   readonly parent: Frame | undefined;
 }
@@ -36,6 +36,36 @@ export function currentTransaction<T>(owner: object): T | undefined {
     if (frame.owner === owner && frame.kind === 'tx') return (frame.tx ?? undefined) as T | undefined;
   }
   return undefined;
+}
+
+/**
+ * What the code of this context runs in on `owner`: its transaction, else its session (a pinned
+ * connection), else nothing (the pool). A `null` transaction frame (`notSupported`, `never`)
+ * hides outer transactions, not sessions. One walk, no allocation.
+ */
+export function currentWork<T extends object, S extends object>(owner: object): T | S | undefined {
+  let hidden = false;
+  for (let frame = storage.getStore(); frame !== undefined; frame = frame.parent) {
+    if (frame.owner !== owner) continue;
+    if (frame.kind === 'tx') {
+      if (frame.tx && !hidden) return frame.tx as T;
+      hidden = true;
+    } else if (frame.kind === 'session') return frame.holder as unknown as S;
+  }
+  return undefined;
+}
+
+/** The session (pinned connection) of `owner` the code of this context runs in, if any. */
+export function currentSession<S extends object>(owner: object): S | undefined {
+  for (let frame = storage.getStore(); frame !== undefined; frame = frame.parent) {
+    if (frame.owner === owner && frame.kind === 'session') return frame.holder as unknown as S;
+  }
+  return undefined;
+}
+
+/** Runs `fn` with `session` as `owner`'s session: its calls run on the session's connection. */
+export function runInSession<R>(owner: object, session: LeaseHolder, fn: () => R): R {
+  return storage.run({ owner, kind: 'session', tx: undefined, holder: session, parent: storage.getStore() }, fn);
 }
 
 /** The savepoint scope of `tx` the current code runs in, or undefined for its top level. */

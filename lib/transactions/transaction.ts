@@ -57,6 +57,15 @@ export interface TransactionOptions {
   rollbackFor?: ErrorMatcher;
   /** Commit anyway on these errors (the caller still gets the error). */
   noRollbackFor?: ErrorMatcher;
+  /**
+   * Settings for the length of the transaction, sent as parameters: `set_config(name, value, true)`
+   * on PostgreSQL (gone at COMMIT/ROLLBACK), user variables on MySQL (set back to NULL after it).
+   * A function is called when the transaction begins (say, to read the tenant of the current request).
+   *
+   * @example
+   * @Transactional({ settings: () => ({ 'app.tenant_id': tenantOfThisRequest() }) })
+   */
+  settings?: Record<string, string | number | boolean | null> | (() => Record<string, string | number | boolean | null>);
 }
 
 export type TransactionState = 'active' | 'ending' | 'committed' | 'rolledBack';
@@ -193,6 +202,12 @@ export class Transaction {
   rolledBackForTest = false;
   /** @internal True until the connection went back to the pool. */
   holdsConnection = true;
+  /** @internal False when the connection is a session's: it stays with the session after the transaction. */
+  ownsConnection = true;
+  /** @internal The session the transaction was begun in, if any. */
+  session?: object;
+  /** @internal Settings to undo after the transaction, where the dialect cannot scope them to it (MySQL user variables). */
+  settingsToClear?: string[];
   /** @internal The top level of the savepoint stack. */
   readonly root = new SavepointScope();
   /** @internal Streams opened on this transaction and not finished yet. */
