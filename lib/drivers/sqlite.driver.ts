@@ -70,6 +70,7 @@ export interface SqliteDriverOptions {
   nativeBinding?: string;
 }
 
+// @ts-ignore TS1343 in the CommonJS build (tsconfig.build.json), where .ci/finish-package.mjs replaces it with the module's file URL
 const CHILD_SCRIPT = fileURLToPath(new URL('./sqlite.child.cjs', import.meta.url));
 /** How long close() waits for a connection's process to exit before killing it. */
 const CLOSE_WAIT_MS = 1000;
@@ -85,6 +86,7 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p
 let betterSqlitePath: string | undefined;
 function resolveBetterSqlite(): string {
   try {
+    // @ts-ignore TS1343 in the CommonJS build (tsconfig.build.json), where .ci/finish-package.mjs replaces it with the module's file URL
     return (betterSqlitePath ??= createRequire(import.meta.url).resolve('better-sqlite3'));
   } catch (error) {
     throw new ConfigurationError('the sqlite driver needs the "better-sqlite3" package, which is not installed: npm install better-sqlite3', {
@@ -203,6 +205,7 @@ export class SqliteDriver implements Driver {
   async load(): Promise<void> {
     const modulePath = resolveBetterSqlite();
     await loadPackage('better-sqlite3', 'sqlite', async () => {
+      // @ts-ignore TS1343 in the CommonJS build (tsconfig.build.json), where .ci/finish-package.mjs replaces it with the module's file URL
       const BetterSqlite = createRequire(import.meta.url)(modulePath) as new (file: string) => { close(): void };
       new BetterSqlite(':memory:').close();
     });
