@@ -165,3 +165,64 @@ export class NotSupported extends DatabaseError {
     super(message, { code: 'NOT_SUPPORTED', ...fields });
   }
 }
+
+/** What a constraint violation says about where it happened, as far as the server tells. */
+export interface ConstraintFields extends DatabaseErrorFields {
+  constraint?: string;
+  table?: string;
+  column?: string;
+}
+
+/**
+ * A statement broke an integrity constraint. The subclasses say which kind, the same on every
+ * dialect; `code`, `errno` and `sqlState` stay the server's own (`23505`, `ER_DUP_ENTRY`,
+ * `SQLITE_CONSTRAINT_UNIQUE`), and `constraint`, `table` and `column` are set where the server
+ * names them (PostgreSQL names all three; MySQL and SQLite some).
+ *
+ * @example
+ * try { await users.create(login); }
+ * catch (e) { if (e instanceof UniqueViolation) throw new ConflictException(`${login} is taken`); throw e; }
+ */
+export class ConstraintViolation extends DatabaseError {
+  readonly constraint?: string;
+  readonly table?: string;
+  readonly column?: string;
+  constructor(message: string, fields: ConstraintFields = {}) {
+    const { constraint, table, column, ...rest } = fields;
+    super(message, rest);
+    if (constraint !== undefined) this.constraint = constraint;
+    if (table !== undefined) this.table = table;
+    if (column !== undefined) this.column = column;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    const out = super.toJSON();
+    for (const key of ['constraint', 'table', 'column'] as const) if (this[key] !== undefined) out[key] = this[key];
+    return out;
+  }
+}
+
+/** A unique or primary key constraint: the value is taken. */
+export class UniqueViolation extends ConstraintViolation {}
+/** A foreign key: the referenced row is missing, or a row still refers to the one deleted. */
+export class ForeignKeyViolation extends ConstraintViolation {}
+/** A NOT NULL column got NULL (or no value and no default). */
+export class NotNullViolation extends ConstraintViolation {}
+/** A CHECK constraint said no. */
+export class CheckViolation extends ConstraintViolation {}
+
+export type ConstraintKind = 'unique' | 'foreignKey' | 'notNull' | 'check';
+
+/** The class for a kind of violation (drivers classify, this builds). */
+export function constraintViolation(kind: ConstraintKind, message: string, fields: ConstraintFields): ConstraintViolation {
+  switch (kind) {
+    case 'unique':
+      return new UniqueViolation(message, fields);
+    case 'foreignKey':
+      return new ForeignKeyViolation(message, fields);
+    case 'notNull':
+      return new NotNullViolation(message, fields);
+    case 'check':
+      return new CheckViolation(message, fields);
+  }
+}

@@ -5,7 +5,7 @@
  */
 export { DatabaseModule } from './module/database.module.js';
 export type { DatabaseOptionsFactory, DatabaseModuleExtras, DatabaseModuleAsyncOptions } from './module/database.module.js';
-export type { DatabaseModuleOptions, PoolSettings } from './module/database.options.js';
+export type { DatabaseModuleOptions, PoolSettings, TypeOptions } from './module/database.options.js';
 export { getDatabaseToken, getConnectionToken, DEFAULT_DATABASE } from './module/database.constants.js';
 export { InjectDatabase, InjectConnection } from './module/inject.decorators.js';
 
@@ -50,6 +50,11 @@ export {
   InvalidParameter,
   TransactionError,
   NotSupported,
+  ConstraintViolation,
+  UniqueViolation,
+  ForeignKeyViolation,
+  NotNullViolation,
+  CheckViolation,
 } from './errors.js';
 export type { Dialect } from './errors.js';
 

@@ -22,6 +22,21 @@ class IdentifierFragment {
   constructor(readonly names: readonly string[]) {}
 }
 
+/** The list of `IN ${sql.in(list)}`: one placeholder per element. */
+class ListFragment {
+  readonly [kind] = 'list';
+  constructor(readonly items: readonly unknown[]) {}
+}
+
+const isFragment = (v: unknown): boolean => v instanceof SqlQuery || v instanceof RawFragment || v instanceof IdentifierFragment || v instanceof ListFragment;
+
+/** Text ending with `IN` or `NOT IN` (and maybe the opening parenthesis the caller wrote). */
+const BEFORE_LIST = /\b(NOT\s+)?IN\s*(\(\s*)?$/i;
+/** Text ending with `IN (`: a plain value here would be one value, not a list. */
+const IN_PAREN = /\bIN\s*\(\s*$/i;
+/** An empty set of rows, whatever the type of the left-hand side (PostgreSQL is rewritten to ANY/ALL instead). */
+const EMPTY_SET: Record<Dialect, string> = { postgres: '', mysql: 'SELECT NULL FROM DUAL WHERE FALSE', sqlite: 'SELECT NULL WHERE 0' };
+
 /** A compiled statement: `text` with placeholders and the `values` that fill them. */
 export interface CompiledQuery {
   text: string;
@@ -48,7 +63,7 @@ export class SqlQuery {
   /** Compiles to the dialect's placeholders. The text is cached per dialect (per template when it has no fragments). */
   compile(dialect: Dialect): CompiledQuery {
     if (this.cache === undefined) {
-      const flat = this.values.every((v) => !(v instanceof SqlQuery || v instanceof RawFragment || v instanceof IdentifierFragment));
+      const flat = this.values.every((v) => !isFragment(v));
       if (flat) {
         let texts = templateTexts.get(this.strings);
         if (texts === undefined) templateTexts.set(this.strings, (texts = {}));
@@ -75,7 +90,7 @@ export class SqlQuery {
 function collectValues(query: SqlQuery, out: unknown[]): void {
   for (const value of query.values) {
     if (value instanceof SqlQuery) collectValues(value, out);
-    else if (!(value instanceof RawFragment) && !(value instanceof IdentifierFragment)) out.push(value);
+    else if (!isFragment(value)) out.push(value);
   }
 }
 
@@ -83,16 +98,63 @@ function build(query: SqlQuery, dialect: Dialect, values: unknown[]): string {
   let text = query.strings[0];
   for (let i = 0; i < query.values.length; i++) {
     const value = query.values[i];
+    let next = query.strings[i + 1];
     if (value instanceof SqlQuery) text += build(value, dialect, values);
     else if (value instanceof RawFragment) text += value.text;
     else if (value instanceof IdentifierFragment) text += value.names.map((n) => quoteIdentifier(n, dialect)).join('.');
-    else {
+    else if (value instanceof ListFragment) {
+      const before = BEFORE_LIST.exec(text);
+      if (!before) throw new InvalidParameter('sql.in(list) goes right after IN or NOT IN: `WHERE id IN ${sql.in(ids)}`', { dialect });
+      // The caller may have written the parentheses (`IN (${sql.in(ids)})`); they are then not added again.
+      const parens = before[2] !== undefined && /^\s*\)/.test(next);
+      if (value.items.length > 0) {
+        const marks = value.items.map((item) => {
+          values.push(item);
+          return dialect === 'postgres' ? `$${values.length}` : '?';
+        });
+        text += parens ? marks.join(', ') : `(${marks.join(', ')})`;
+      } else if (dialect === 'postgres') {
+        // No typeless empty list in PostgreSQL: `= ANY('{}')` is false and `<> ALL('{}')` true, whatever the column's type.
+        text = text.slice(0, before.index) + (before[1] ? "<> ALL('{}')" : "= ANY('{}')");
+        if (parens) next = next.replace(/^\s*\)/, '');
+      } else {
+        // IN (no rows) matches nothing, NOT IN (no rows) everything, NULLs included.
+        text += parens ? EMPTY_SET[dialect] : `(${EMPTY_SET[dialect]})`;
+      }
+    } else {
+      if (Array.isArray(value) && IN_PAREN.test(text)) throw arrayInList(dialect);
       values.push(value);
       text += dialect === 'postgres' ? `$${values.length}` : '?';
     }
-    text += query.strings[i + 1];
+    text += next;
   }
   return text;
+}
+
+function arrayInList(dialect: Dialect): InvalidParameter {
+  return new InvalidParameter(
+    'an array after IN ( is one value (an array, or JSON text), not a list of values: it would match nothing. Use IN ${sql.in(list)}, ' +
+      'one placeholder per element' +
+      (dialect === 'postgres' ? ', or = ANY(${array}) to send the array itself' : ''),
+    { dialect },
+  );
+}
+
+/**
+ * Refuses, in a plain-string statement, an array parameter right inside `IN (…)`: PostgreSQL and
+ * SQLite would compare with the array (or its JSON text) and match nothing, silently. Only looked
+ * at when some parameter is an array.
+ */
+export function checkArraysInLists(text: string, values: readonly unknown[], dialect: Dialect): void {
+  if (!values.some(Array.isArray)) return;
+  if (dialect === 'postgres') {
+    for (const m of text.matchAll(/\bIN\s*\(\s*\$(\d+)\s*\)/gi)) if (Array.isArray(values[Number(m[1]) - 1])) throw arrayInList(dialect);
+    return;
+  }
+  for (const m of text.matchAll(/\bIN\s*\(\s*\?\s*\)/gi)) {
+    const position = (text.slice(0, m.index).match(/\?/g) ?? []).length;
+    if (Array.isArray(values[position])) throw arrayInList(dialect);
+  }
 }
 
 /** The longest identifier PostgreSQL keeps (NAMEDATALEN - 1, in bytes); it silently cuts longer ones. */
@@ -167,6 +229,16 @@ type Sql = {
   /** Joins fragments or values with a separator (default `, `). */
   join(parts: readonly unknown[], separator?: SqlQuery): SqlQuery;
   /**
+   * A list for `IN` / `NOT IN`, one placeholder per element, on every dialect: write
+   * `id IN ${sql.in(ids)}` (or `id IN (${sql.in(ids)})`). An empty list matches nothing after
+   * `IN` and everything after `NOT IN`. (A plain array after `IN (` is refused: it would be one
+   * value, and match nothing.)
+   *
+   * @example
+   * await db.runQuery(sql`SELECT * FROM users WHERE login IN ${sql.in(logins)}`);
+   */
+  in(list: readonly unknown[]): ListFragment;
+  /**
    * UNSAFE: text spliced into the statement as it is, with no quoting and no check. Anything
    * in it is SQL: never pass user input, not even "cleaned" input; use it only for SQL you
    * wrote yourself, such as a keyword picked from a fixed list. Values go in `${value}`,
@@ -202,6 +274,10 @@ export const sql: Sql = Object.assign(
       return new SqlQuery(strings, values);
     },
     raw: (text: string) => new SqlQuery([String(text)], []),
+    in: (list: readonly unknown[]) => {
+      if (!Array.isArray(list)) throw new InvalidParameter(`sql.in() needs an array of values (got ${typeof list})`);
+      return new ListFragment(list);
+    },
   },
 );
 

@@ -33,7 +33,7 @@ import type { ResolvedOptions } from '../module/database.options.js';
 import { Pool, type Lease, type PoolStats } from '../pool/pool.js';
 import { withTransientErrors, defaultDeathChecker } from '../resilience/death-checker.js';
 import { DeadConnectionDetector } from '../resilience/detector.js';
-import { isSqlQuery, sql, type SqlQuery } from '../sql.js';
+import { checkArraysInLists, isSqlQuery, sql, type SqlQuery } from '../sql.js';
 import { currentSession, currentTransaction, currentWork, enterHolder, heldLeases, runInSession } from '../transactions/transaction.context.js';
 import { inBackground } from '../core/background.js';
 import { InteractionControl, runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
@@ -213,13 +213,22 @@ export class Database implements TransactionRunnerHost {
     }
   }
 
-  /** Runs a statement and resolves with its rows. */
-  runQuery<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<T[]> {
+  /**
+   * Runs a statement and resolves with its rows. A `sql` template carries its values, so its
+   * options may come second: `runQuery(sql\`…\`, { timeoutMs: 500 })`.
+   */
+  runQuery<T = Row>(query: SqlQuery, options?: QueryOptions): Promise<T[]>;
+  runQuery<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<T[]>;
+  runQuery<T = Row>(query: string | SqlQuery, paramsOrOptions?: unknown[] | QueryOptions, maybeOptions?: QueryOptions): Promise<T[]> {
+    const [params, options] = splitArgs(paramsOrOptions, maybeOptions);
     return this.call(options, (call) => this.execute(call, 'rows', query, params, options)) as Promise<T[]>;
   }
 
-  /** Runs a statement and resolves with what it changed: affected rows, insert id, warnings. */
-  runOperation(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<OperationResult> {
+  /** Runs a statement and resolves with what it changed: affected rows, insert id, warnings. Options may come second after a `sql` template. */
+  runOperation(query: SqlQuery, options?: QueryOptions): Promise<OperationResult>;
+  runOperation(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<OperationResult>;
+  runOperation(query: string | SqlQuery, paramsOrOptions?: unknown[] | QueryOptions, maybeOptions?: QueryOptions): Promise<OperationResult> {
+    const [params, options] = splitArgs(paramsOrOptions, maybeOptions);
     return this.call(options, (call) => this.execute(call, 'operation', query, params, options)) as Promise<OperationResult>;
   }
 
@@ -244,7 +253,10 @@ export class Database implements TransactionRunnerHost {
    * Rows one at a time, with backpressure: an async iterable, and `.readable()` gives a Node
    * Readable for piping. Breaking out of `for await` closes the cursor and returns the connection.
    */
-  stream<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> & { readable(): Readable } {
+  stream<T = Row>(query: SqlQuery, options?: QueryOptions): AsyncIterable<T> & { readable(): Readable };
+  stream<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> & { readable(): Readable };
+  stream<T = Row>(query: string | SqlQuery, paramsOrOptions?: unknown[] | QueryOptions, maybeOptions?: QueryOptions): AsyncIterable<T> & { readable(): Readable } {
+    const [params, options] = splitArgs(paramsOrOptions, maybeOptions);
     const work = currentWork<Transaction, DatabaseSession>(this);
     if (work instanceof Transaction) return this.streamInTransaction<T>(work, query, params, options);
     return work ? this.streamInSession<T>(work, query, params, options) : this.streamFromPool<T>(query, params, options);
@@ -601,6 +613,7 @@ export class Database implements TransactionRunnerHost {
       throw new InvalidParameter(`query must be a string or a sql\`\` template (got ${typeof query})`);
     }
     checkParameters(values, this.dialect, this.driver.maxParameters, text);
+    checkArraysInLists(text, values, this.dialect);
     return { text, values };
   }
 
@@ -687,6 +700,7 @@ export class Database implements TransactionRunnerHost {
     if (mode === 'rows') return result.rows;
     const out: OperationResult = { affectedRows: result.affectedRows };
     if (result.insertId !== undefined) out.insertId = result.insertId;
+    if (result.changedRows !== undefined) out.changedRows = result.changedRows;
     if (result.warningCount !== undefined) out.warningCount = result.warningCount;
     if (result.message !== undefined) out.message = result.message;
     if (result.serverStatus !== undefined) out.serverStatus = result.serverStatus;
@@ -1301,3 +1315,9 @@ export class Database implements TransactionRunnerHost {
   }
 }
 
+/** `(query, params?, options?)` or, after a `sql` template, `(query, options?)`. */
+function splitArgs(paramsOrOptions: unknown[] | QueryOptions | undefined, options: QueryOptions | undefined): [unknown[] | undefined, QueryOptions | undefined] {
+  if (paramsOrOptions !== null && typeof paramsOrOptions === 'object' && !Array.isArray(paramsOrOptions)) return [undefined, paramsOrOptions];
+  // Anything else goes on as params, for compile() to refuse what is not an array.
+  return [paramsOrOptions as unknown[] | undefined, options];
+}

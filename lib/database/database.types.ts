@@ -28,9 +28,19 @@ export interface QueryOptions {
 }
 
 export interface OperationResult {
-  /** Rows inserted, updated or deleted. */
+  /**
+   * Rows inserted, updated (matched by the WHERE clause, changed or not) or deleted, the same on
+   * every dialect; with RETURNING, the rows returned. MySQL's INSERT … ON DUPLICATE KEY UPDATE:
+   * 1 inserted, 2 updated, 0 when the existing row already had those values.
+   */
   affectedRows: number;
-  /** MySQL auto-increment id, SQLite last row id. */
+  /** MySQL: the rows an UPDATE changed, of those it matched. */
+  changedRows?: number;
+  /**
+   * The auto-increment id generated for the first row the statement inserted (MySQL, MariaDB,
+   * SQLite; a multi-row INSERT's rows get consecutive ids). Absent when none was generated, and
+   * on PostgreSQL: use `RETURNING id` there (and on SQLite and MariaDB too, for every row's id).
+   */
   insertId?: number | bigint | string;
   /** MySQL. */
   warningCount?: number;

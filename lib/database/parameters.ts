@@ -50,7 +50,7 @@ export function checkParameters(values: readonly unknown[], dialect: Dialect, ma
           throw bad(
             i,
             `is ${Array.isArray(v) ? 'an array' : 'an object'}, which mysql2 would expand into SQL text or send as '[object Object]'; ` +
-              'pass JSON.stringify(value) for a JSON column, or one parameter per element (sql.join)',
+              'pass JSON.stringify(value) for a JSON column, or a list with IN ${sql.in(list)}',
             dialect,
             query,
           );

@@ -13,6 +13,8 @@ export type RowMode = 'object' | 'array';
 export interface ResultSet {
   rows: unknown[];
   affectedRows: number;
+  /** MySQL: the rows an UPDATE changed (affectedRows counts those it matched). */
+  changedRows?: number;
   insertId?: number | bigint | string;
   warningCount?: number;
   message?: string;
@@ -128,6 +130,10 @@ export interface ConnectionSettings {
   statementTimeoutMs: number;
   /** Extra settings passed to the underlying client as they are. */
   driverOptions?: Record<string, unknown>;
+  /** MySQL: a write with warnings fails (`DatabaseModuleOptions.warningsAsErrors`). */
+  warningsAsErrors?: boolean;
+  /** How values come back (`DatabaseModuleOptions.types`); absent: the defaults. */
+  types?: { int64: 'number' | 'string' | 'bigint'; tinyint1AsBoolean: boolean };
 }
 
 export interface Driver {

@@ -8,9 +8,12 @@
  * a safe integer, a string beyond.
  */
 import {
+  constraintViolation,
   DatabaseError,
   QueryCanceled,
   QueryTimeout,
+  type ConstraintFields,
+  type ConstraintKind,
   type DatabaseErrorFields,
 } from '../errors.js';
 import type {
@@ -39,6 +42,45 @@ const loadMysql = (): Promise<Mysql2> =>
 const SERVER_STATUS_IN_TRANS = 1;
 /** Statements the binary protocol does not take: transaction control, session settings, LOCK, CALL with OUT variables. */
 const UNPREPARABLE = /^\s*(?:START|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|LOCK|UNLOCK|CALL|XA|USE|KILL)\b/i;
+/**
+ * Integrity errors by errno, and what their message names: 1062 duplicate key, 1451/1452 (1216,
+ * 1217) foreign key, 1048 NULL into NOT NULL, 1364 no value and no default, 4025 (MariaDB) and
+ * 3819 (MySQL) CHECK.
+ */
+function mysqlConstraint(errno: number, message: string): { kind: ConstraintKind; where: ConstraintFields } | undefined {
+  const unquote = (s: string | undefined) => s?.replace(/^[`'"]|[`'"]$/g, '');
+  switch (errno) {
+    case 1062:
+    case 1586: {
+      // MariaDB: "for key 'login'"; MySQL 8: "for key 'users.login'".
+      const key = unquote(/for key '([^']+)'/.exec(message)?.[1]);
+      const dot = key?.lastIndexOf('.') ?? -1;
+      return { kind: 'unique', where: dot > 0 ? { table: key!.slice(0, dot), constraint: key!.slice(dot + 1) } : { constraint: key } };
+    }
+    case 1451:
+    case 1452:
+    case 1216:
+    case 1217: {
+      const m = /\(`[^`]*`\.`([^`]+)`, CONSTRAINT `([^`]+)` FOREIGN KEY \(`([^`]+)`/.exec(message);
+      return { kind: 'foreignKey', where: m ? { table: m[1], constraint: m[2], column: m[3] } : {} };
+    }
+    case 1048:
+    case 1364:
+      return { kind: 'notNull', where: { column: unquote(/(?:Column|Field) '([^']+)'/.exec(message)?.[1]) } };
+    case 4025: {
+      const m = /CONSTRAINT `([^`]+)` failed for `[^`]*`\.`([^`]+)`/.exec(message);
+      return { kind: 'check', where: m ? { constraint: m[1], table: m[2] } : {} };
+    }
+    case 3819:
+      return { kind: 'check', where: { constraint: unquote(/Check constraint '([^']+)'/.exec(message)?.[1]) } };
+    default:
+      return undefined;
+  }
+}
+
+const RETURNING = /\bRETURNING\b/i;
+const WRITES = /^\s*(?:INSERT|REPLACE|DELETE|UPDATE)\b/i;
+
 /** mysql2's refusal of a command on a connection whose socket is gone: nothing was written. */
 const CLOSED_STATE = /can't add new command when connection is in closed state/i;
 /** 1193: unknown system variable (MySQL has max_execution_time, MariaDB max_statement_time). */
@@ -52,6 +94,15 @@ export class MysqlDriver implements Driver {
 
   constructor(private readonly settings: ConnectionSettings) {}
 
+  /** `warningsAsErrors` (a module option). */
+  get warningsAsErrors(): boolean {
+    return this.settings.warningsAsErrors === true;
+  }
+
+  get databaseName(): string | undefined {
+    return this.settings.name;
+  }
+
   describe(): string {
     const { host = 'localhost', port = 3306, database = '' } = this.settings;
     return `mysql://${host}:${port}/${database}`;
@@ -59,6 +110,25 @@ export class MysqlDriver implements Driver {
 
   async load(): Promise<void> {
     await loadMysql();
+  }
+
+  /** `types.int64: 'bigint'` and `types.tinyint1AsBoolean`, else mysql2's own casting. */
+  private typeCast(): ((field: { type: string; length: number; string(): string | null }, next: () => unknown) => unknown) | undefined {
+    const bigint = this.settings.types?.int64 === 'bigint';
+    const booleans = this.settings.types?.tinyint1AsBoolean === true;
+    if (!bigint && !booleans) return undefined;
+    return (field, next) => {
+      if (booleans && field.type === 'TINY' && field.length === 1) {
+        const v = next();
+        return v === null ? null : Number(v) === 1;
+      }
+      if (bigint && field.type === 'LONGLONG') {
+        // With bigNumberStrings, mysql2 reads it as exact text on both protocols.
+        const v = next();
+        return v === null ? null : BigInt(v as string);
+      }
+      return next();
+    };
   }
 
   /** Opens a raw mysql2 connection; the password function, if any, is called for each one. */
@@ -76,8 +146,15 @@ export class MysqlDriver implements Driver {
       connectTimeout: s.connectTimeoutMs,
       enableKeepAlive: true,
       keepAliveInitialDelay: 10_000,
+      // types.int64 'number': a number while exact, else a string (mysql2's own rule without bigNumberStrings).
       supportBigNumbers: true,
-      bigNumberStrings: true,
+      bigNumberStrings: (s.types?.int64 ?? 'number') !== 'number',
+      // A DATE is a day, not an instant: its 'YYYY-MM-DD' text, as on the other dialects.
+      dateStrings: ['DATE'],
+      typeCast: this.typeCast(),
+      // mysql2 asks for FOUND_ROWS by default: an INSERT … ON DUPLICATE KEY UPDATE that changed nothing
+      // would then report 1, like an insert. Without it that is 0; an UPDATE's matched rows come from its info.
+      flags: ['-FOUND_ROWS'],
       timezone: 'Z',
       charset: 'utf8mb4',
       ...s.driverOptions,
@@ -134,6 +211,8 @@ export class MysqlDriver implements Driver {
       return new QueryTimeout(message, { ...fields, code: 'QUERY_TIMEOUT' });
     }
     if (e?.errno === 1317) return new QueryCanceled(message, { ...fields, code: 'QUERY_CANCELED' });
+    const constraint = typeof e?.errno === 'number' ? mysqlConstraint(e.errno, message) : undefined;
+    if (constraint) return constraintViolation(constraint.kind, message, { ...fields, ...constraint.where });
     if (e?.code === 'ETIMEDOUT' && !query) {
       return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: 'CONNECT_TIMEOUT' });
     }
@@ -235,7 +314,38 @@ class MysqlConnection implements Connection {
     }
     const limit = options.statementTimeoutMs;
     if (limit !== undefined && limit !== this.sessionTimeoutMs) return this.withStatementTimeout(limit, () => this.send(text, values, options));
+    if (this.driver.warningsAsErrors && WRITES.test(text)) return this.failOnWarnings(text, values, options);
     return this.send(text, values, options);
+  }
+
+  /**
+   * `warningsAsErrors`: a write that produces warnings (a value cut to fit, IGNORE turning an
+   * error into a warning) fails, with the first warning's code and message. Outside a transaction
+   * it runs in one of its own, rolled back on a warning, so the failed write leaves nothing behind;
+   * inside one, the statement fails and the transaction rolls back unless the interaction catches it.
+   */
+  private async failOnWarnings(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
+    const own = this.transactionStatus === 'idle';
+    if (own) await this.send('START TRANSACTION', [], { rowMode: 'array' });
+    try {
+      const result = await this.send(text, values, options);
+      if (result.warningCount) {
+        const { rows } = await this.send('SHOW WARNINGS', [], { rowMode: 'object' });
+        const first = (rows as Array<{ Code?: number; Message?: string }>)[0];
+        throw new DatabaseError(`the statement produced ${result.warningCount} warning(s), which warningsAsErrors makes an error: ${first?.Message ?? 'see SHOW WARNINGS'}`, {
+          code: 'MYSQL_WARNING',
+          errno: first?.Code,
+          query: text,
+          dialect: 'mysql',
+          database: this.driver.databaseName,
+        });
+      }
+      if (own) await this.send('COMMIT', [], { rowMode: 'array' });
+      return result;
+    } catch (error) {
+      if (own) await this.send('ROLLBACK', [], { rowMode: 'array' }).catch(() => (this.broken = true));
+      throw error;
+    }
   }
 
   /** Runs `work` under another statement time limit than the session's: SET before, SET back after, queued in that order. */
@@ -263,7 +373,7 @@ class MysqlConnection implements Connection {
           reject(translated);
           return;
         }
-        resolve(this.toResultSet(result));
+        resolve(this.toResultSet(result, text));
       };
       const query = { sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' };
       if (options.prepare && !UNPREPARABLE.test(text)) {
@@ -276,14 +386,15 @@ class MysqlConnection implements Connection {
     });
   }
 
-  private toResultSet(result: unknown): ResultSet {
+  private toResultSet(result: unknown, text = ''): ResultSet {
     if (Array.isArray(result)) {
       // A CALL returns [rows, ..., okPacket]: the first result set is the answer.
       const last = result[result.length - 1];
       if (result.length >= 2 && Array.isArray(result[0]) && last && !Array.isArray(last) && 'affectedRows' in last) {
         return { rows: result[0] as unknown[], affectedRows: 0 };
       }
-      return { rows: result, affectedRows: 0 };
+      // MariaDB's INSERT/DELETE … RETURNING answers with rows only: one per row it changed.
+      return { rows: result, affectedRows: RETURNING.test(text) && WRITES.test(text) ? result.length : 0 };
     }
     const header = result as {
       affectedRows: number | string;
@@ -295,14 +406,24 @@ class MysqlConnection implements Connection {
     if (typeof header.serverStatus === 'number') {
       this.transactionStatus = header.serverStatus & SERVER_STATUS_IN_TRANS ? 'transaction' : 'idle';
     }
-    return {
+    const out: ResultSet = {
       rows: [],
       affectedRows: Number(header.affectedRows),
-      insertId: toSafeNumber(header.insertId),
       warningCount: header.warningStatus,
       message: header.info,
       serverStatus: header.serverStatus,
     };
+    // 0 when the statement generated no id (an UPDATE, an INSERT of explicit ids): no insertId then, as elsewhere.
+    const insertId = toSafeNumber(header.insertId);
+    if (insertId !== undefined && insertId !== 0) out.insertId = insertId;
+    // UPDATE: affectedRows counts the rows it matched, as on PostgreSQL and SQLite (MySQL's own
+    // count, the rows it changed, is changedRows).
+    const matched = /Rows matched: (\d+)\s+Changed: (\d+)/.exec(header.info ?? '');
+    if (matched) {
+      out.affectedRows = Number(matched[1]);
+      out.changedRows = Number(matched[2]);
+    }
+    return out;
   }
 
   cursor(text: string, values: readonly unknown[], options: StreamOptions): RowCursor {

@@ -9,9 +9,11 @@
  */
 import * as net from 'node:net';
 import {
+  constraintViolation,
   DatabaseError,
   QueryCanceled,
   QueryTimeout,
+  type ConstraintKind,
   type DatabaseErrorFields,
 } from '../errors.js';
 import type {
@@ -81,6 +83,9 @@ const STALE_PLAN = /cached plan must not change result type/i;
 const PG_SESSION_STATE =
   /^\s*(?:SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)|RESET\b|LISTEN\b|PREPARE\b|DECLARE\b[\s\S]*\bWITH\s+HOLD\b|CREATE\s+(?:GLOBAL\s+|LOCAL\s+)?TEMP(?:ORARY)?\b)|\bset_config\s*\(|\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
 
+/** SQLSTATE class 23 codes with a class of their own. */
+const PG_CONSTRAINTS: Record<string, ConstraintKind> = { '23505': 'unique', '23503': 'foreignKey', '23502': 'notNull', '23514': 'check' };
+
 /** pg's own refusal of a query on a client whose socket is gone: nothing was written. */
 const NOT_QUERYABLE = /is not queryable/i;
 
@@ -99,6 +104,33 @@ export class PostgresDriver implements Driver {
     await loadPg();
   }
 
+  private typesValue?: { getTypeParser(oid: number, format?: string): unknown };
+  /**
+   * How this connection parses values (pg's defaults otherwise), the same rules as the other
+   * dialects: int8 by `types.int64` (COUNT(*) included); `date` as its 'YYYY-MM-DD' text (a day,
+   * not an instant); `timestamp` without time zone read as UTC, as MySQL's DATETIME is.
+   * Per client, never pg's global parsers: other pg users in the process are not affected.
+   */
+  private types(pg: PgModule): { getTypeParser(oid: number, format?: string): unknown } {
+    if (this.typesValue) return this.typesValue;
+    const base = pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown;
+    const mode = this.settings.types?.int64 ?? 'number';
+    const int8 = mode === 'string' ? (v: string) => v : mode === 'bigint' ? (v: string) => BigInt(v) : (v: string) => {
+      const n = Number(v);
+      return Number.isSafeInteger(n) ? n : v;
+    };
+    const utc = (v: string) => {
+      const d = new Date(`${v.replace(' ', 'T')}Z`);
+      return Number.isNaN(d.getTime()) ? base(1114)(v) : d;
+    };
+    const array = (element: (v: string) => unknown) => (v: string) => (pg.types as unknown as { arrayParser: { create(s: string, t: (v: string) => unknown): { parse(): unknown } } }).arrayParser.create(v, element).parse();
+    const text = (v: string) => v;
+    const own: Record<number, (v: string) => unknown> = { 20: int8, 1016: array(int8), 1082: text, 1182: array(text), 1114: utc, 1115: array(utc) };
+    return (this.typesValue = {
+      getTypeParser: (oid: number, format = 'text') => (format === 'text' && own[oid]) || base(oid, format),
+    });
+  }
+
   async connect(): Promise<Connection> {
     const pg = await loadPg();
     const s = this.settings;
@@ -114,6 +146,7 @@ export class PostgresDriver implements Driver {
       keepAliveInitialDelayMillis: 10_000,
       statement_timeout: s.statementTimeoutMs > 0 ? s.statementTimeoutMs : undefined,
       application_name: 'nestjs-dbpool',
+      types: this.types(pg),
       ...s.driverOptions,
     } as import('pg').ClientConfig);
     // Until our own handlers are attached, an error event must not crash the process.
@@ -150,6 +183,11 @@ export class PostgresDriver implements Driver {
         return /statement timeout/i.test(message)
           ? new QueryTimeout(message, { ...fields, code: 'QUERY_TIMEOUT' })
           : new QueryCanceled(message, { ...fields, code: 'QUERY_CANCELED' });
+      }
+      const kind = PG_CONSTRAINTS[code];
+      if (kind) {
+        const where = error as { constraint?: string; table?: string; column?: string };
+        return constraintViolation(kind, message, { ...fields, constraint: where.constraint, table: where.table, column: where.column });
       }
       return new DatabaseError(message, fields);
     }

@@ -23,10 +23,20 @@
  * { id, gate: true } and waits for { id, op: 'grant' }: the parent answers only if the statement
  * was not canceled meanwhile, so a canceled write is never committed.
  * Values JSON cannot carry travel tagged: bigint { $t: 'big' }, blobs { $t: 'bin' } (base64),
- * NaN, ±Infinity and -0 { $t: 'num' }; a reply with tagged values says `tagged: true`.
+ * NaN, ±Infinity and -0 { $t: 'num' }, instants { $t: 'date' } (epoch ms), JSON text to parse
+ * { $t: 'json' }; a reply with tagged values says `tagged: true`. Every object in a reply's rows
+ * is a tag (JSON columns travel as text), so no value can be mistaken for one.
+ *
+ * Values are converted by the column's declared type, so that the same value comes back with
+ * the same type as on PostgreSQL and MySQL: BOOLEAN → true/false, DATE → 'YYYY-MM-DD',
+ * DATETIME/TIMESTAMP → an instant (text read as UTC), JSON → parsed, DECIMAL/NUMERIC → exact
+ * text, BIGINT/INT8 and expressions → `types.int64`, other integers → a number (an exact string
+ * beyond ±2^53).
  */
 
-/** @typedef {{ $t: 'big' | 'bin' | 'num', v: string }} Tagged */
+/** @typedef {{ $t: 'big' | 'bin' | 'num' | 'date' | 'json', v: string }} Tagged */
+/** @typedef {'bool' | 'date' | 'datetime' | 'json' | 'decimal' | 'int64' | 'int' | `decimal:${number}` | null} Kind */
+/** @typedef {{ byIndex: Kind[], byName: Record<string, Kind> } | null} Converters */
 /** @typedef {{ id: number, op: string, [key: string]: unknown }} Request */
 
 const NOT_WRAPPED = /^(?:BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|VACUUM|ATTACH|DETACH|PRAGMA)$/;
@@ -42,8 +52,10 @@ let db;
 let control;
 /** @type {Map<string, any>} */
 const cache = new Map();
-/** @type {{ iterator: Iterator<unknown>, array: boolean, batchSize: number } | undefined} */
+/** @type {{ iterator: Iterator<unknown>, array: boolean, batchSize: number, conv: Converters, tagged: boolean } | undefined} */
 let cursor;
+/** How 64-bit integers come back: 'number' (exact string beyond ±2^53), 'string' or 'bigint'. */
+let int64 = 'number';
 /** @type {Map<number, () => void>} */
 const grants = new Map();
 /** @type {Request[]} */
@@ -94,18 +106,94 @@ function untag(v) {
   return t.$t === 'big' ? BigInt(t.v) : t.$t === 'bin' ? Buffer.from(t.v, 'base64') : Number(t.v);
 }
 
-/** In place: bigint → number (or exact string beyond 2^53); blobs and special numbers tagged. @param {unknown[]} rows @param {boolean} array */
-function convertRows(rows, array) {
+/** The kind of a column by its declared type (SQLite keeps the declaration, not a type); null for an expression. @param {string | null} declared @returns {Kind} */
+function kindOf(declared) {
+  if (!declared) return null;
+  const t = declared.toUpperCase();
+  if (/^BOOL(EAN)?\b/.test(t)) return 'bool';
+  if (/^DATE$/.test(t)) return 'date';
+  if (/^(DATETIME|TIMESTAMP)/.test(t)) return 'datetime';
+  if (/^JSONB?$/.test(t)) return 'json';
+  const decimal = /^(?:DECIMAL|NUMERIC)\s*(?:\(\s*\d+\s*(?:,\s*(\d+)\s*)?\))?/.exec(t);
+  if (decimal) return decimal[1] !== undefined ? `decimal:${Number(decimal[1])}` : 'decimal';
+  if (/^(BIGINT|INT8|UNSIGNED BIG INT)/.test(t)) return 'int64';
+  return 'int';
+}
+
+/** @param {any} stmt @returns {Converters} */
+function converters(stmt) {
+  if (stmt.ndbpConverters !== undefined) return stmt.ndbpConverters;
+  /** @type {Array<{ name: string, type: string | null }>} */
+  let columns = [];
+  try {
+    columns = stmt.columns();
+  } catch {
+    // not a statement that returns rows
+  }
+  const byIndex = columns.map((c) => kindOf(c.type));
+  /** @type {Record<string, Kind>} */
+  const byName = {};
+  columns.forEach((c, i) => (byName[c.name] = byIndex[i]));
+  stmt.ndbpConverters = { byIndex, byName };
+  return stmt.ndbpConverters;
+}
+
+/** 'YYYY-MM-DD HH:MM:SS[.SSS]' (SQLite's own format, UTC) or ISO 8601 → epoch ms. @param {string} text */
+function parseInstant(text) {
+  const iso = text.includes('T') ? text : text.replace(' ', 'T');
+  return Date.parse(/(?:Z|[+-]\d\d:?\d\d)$/.test(iso) ? iso : iso + 'Z');
+}
+
+/** @param {bigint} v @param {boolean} wide */
+function integer(v, wide) {
+  if (!wide || int64 === 'number') return fromBigInt(v);
+  if (int64 === 'string') return String(v);
+  return { $t: 'big', v: String(v) };
+}
+
+/** @param {unknown} v @param {Kind} kind @returns {unknown} */
+function convert(v, kind) {
+  if (v === null) return null;
+  switch (kind) {
+    case 'bool':
+      return typeof v === 'bigint' ? v !== 0n : typeof v === 'number' ? v !== 0 : v;
+    case 'date':
+      if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v)) return v.slice(0, 10);
+      break;
+    case 'datetime':
+      if (typeof v === 'string') {
+        const ms = parseInstant(v);
+        return Number.isNaN(ms) ? v : { $t: 'date', v: String(ms) };
+      }
+      break;
+    case 'json':
+      if (typeof v === 'string') return { $t: 'json', v };
+      break;
+    case 'decimal':
+      if (typeof v === 'bigint' || typeof v === 'number') return String(v);
+      break;
+    default:
+      // DECIMAL(p, s): the text with its s decimals, as PostgreSQL and MySQL give it.
+      if (kind?.startsWith('decimal:') && (typeof v === 'bigint' || typeof v === 'number')) return Number(v).toFixed(Number(kind.slice(8)));
+  }
+  if (typeof v === 'bigint') return integer(v, kind === null || kind === 'int64');
+  if (v instanceof Uint8Array || special(v)) return tag(/** @type {Uint8Array | number} */ (v));
+  return v;
+}
+
+/** In place, by the columns' declared types; tells whether a value was tagged. @param {unknown[]} rows @param {boolean} array @param {Converters} conv */
+function convertRows(rows, array, conv) {
   let tagged = false;
   for (const row of rows) {
     const r = /** @type {Record<string | number, unknown>} */ (row);
-    const keys = array ? /** @type {unknown[]} */ (row).keys() : Object.keys(r);
+    const keys = array ? Array.from(/** @type {unknown[]} */ (row).keys()) : Object.keys(r);
     for (const k of keys) {
+      const kind = conv ? (array ? conv.byIndex[/** @type {number} */ (k)] : conv.byName[/** @type {string} */ (k)]) ?? null : null;
       const v = r[k];
-      if (typeof v === 'bigint') r[k] = fromBigInt(v);
-      else if (v instanceof Uint8Array || special(v)) {
-        r[k] = tag(/** @type {Uint8Array | number} */ (v));
-        tagged = true;
+      const out = convert(v, kind);
+      if (out !== v) {
+        r[k] = out;
+        if (out !== null && typeof out === 'object' && !(out instanceof Date)) tagged = true;
       }
     }
   }
@@ -146,7 +234,7 @@ function run(stmt, values, array, text) {
   if (stmt.reader) {
     stmt.raw(array);
     const rows = stmt.all(...values);
-    const tagged = convertRows(rows, array);
+    const tagged = convertRows(rows, array, converters(stmt));
     // INSERT/UPDATE/DELETE ... RETURNING return one row per row changed.
     const changes = !stmt.readonly && /^(?:INSERT|REPLACE|UPDATE|DELETE|WITH)$/.test(keyword(text));
     return { rows, affectedRows: changes ? rows.length : 0, tagged };
@@ -156,7 +244,8 @@ function run(stmt, values, array, text) {
   const out = { rows: [], affectedRows: info.changes };
   const kw = keyword(text);
   const inserts = kw === 'INSERT' || kw === 'REPLACE' || (kw === 'WITH' && /\b(?:INSERT|REPLACE)\b/i.test(text));
-  if (inserts && info.changes > 0) out.insertId = fromBigInt(BigInt(info.lastInsertRowid));
+  // The first row's id, as MySQL reports it: a multi-row INSERT's rowids are consecutive, the last one is known.
+  if (inserts && info.changes > 0) out.insertId = fromBigInt(BigInt(info.lastInsertRowid) - BigInt(info.changes) + 1n);
   return out;
 }
 
@@ -196,6 +285,8 @@ async function execute(req) {
 
 /** @param {boolean} array @param {number} batchSize */
 function batch(array, batchSize) {
+  const conv = cursor?.conv ?? null;
+  const alreadyTagged = cursor?.tagged === true;
   const c = cursor;
   if (!c) throw Object.assign(new Error('the cursor was closed: another statement ran on this connection during the stream'), { code: 'SQLITE_MISUSE' });
   const rows = [];
@@ -214,7 +305,7 @@ function batch(array, batchSize) {
     throw error;
   }
   if (done) cursor = undefined;
-  const tagged = convertRows(rows, array);
+  const tagged = convertRows(rows, array, conv) || alreadyTagged;
   return { rows, done, tagged };
 }
 
@@ -227,15 +318,20 @@ async function streamOpen(req) {
   const stmt = prepare(text);
   /** @type {Iterator<unknown>} */
   let iterator;
+  /** @type {Converters} */
+  let conv = null;
+  let tagged = false;
   if (stmt.reader && stmt.readonly) {
     stmt.raw(array);
+    conv = converters(stmt);
     iterator = stmt.iterate(.../** @type {unknown[]} */ (req.values));
   } else {
-    // A statement that writes (... RETURNING) runs whole, as execute() runs it; its rows then go in batches.
+    // A statement that writes (... RETURNING) runs whole, as execute() runs it (rows converted there); they then go in batches.
     const result = await execute(req);
     iterator = result.rows[Symbol.iterator]();
+    tagged = 'tagged' in result && result.tagged === true;
   }
-  cursor = { iterator, array, batchSize };
+  cursor = { iterator, array, batchSize, conv, tagged };
   return batch(array, batchSize);
 }
 
@@ -245,6 +341,7 @@ function open(req) {
   db = new Database(req.filename, options);
   // Integers come back as bigint and are turned into numbers, or exact strings beyond 2^53.
   db.defaultSafeIntegers(true);
+  int64 = /** @type {{ int64?: string } | undefined} */ (req.types)?.int64 ?? 'number';
   for (const pragma of /** @type {string[]} */ (req.pragmas)) db.pragma(pragma);
   control = { begin: db.prepare('BEGIN'), commit: db.prepare('COMMIT'), rollback: db.prepare('ROLLBACK') };
   return {};

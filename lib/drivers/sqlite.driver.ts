@@ -37,7 +37,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigurationError, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled } from '../errors.js';
+import { ConfigurationError, constraintViolation, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled, type ConstraintKind } from '../errors.js';
 import type {
   BeginOptions,
   Connection,
@@ -72,6 +72,14 @@ export interface SqliteDriverOptions {
 
 // @ts-ignore TS1343 in the CommonJS build (tsconfig.build.json), where .ci/finish-package.mjs replaces it with the module's file URL
 const CHILD_SCRIPT = fileURLToPath(new URL('./sqlite.child.cjs', import.meta.url));
+const SQLITE_CONSTRAINTS: Record<string, ConstraintKind> = {
+  SQLITE_CONSTRAINT_UNIQUE: 'unique',
+  SQLITE_CONSTRAINT_PRIMARYKEY: 'unique',
+  SQLITE_CONSTRAINT_FOREIGNKEY: 'foreignKey',
+  SQLITE_CONSTRAINT_NOTNULL: 'notNull',
+  SQLITE_CONSTRAINT_CHECK: 'check',
+};
+
 /** How long close() waits for a connection's process to exit before killing it. */
 const CLOSE_WAIT_MS = 1000;
 /** A COMMIT, END or RELEASE cannot be undone once sent: a cancel lets it finish. */
@@ -227,7 +235,10 @@ export class SqliteDriver implements Driver {
     const { busyTimeoutMs, pragmas, databaseOptions } = this.options();
     try {
       await withTimeout(started.ready, this.settings.connectTimeoutMs, 'starting its process');
-      await connection.request({ op: 'open', filename: this.filename, pragmas, busyTimeoutMs, databaseOptions }, { cancelable: false, timeoutMs: this.settings.connectTimeoutMs });
+      await connection.request(
+        { op: 'open', filename: this.filename, pragmas, busyTimeoutMs, databaseOptions, types: this.settings.types },
+        { cancelable: false, timeoutMs: this.settings.connectTimeoutMs },
+      );
     } catch (error) {
       connection.destroy();
       throw this.translateError(error);
@@ -243,7 +254,16 @@ export class SqliteDriver implements Driver {
     // TypeError (a value it cannot bind) without a code; SQLite names those two cases so.
     let code = typeof e?.code === 'string' ? e.code : undefined;
     code ??= e?.name === 'RangeError' ? 'SQLITE_RANGE' : e?.name === 'TypeError' ? 'SQLITE_MISUSE' : 'DATABASE_ERROR';
-    return new DatabaseError(message, { code, dialect: 'sqlite', query, cause: error, database: this.settings.name });
+    const fields = { code, dialect: 'sqlite' as const, query, cause: error, database: this.settings.name };
+    const kind = SQLITE_CONSTRAINTS[code];
+    if (kind) {
+      // "UNIQUE constraint failed: users.login, users.team", "NOT NULL constraint failed: users.name", "CHECK constraint failed: positive".
+      const named = /constraint failed: ([^,\s]+)/.exec(message)?.[1];
+      const dot = named?.indexOf('.') ?? -1;
+      const where = kind === 'check' ? { constraint: named } : dot > 0 ? { table: named!.slice(0, dot), column: named!.slice(dot + 1) } : {};
+      return constraintViolation(kind, message, { ...fields, ...where });
+    }
+    return new DatabaseError(message, fields);
   }
 
   /**
@@ -612,7 +632,7 @@ function toSqliteValues(values: readonly unknown[], query: string, database?: st
         }
         if (value instanceof Date) {
           if (Number.isNaN(value.getTime())) throw new InvalidParameter(`parameter ${i + 1} is an invalid Date`, { position: i + 1, dialect: 'sqlite', query, database });
-          return value.toISOString();
+          return sqliteInstant(value);
         }
         return JSON.stringify(value);
       default:
@@ -622,10 +642,36 @@ function toSqliteValues(values: readonly unknown[], query: string, database?: st
   return { values: out, tagged };
 }
 
+/**
+ * A Date as SQLite writes instants itself (`CURRENT_TIMESTAMP`, `datetime()`): 'YYYY-MM-DD
+ * HH:MM:SS' in UTC, with '.SSS' when there are milliseconds. Stored this way, instants written
+ * by the app and by SQLite sort and compare together, and SQLite's date functions read them.
+ */
+export function sqliteInstant(date: Date): string {
+  const iso = date.toISOString(); // 2026-03-04T05:06:07.891Z
+  const ms = iso.slice(20, 23);
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}${ms === '000' ? '' : `.${ms}`}`;
+}
+
 function untag(v: unknown): unknown {
   if (v === null || typeof v !== 'object' || !('$t' in v)) return v;
   const t = v as { $t: string; v: string };
-  return t.$t === 'bin' ? Buffer.from(t.v, 'base64') : Number(t.v);
+  switch (t.$t) {
+    case 'bin':
+      return Buffer.from(t.v, 'base64');
+    case 'date':
+      return new Date(Number(t.v));
+    case 'big':
+      return BigInt(t.v);
+    case 'json':
+      try {
+        return JSON.parse(t.v);
+      } catch {
+        return t.v;
+      }
+    default:
+      return Number(t.v);
+  }
 }
 
 function untagRows(rows: unknown[]): void {

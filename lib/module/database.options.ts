@@ -31,6 +31,17 @@ export interface PoolSettings {
   validateAfterIdleMs?: number;
 }
 
+export interface TypeOptions {
+  /**
+   * 64-bit integers (PostgreSQL int8 and `COUNT(*)`, MySQL BIGINT, SQLite integers of columns
+   * declared BIGINT and of expressions): `'number'` while exact, an exact string beyond ±2^53;
+   * `'string'` always; `'bigint'` always. Default: `'number'`.
+   */
+  int64?: 'number' | 'string' | 'bigint';
+  /** MySQL: TINYINT(1), which is what BOOLEAN is there, as `true`/`false`. Default: false (0/1). */
+  tinyint1AsBoolean?: boolean;
+}
+
 export interface DatabaseModuleOptions {
   /** The name of this database, for `@InjectDatabase(name)` and `@Transactional({ connection })`. Default: `'default'`. */
   name?: string;
@@ -116,6 +127,15 @@ export interface DatabaseModuleOptions {
    * requestSettings: (req) => ({ 'app.tenant_id': (req as Request).header('x-tenant-id') ?? null })
    */
   requestSettings?: (request: unknown) => Record<string, string | number | boolean | null> | undefined | Promise<Record<string, string | number | boolean | null> | undefined>;
+  /** How values come back, the same on every dialect (README, Types). */
+  types?: TypeOptions;
+  /**
+   * MySQL/MariaDB: a write that produces warnings fails with code `MYSQL_WARNING` instead of
+   * succeeding quietly (a value cut to fit the column, `INSERT IGNORE` turning an error into a
+   * warning, even in strict mode). Outside a transaction the write runs in its own, rolled back
+   * on a warning (two round trips more per write). Default: false.
+   */
+  warningsAsErrors?: boolean;
   /**
    * Server-side prepared statements for every query: PostgreSQL named statements, mysql2
    * `execute`, each cached per connection. Measured faster for repeated statements (README,
@@ -149,6 +169,7 @@ export interface ResolvedOptions {
   logging: { query: boolean; error: boolean; slow: boolean };
   sessionReset: 'auto' | 'always' | 'never';
   requestSettings?: DatabaseModuleOptions['requestSettings'];
+  types: Required<TypeOptions>;
 }
 
 const DIALECTS = ['postgres', 'mysql', 'sqlite'] as const;
@@ -365,11 +386,12 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
   '': [
     'name', 'isGlobal', 'url', 'driver', 'host', 'port', 'user', 'password', 'database', 'filename', 'ssl', 'pool',
     'connectTimeoutMs', 'queryTimeoutMs', 'reconnect', 'transientErrors', 'deathChecker', 'waitForRecoveryMs',
-    'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'sessionReset', 'requestSettings', 'prepare', 'slowQueryMs',
+    'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'sessionReset', 'requestSettings', 'types', 'warningsAsErrors', 'prepare', 'slowQueryMs',
     'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
   reconnect: ['initialDelayMs', 'baseDelayMs', 'maxDelayMs', 'factor', 'jitter', 'maxRetries', 'random'],
+  types: ['int64', 'tinyint1AsBoolean'],
 };
 
 /** Names users bring from other libraries, and what they are called here. */
@@ -458,6 +480,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   checkKnownKeys('', options);
   if (options.pool && typeof options.pool === 'object') checkKnownKeys('pool', options.pool);
   if (options.reconnect && typeof options.reconnect === 'object') checkKnownKeys('reconnect', options.reconnect);
+  if (options.types && typeof options.types === 'object') checkKnownKeys('types', options.types);
   const name = options.name ?? DEFAULT_DATABASE;
   if (typeof name !== 'string' || name.length === 0) fail('name', 'must be a non-empty string');
 
@@ -503,6 +526,9 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   const shutdownDelayMs = checkNumber('shutdownDelayMs', options.shutdownDelayMs, 0);
   const startupTimeoutMs = checkNumber('startupTimeoutMs', options.startupTimeoutMs, 30_000, 1);
   const logging = resolveLogging(options.logging);
+  const types: Required<TypeOptions> = { int64: options.types?.int64 ?? 'number', tinyint1AsBoolean: options.types?.tinyint1AsBoolean ?? false };
+  if (!['number', 'string', 'bigint'].includes(types.int64)) fail('types.int64', `must be 'number', 'string' or 'bigint' (got ${describeValue(types.int64)})`);
+  if (typeof types.tinyint1AsBoolean !== 'boolean') fail('types.tinyint1AsBoolean', 'must be true or false');
   const sessionReset = options.sessionReset ?? 'auto';
   if (options.requestSettings !== undefined && typeof options.requestSettings !== 'function') fail('requestSettings', 'must be a function (request) => settings');
   if (!['auto', 'always', 'never'].includes(sessionReset)) fail('sessionReset', `must be 'auto', 'always' or 'never' (got ${describeValue(sessionReset)})`);
@@ -534,7 +560,8 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     fail('transientErrors', 'must be an array of error codes, errnos or message fragments');
   }
   if (options.deathChecker !== undefined && typeof options.deathChecker !== 'function') fail('deathChecker', 'must be a function (error) => boolean');
-  for (const key of ['verifyOnStartup', 'prepare'] as const) {
+  if (options.warningsAsErrors !== undefined && dialect !== 'mysql') fail('warningsAsErrors', `is a MySQL/MariaDB option (warnings are theirs); this database is ${dialect}`);
+  for (const key of ['verifyOnStartup', 'prepare', 'warningsAsErrors'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
   }
   const host = options.host ?? fromUrl?.host ?? (dialect === 'sqlite' ? undefined : '127.0.0.1');
@@ -551,6 +578,8 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     connectTimeoutMs,
     statementTimeoutMs: queryTimeoutMs,
     driverOptions: options.driverOptions,
+    types,
+    warningsAsErrors: options.warningsAsErrors === true,
   };
   // Kept out of JSON.stringify, util.inspect and object spreads; a getter, so that even
   // util.inspect(…, { showHidden: true }) shows `[Getter]` rather than the value.
@@ -576,5 +605,6 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     logging,
     sessionReset,
     requestSettings: options.requestSettings,
+    types,
   };
 }

@@ -234,12 +234,18 @@ export class Transaction {
     return this.state === 'active';
   }
 
-  runQuery<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<T[]> {
-    return this.host.runInTransaction(this, 'rows', query, params, options) as Promise<T[]>;
+  runQuery<T = Record<string, unknown>>(query: SqlQuery, options?: QueryOptions): Promise<T[]>;
+  runQuery<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<T[]>;
+  runQuery<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[] | QueryOptions, options?: QueryOptions): Promise<T[]> {
+    const [p, o] = Array.isArray(params) || params === undefined ? [params, options] : [undefined, params];
+    return this.host.runInTransaction(this, 'rows', query, p, o) as Promise<T[]>;
   }
 
-  runOperation(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<OperationResult> {
-    return this.host.runInTransaction(this, 'operation', query, params, options) as Promise<OperationResult>;
+  runOperation(query: SqlQuery, options?: QueryOptions): Promise<OperationResult>;
+  runOperation(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): Promise<OperationResult>;
+  runOperation(query: string | SqlQuery, params?: unknown[] | QueryOptions, options?: QueryOptions): Promise<OperationResult> {
+    const [p, o] = Array.isArray(params) || params === undefined ? [params, options] : [undefined, params];
+    return this.host.runInTransaction(this, 'operation', query, p, o) as Promise<OperationResult>;
   }
 
   stream<T = Record<string, unknown>>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> {

@@ -9,6 +9,7 @@
 import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import type { Database } from '../../lib/index.js';
 import { bootContext, openDatabase } from '../support/app.js';
+import { barrier } from '../support/barrier.js';
 import { PG_URL, allCases, describeEachDialect, serverCases } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { DatabaseModule, getDatabaseToken } from '../../lib/index.js';
@@ -20,7 +21,7 @@ async function eventually<T>(probe: () => T | undefined, timeoutMs: number, ever
     const value = probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`nothing within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
+    await new Promise((resolve) => setTimeout(resolve, everyMs)); // poll interval
   }
   throw new Error('unreachable');
 }
@@ -98,13 +99,16 @@ describeEachDialect(allCases, 'pool housekeeping started inside a transaction', 
     const { db, close } = await openDatabase({ url: c.url(), name: 'bg-leak', pool: { max: 3, leakDetectionMs: 100 } });
     try {
       let fromLeakListener: Promise<unknown> | undefined;
+      // The inner transaction holds its connection until the leak timer fired (bounded: 10 s).
+      const leaked = barrier(2, 10_000);
       db.events.on('leak', () => {
+        void leaked.wait();
         fromLeakListener ??= db.runQuery('SELECT 3 AS three').catch((e: Error) => e.message);
       });
       let innerDone!: Promise<unknown>;
       await db.runInteraction(async () => {
         // Not awaited: the outer transaction ends while the inner one, on its own connection, still holds it.
-        innerDone = db.runInteraction(() => new Promise((resolve) => setTimeout(resolve, 400)), { propagation: 'requiresNew' });
+        innerDone = db.runInteraction(() => leaked.wait(), { propagation: 'requiresNew' });
       });
       await eventually(() => fromLeakListener, 5000);
       expect(await fromLeakListener).toEqual([{ three: 3 }]);

@@ -10,7 +10,7 @@ const until = async (condition: () => boolean | Promise<boolean>, ms: number) =>
   const deadline = Date.now() + ms;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20)); // poll interval
   }
 };
 
@@ -165,7 +165,8 @@ describe('DatabaseHealthIndicator across databases and shutdown', () => {
     // A slow query keeps the pool draining while readiness must already say down.
     const slow = db.runQuery('SELECT pg_sleep(0.5)');
     const closing = app.close();
-    await new Promise((r) => setTimeout(r, 100));
+    // Shutdown has begun once the module flagged the database (beforeApplicationShutdown); from then on it stays so.
+    await until(() => db.shuttingDown || db.isClosed, 5000);
     const during = await health.pingCheck('database');
     expect(during.database).toMatchObject({ status: 'down', state: 'shutting_down' });
     await slow;

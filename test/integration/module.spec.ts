@@ -13,6 +13,7 @@ import {
 import { bootContext } from '../support/app.js';
 import { MYSQL_URL, PG_URL, serverCases, describeEachDialect, tempSqliteUrl } from '../support/databases.js';
 import { serverSessions } from '../support/sessions.js';
+import { statementRunning, until } from '../support/wait.js';
 
 @Injectable()
 class UsesBoth {
@@ -137,10 +138,12 @@ describe('DatabaseModule', () => {
   it('waits for in-flight work on shutdown', async () => {
     const app = await bootContext([DatabaseModule.forRoot({ url: PG_URL })]);
     const db = app.get<Database>(getDatabaseToken());
-    const slow = db.runQuery<{ done: number }>('SELECT pg_sleep(0.3), 1 AS done');
-    await new Promise((r) => setTimeout(r, 50));
+    const marker = `shutdown_waits_${process.pid}_${Date.now()}`;
+    const slow = db.runQuery<Record<string, unknown>>(`SELECT pg_sleep(1), 1 AS ${marker}`);
+    // In flight on the server, not merely asked for (1 s leaves the check time to see it on a busy machine).
+    await until(() => statementRunning(db, marker), 'the slow statement to run on the server');
     await app.close();
-    expect((await slow)[0].done).toBe(1);
+    expect((await slow)[0]).toMatchObject({ [marker]: 1 });
   });
 });
 
@@ -177,7 +180,7 @@ describeEachDialect(serverCases, 'lazy connection', (c) => {
     try {
       const db = app.get<Database>(getDatabaseToken());
       const deadline = Date.now() + 3000;
-      while (db.stats().idle < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (db.stats().idle < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20)); // poll interval
       expect(db.stats().idle).toBe(2);
     } finally {
       await app.close();

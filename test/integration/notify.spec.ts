@@ -27,7 +27,7 @@ async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
+    await sleep(10); // poll interval
   }
 }
 
@@ -55,13 +55,13 @@ describe('notifications [postgres]', () => {
     const stopSync = await db.listen(ch, (n) => void sync.push(n.payload));
     // The second one awaits between notifications: it must still see them one by one, in order.
     const stopAsync = await db.listen(ch, async (n) => {
-      if (Number(n.payload) % 100 === 0) await sleep(1);
+      if (Number(n.payload) % 100 === 0) await sleep(1); // the observer's own asynchronous work, not a wait
       async.push(n.payload);
     });
     const sent = Array.from({ length: 1000 }, (_, i) => String(i + 1));
     for (const payload of sent) await db.notify(ch, payload);
     await waitFor(() => sync.length >= 1000 && async.length >= 1000, 10_000, '1,000 notifications twice');
-    await sleep(50);
+    await sleep(50); // a negative check: nothing more (no duplicate) arrives
     expect(sync).toEqual(sent);
     expect(async).toEqual(sent);
     await stopSync();
@@ -93,11 +93,11 @@ describe('notifications [postgres]', () => {
     ).rejects.toThrow('undo');
     await db.runInteraction(async () => {
       await db.notify(ch, 'committed');
-      await sleep(100);
+      await sleep(100); // a negative check: a notification delivered before COMMIT would arrive here
       expect(got).toEqual([]); // not before COMMIT
     });
     await waitFor(() => got.length === 1);
-    await sleep(100);
+    await sleep(100); // a negative check: the rolled-back one never arrives
     expect(got).toEqual(['committed']);
     await stop();
   });
@@ -130,7 +130,7 @@ describe('notifications [postgres]', () => {
     await db.notify(a, 'two');
     await db.notify(b, 'b-one');
     await waitFor(() => b1.length === 1);
-    await sleep(50);
+    await sleep(50); // a negative check: nothing arrives for the unsubscribed observers
     expect(a1).toEqual([]);
     expect(a2).toEqual(['one']);
 
@@ -181,7 +181,7 @@ describe('notifications [postgres]', () => {
       ];
       for (let i = 1; i <= 5; i++) await db.notify(ch, String(i));
       await waitFor(() => good.length === 5 && rejected === 5);
-      await sleep(20);
+      await sleep(20); // a negative check: nothing is delivered twice
       expect(good).toEqual(['1', '2', '3', '4', '5']);
       expect(thrown).toBe(5);
       const messages = errors.mock.calls.map((call) => String(call[0]));
@@ -210,7 +210,7 @@ describe('notifications [postgres]', () => {
     await expect(db.notify(ch, 'y'.repeat(8000))).rejects.toBeInstanceOf(DatabaseError);
     await expect(db.notify(ch, 42 as unknown as string)).rejects.toBeInstanceOf(InvalidParameter);
     await waitFor(() => got.length === payloads.length);
-    await sleep(50);
+    await sleep(50); // a negative check: nothing more arrives
     expect(got).toEqual(payloads);
     await stop();
   });
@@ -234,7 +234,7 @@ describe('notifications [postgres]', () => {
       expect(db.listener!.channels().sort()).toEqual([...names].sort());
       for (const name of names) await db.notify(name, `to ${name}`);
       await waitFor(() => [...got.values()].every((list) => list.length === 1));
-      await sleep(50);
+      await sleep(50); // a negative check: no channel hears another's notification
       for (const name of names) expect(got.get(name)).toEqual([`to ${name}`]);
       for (const stop of stops) await stop(); // UNLISTEN quotes the same way
       expect(await db.runQuery(`SELECT count(*)::int AS n FROM ${canary}`)).toEqual([{ n: 0 }]);
@@ -296,7 +296,7 @@ describe('notifications [postgres]', () => {
         const t = performance.now();
         await db.runQuery('SELECT 1');
         latencies.push(performance.now() - t);
-        await sleep(20);
+        await sleep(20); // pacing of the measuring queries
       }
     })();
     await waitFor(() => [...fast.values()].every((list) => list.length === 10), 5000, 'fast observers');
@@ -374,7 +374,7 @@ describe('@OnNotify [postgres]', () => {
 
       @OnNotify(audit, { connection: 'analytics' })
       async onAudit(n: Notification): Promise<void> {
-        await sleep(1);
+        await sleep(1); // an asynchronous method: its own work, not a wait
         this.seen.push(['audit', n.payload]);
       }
 

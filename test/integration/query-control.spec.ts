@@ -1,12 +1,19 @@
 import { openDatabase } from '../support/app.js';
 import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
 import { killSessions } from '../support/sessions.js';
+import { statementRunning, until } from '../support/wait.js';
 import { QueryCanceled, QueryTimeout, sql, type Database } from '../../lib/index.js';
 
 describeEachDialect(serverCases, 'query control', (c) => {
   let db: Database;
   let close: () => Promise<void>;
   const sleep10 = c.dialect === 'postgres' ? 'SELECT pg_sleep(10)' : 'SELECT SLEEP(10)';
+  let markers = 0;
+  /** A 10 s sleep whose text carries a unique marker, to find it running on the server. */
+  const markedSleep10 = () => {
+    const marker = `qc_sleep_${process.pid}_${++markers}`;
+    return { marker, text: `${sleep10} AS ${marker}` };
+  };
   const table = uniqueTable('qc');
 
   beforeAll(async () => {
@@ -17,7 +24,7 @@ describeEachDialect(serverCases, 'query control', (c) => {
   });
   // A canceled statement's connection goes back only once the cancel request was delivered.
   afterEach(async () => {
-    for (let i = 0; i < 100 && db.stats().busy > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 100 && db.stats().busy > 0; i++) await new Promise((r) => setTimeout(r, 20)); // poll interval
   });
   afterAll(async () => {
     await db.runOperation(`DROP TABLE ${table}`);
@@ -25,8 +32,9 @@ describeEachDialect(serverCases, 'query control', (c) => {
   });
 
   it('cancel(promise) stops a 10 s sleep in under 1 s with QueryCanceled, and the pool keeps serving', async () => {
-    const pending = db.runQuery(sleep10);
-    await new Promise((r) => setTimeout(r, 200));
+    const { marker, text } = markedSleep10();
+    const pending = db.runQuery(text);
+    await until(() => statementRunning(db, marker), 'the sleep to run on the server');
     const started = Date.now();
     await db.cancel(pending);
     await expect(pending).rejects.toBeInstanceOf(QueryCanceled);
@@ -37,11 +45,14 @@ describeEachDialect(serverCases, 'query control', (c) => {
 
   it('an AbortSignal aborts a running query; an aborted signal sends nothing', async () => {
     const controller = new AbortController();
-    const pending = db.runQuery(sleep10, [], { signal: controller.signal });
-    setTimeout(() => controller.abort(), 200);
+    const { marker, text } = markedSleep10();
+    const pending = db.runQuery(text, [], { signal: controller.signal });
+    pending.catch(() => {}); // awaited below, after the abort
+    await until(() => statementRunning(db, marker), 'the sleep to run on the server');
     const started = Date.now();
+    controller.abort();
     await expect(pending).rejects.toBeInstanceOf(QueryCanceled);
-    expect(Date.now() - started).toBeLessThan(1200);
+    expect(Date.now() - started).toBeLessThan(1000);
     const already = AbortSignal.abort();
     await expect(db.runOperation(`INSERT INTO ${table} VALUES (99999, 'never')`, [], { signal: already })).rejects.toBeInstanceOf(QueryCanceled);
     expect(await db.runQuery(`SELECT id FROM ${table} WHERE id = 99999`)).toHaveLength(0);
@@ -124,12 +135,15 @@ describeEachDialect(serverCases, 'query control', (c) => {
     try {
       expect(await single.runQuery(q, [7])).toEqual([{ v: 'v7' }]);
       const [{ id }] = await single.runQuery<{ id: number }>(c.dialect === 'postgres' ? 'SELECT pg_backend_pid() AS id' : 'SELECT CONNECTION_ID() AS id');
+      const closed: number[] = [];
+      single.events.on('connectionClosed', ({ serverId }) => closed.push(serverId));
       await killSessions(c.dialect, { ids: [Number(id)] });
-      await new Promise((r) => setTimeout(r, 200));
+      // The pool saw its connection end (the server closed it), so the next call needs a new one.
+      await until(() => closed.includes(Number(id)), 'the pool to drop the killed connection');
       let rows: unknown[] | undefined;
       for (let attempt = 0; attempt < 20 && !rows; attempt++) {
         rows = await single.runQuery(q, [8]).catch(() => undefined);
-        if (!rows) await new Promise((r) => setTimeout(r, 100));
+        if (!rows) await new Promise((r) => setTimeout(r, 100)); // poll interval: the database may be reconnecting
       }
       expect(rows).toEqual([{ v: 'v8' }]);
     } finally {
@@ -149,7 +163,7 @@ describe('callProcedure', () => {
         const [{ out }] = await db.runQuery<{ out: number }>('SELECT @out AS `out`');
         return { first, out };
       });
-      expect(rows.first).toEqual([{ a: 21, next: '22' }]); // a + 1 is BIGINT: an exact string
+      expect(rows.first).toEqual([{ a: 21, next: 22 }]); // a + 1 is BIGINT: a number while exact (types.int64)
       expect(Number(rows.out)).toBe(42);
     } finally {
       await db.runOperation(`DROP PROCEDURE IF EXISTS ${proc}`).catch(() => {});

@@ -155,7 +155,7 @@ describe('secrets [mysql] (shared server, a dedicated user)', () => {
       const after = calls;
       expect(after).toBeGreaterThanOrEqual(3);
       expect(after).toBeLessThanOrEqual(6);
-      await new Promise((r) => setTimeout(r, 600));
+      await new Promise((r) => setTimeout(r, 600)); // a negative check: a background reconnect would ask for the password again
       expect(calls).toBe(after);
       const down = await health.pingCheck('database');
       expect(down.database.status).toBe('down');
@@ -174,7 +174,7 @@ describe('secrets [mysql] (shared server, a dedicated user)', () => {
       pool: { max: 3 },
       password: async () => {
         calls++;
-        await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, 5)); // an asynchronous secret store's own delay, not a wait
         return PASSWORD;
       },
     });
@@ -305,7 +305,7 @@ describe('secrets [postgres]', () => {
       const after = calls;
       expect(after).toBeGreaterThanOrEqual(3);
       expect(after).toBeLessThanOrEqual(6);
-      await new Promise((r) => setTimeout(r, 600));
+      await new Promise((r) => setTimeout(r, 600)); // a negative check: a background reconnect would ask for the password again
       expect(calls).toBe(after);
       const down = await health.pingCheck('database');
       expect(down.database.status).toBe('down');

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { DatabaseError, QueryCanceled } from '../../lib/errors.js';
 import type { Connection } from '../../lib/drivers/driver.js';
 import { SqliteDriver } from '../../lib/drivers/sqlite.driver.js';
+import { cpuTicks, until, voluntarySwitches } from '../support/wait.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OBJECT = { rowMode: 'object' } as const;
@@ -19,6 +20,27 @@ function settings(filename: string, driverOptions?: Record<string, unknown>) {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The operating system's id of the process that runs the connection's statements. */
+const pidOf = (c: Connection): number => (c as unknown as { processId: number }).processId;
+
+/**
+ * Resolves once the statement just handed to `c` is running in its process: that process, idle
+ * until then, has used `ticks` (10 ms each) of CPU since `before` (its `cpuTicks` before the call).
+ */
+function untilRunning(c: Connection, before: number, ticks = 5): Promise<void> {
+  return until(() => (cpuTicks(pidOf(c)) ?? before) - before >= ticks, 'the statement to run in its connection process');
+}
+
+/**
+ * Resolves once the statement just handed to `c` waits for another writer's lock inside SQLite's
+ * busy handler, which sleeps 1, 2, 5, 10… ms between attempts: the main thread of the process
+ * goes to sleep over and over (an idle one sleeps once per request), so its voluntary context
+ * switches climb past `before` (the count before the call) while the statement gets no answer.
+ */
+function untilWaitingForLock(c: Connection, before: number): Promise<void> {
+  return until(() => (voluntarySwitches(pidOf(c)) ?? before) - before >= 8, 'the statement to wait for the write lock');
+}
 
 async function settleTime(promise: Promise<unknown>): Promise<{ ms: number; error?: unknown; value?: unknown }> {
   const start = performance.now();
@@ -72,7 +94,7 @@ describe('SqliteDriver on a file', () => {
     expect(await c.execute('INSERT INTO counts (name, n) VALUES (?, ?), (?, ?)', ['b', 2, 'c', 3], OBJECT)).toEqual({
       rows: [],
       affectedRows: 2,
-      insertId: 3,
+      insertId: 2, // the first row's, as on MySQL
     });
     expect(await c.execute('UPDATE counts SET n = n + 10 WHERE n >= ?', [2], OBJECT)).toEqual({ rows: [], affectedRows: 2 });
     expect(await c.execute('UPDATE counts SET n = 0 WHERE name = ?', ['nobody'], OBJECT)).toEqual({ rows: [], affectedRows: 0 });
@@ -102,7 +124,8 @@ describe('SqliteDriver on a file', () => {
     const date = new Date('2024-02-29T12:34:56.789Z');
     await c.execute('INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?)', [true, date, Buffer.from([0, 1, 255]), 9007199254740993n, { a: [1] }, 1.5], OBJECT);
     const { rows } = await c.execute('SELECT * FROM vals', [], OBJECT);
-    expect(rows).toEqual([{ b: 1, d: '2024-02-29T12:34:56.789Z', blob: Buffer.from([0, 1, 255]), big: '9007199254740993', j: '{"a":[1]}', r: 1.5 }]);
+    // Columns without a declared type: the values as stored (a Date is written as SQLite writes instants).
+    expect(rows).toEqual([{ b: 1, d: '2024-02-29 12:34:56.789', blob: Buffer.from([0, 1, 255]), big: '9007199254740993', j: '{"a":[1]}', r: 1.5 }]);
     expect(Buffer.isBuffer((rows[0] as { blob: unknown }).blob)).toBe(true);
     await expect(c.execute('SELECT ?', [undefined], OBJECT)).rejects.toMatchObject({ code: 'INVALID_PARAMETER', position: 1 });
     await expect(c.execute('SELECT ?', [new Date(NaN)], OBJECT)).rejects.toMatchObject({ code: 'INVALID_PARAMETER' });
@@ -151,8 +174,9 @@ describe('SqliteDriver on a file', () => {
     await a.execute('CREATE TABLE writers (who TEXT)', [], OBJECT);
     await a.execute('BEGIN IMMEDIATE', [], OBJECT);
     await a.execute('INSERT INTO writers VALUES (?)', ['a'], OBJECT);
+    const switches = voluntarySwitches(pidOf(b))!;
     const bBegins = settleTime(b.execute('BEGIN IMMEDIATE', [], OBJECT));
-    await sleep(100);
+    await untilWaitingForLock(b, switches);
     // b waits for the write lock; a must still be served meanwhile.
     const aCommits = await settleTime(a.execute('COMMIT', [], OBJECT));
     expect(aCommits.error).toBeUndefined();
@@ -272,10 +296,11 @@ describe('SqliteDriver on a file', () => {
     const bystander = await connect();
     await bystander.execute('BEGIN', [], OBJECT);
     await bystander.execute('SELECT count(*) FROM survives', [], OBJECT);
-    const pid = (c as unknown as { processId: number }).processId;
+    const pid = pidOf(c);
 
+    const cpu = cpuTicks(pid)!;
     const running = settleTime(c.execute(LONG_QUERY, [], OBJECT));
-    await sleep(100);
+    await untilRunning(c, cpu);
     const canceledAt = performance.now();
     await c.cancel();
     const outcome = await running;
@@ -289,7 +314,7 @@ describe('SqliteDriver on a file', () => {
     for (let i = 0; i < 200 && !gone; i++) {
       try {
         process.kill(pid, 0);
-        await sleep(5);
+        await sleep(5); // poll interval
       } catch {
         gone = true;
       }
@@ -307,10 +332,11 @@ describe('SqliteDriver on a file', () => {
     const setup = await connect();
     await setup.execute('CREATE TABLE bulk (x INTEGER)', [], OBJECT);
     const c = await connect();
+    const cpu = cpuTicks(pidOf(c))!;
     const running = settleTime(
       c.execute('WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM s WHERE x < 30000000) INSERT INTO bulk SELECT x FROM s', [], OBJECT),
     );
-    await sleep(200);
+    await untilRunning(c, cpu, 10); // 100 ms into the write: rows are being inserted
     await c.cancel();
     expect((await running).error).toBeInstanceOf(QueryCanceled);
     // The lock went with the stopped process: another writer gets it without waiting (busy timeout 0).
@@ -334,8 +360,9 @@ describe('SqliteDriver on a file', () => {
     const waiter = await connect();
     await holder.execute('BEGIN IMMEDIATE', [], OBJECT);
     await holder.execute('INSERT INTO queued VALUES (?)', ['holder'], OBJECT);
+    const switches = voluntarySwitches(pidOf(waiter))!;
     const queued = settleTime(waiter.execute('INSERT INTO queued VALUES (?)', ['never'], OBJECT));
-    await sleep(100);
+    await untilWaitingForLock(waiter, switches);
     await waiter.cancel();
     expect((await queued).error).toBeInstanceOf(QueryCanceled);
     await holder.execute('COMMIT', [], OBJECT);
@@ -378,8 +405,9 @@ describe('SqliteDriver on :memory:', () => {
     await a.execute('INSERT INTO t VALUES (?)', [1], OBJECT);
     expect((await b.execute('SELECT v FROM t', [], ARRAY)).rows).toEqual([[1]]);
     // A cancel stops one connection; the data stays.
+    const cpu = cpuTicks(pidOf(a))!;
     const long = settleTime(a.execute(LONG_QUERY, [], OBJECT));
-    await sleep(50);
+    await untilRunning(a, cpu);
     await a.cancel();
     expect((await long).error).toBeInstanceOf(QueryCanceled);
     await b.close();
@@ -471,10 +499,15 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
 
   it('exits within a second of end() even while a long statement runs', async () => {
     const result = await runScript(`
+      import { readFileSync } from 'node:fs';
       const driver = new SqliteDriver({ filename: ':memory:', connectTimeoutMs: 5000, statementTimeoutMs: 0 });
       const c = await driver.connect();
+      // CPU time (clock ticks) of the connection's process: it runs the statement once it climbs.
+      const cpu = () => { const s = readFileSync('/proc/' + c.processId + '/stat', 'utf8'); const f = s.slice(s.lastIndexOf(')') + 2).split(' '); return Number(f[11]) + Number(f[12]); };
+      const before = cpu();
       c.execute(${JSON.stringify(LONG_QUERY.replace('5000000', '300000000'))}, [], { rowMode: 'array' }).catch((e) => console.log(e.code));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let i = 0; i < 500 && cpu() - before < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10)); // poll, bounded (5 s)
+      if (cpu() - before < 5) console.log('the statement never ran');
       const closing = Date.now();
       await driver.end();
       process.on('exit', () => console.log('exit after', Date.now() - closing < 1000 ? 'under 1 s' : Date.now() - closing + ' ms'));

@@ -12,7 +12,9 @@ import {
   type Database,
 } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
+import { barrier } from '../support/barrier.js';
 import { allCases, describeEachDialect, uniqueTable, type DialectCase } from '../support/databases.js';
+import { statementRunning, until, watchChildCpu } from '../support/wait.js';
 
 /** Settles `promise` or reports that it did not within `ms` (a hang is a failure, never a stuck test). */
 async function within<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; error?: unknown; hung?: true }> {
@@ -25,10 +27,10 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; 
   }
 }
 
-/** A statement that runs for about `seconds` on each dialect. */
-function slowStatement(c: DialectCase, seconds: number): string {
-  if (c.dialect === 'postgres') return `SELECT pg_sleep(${seconds})`;
-  if (c.dialect === 'mysql') return `SELECT SLEEP(${seconds})`;
+/** A statement that runs for about `seconds` on each dialect; on the servers its text carries `marker`. */
+function slowStatement(c: DialectCase, seconds: number, marker = 'slow'): string {
+  if (c.dialect === 'postgres') return `SELECT pg_sleep(${seconds}) AS ${marker}`;
+  if (c.dialect === 'mysql') return `SELECT SLEEP(${seconds}) AS ${marker}`;
   return `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${Math.round(seconds * 6_000_000)}) SELECT count(*) AS n FROM c`;
 }
 
@@ -61,7 +63,9 @@ describeEachDialect(allCases, 'transactions under hostile use', (c) => {
           const a = db.runInteraction(
             async () => {
               await insert('a');
-              // Give b every chance to run inside a's savepoint (which is what lost its row before).
+              // Give b every chance to run inside a's savepoint (which is what lost its row before): b
+              // waits for a's scope to end, so normally bDone never comes first and this is a fair
+              // 300 ms window for a b that wrongly got in (a negative check, not a wait for b).
               await Promise.race([bDone, new Promise((resolve) => setTimeout(resolve, 300))]);
               throw new Error('a failed');
             },
@@ -91,6 +95,7 @@ describeEachDialect(allCases, 'transactions under hostile use', (c) => {
               }).catch(() => 'a2 rolled back'),
               tx.savepoint(() => insert('a3')),
             ]);
+            // A negative check: 50 ms for b (issued before a's body ran) to wrongly get into a's savepoint.
             await new Promise((resolve) => setTimeout(resolve, 50));
             throw new Error('a failed');
           }),
@@ -102,11 +107,15 @@ describeEachDialect(allCases, 'transactions under hostile use', (c) => {
     });
 
     it('keep an outer statement issued while a nested scope is open out of that scope, so its failure cannot undo it', async () => {
+      // a's scope stays open until the outer statement was issued (bounded: 10 s).
+      const outerIssued = barrier(2, 10_000);
       await db.runInteraction(async () => {
         const [a, outer] = await Promise.allSettled([
           db.runInteraction(
             async () => {
               await insert('a');
+              await outerIssued.wait();
+              // A negative check: 100 ms for the outer statement to wrongly run inside a's scope.
               await new Promise((resolve) => setTimeout(resolve, 100));
               throw new Error('a failed');
             },
@@ -114,7 +123,9 @@ describeEachDialect(allCases, 'transactions under hostile use', (c) => {
           ),
           (async () => {
             await new Promise((resolve) => setImmediate(resolve));
-            await insert('outer');
+            const statement = insert('outer');
+            void outerIssued.wait();
+            await statement;
           })(),
         ]);
         expect(a.status).toBe('rejected');
@@ -274,14 +285,19 @@ describeEachDialect(allCases, 'transactions under hostile use', (c) => {
   it('Database.cancel() of a runInteraction promise cancels the running statement, rolls back, and rejects with QueryCanceled', async () => {
     let statementStarted!: () => void;
     const started = new Promise<void>((resolve) => (statementStarted = resolve));
+    const marker = `hostile_cancel_${process.pid}_${Date.now()}`;
+    // SQLite has no list of running statements: its connection process burning CPU shows it runs.
+    let children: ReturnType<typeof watchChildCpu> | undefined;
     const pending = db.runInteraction(async () => {
       await insert('canceled');
-      const slow = db.runQuery(slowStatement(c, 5));
+      if (c.dialect === 'sqlite') children = watchChildCpu();
+      const slow = db.runQuery(slowStatement(c, 5, marker));
       statementStarted();
       await slow;
     });
     await started;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Running, not merely asked for (on SQLite: 400 ms of CPU, far more than a starting process uses).
+    await until(() => (c.dialect === 'sqlite' ? children!.busy(40) : statementRunning(db, marker)), 'the slow statement to run');
     const began = Date.now();
     await db.cancel(pending);
     const outcome = await within(pending, 4000);

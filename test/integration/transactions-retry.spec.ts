@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Injectable, type INestApplicationContext } from '@nestjs/common';
 import { Database, DatabaseError, DatabaseModule, getDatabaseToken, sql, Transactional, type TransactionOptions } from '../../lib/index.js';
 import { bootContext } from '../support/app.js';
-import { barrier, sleep, type Barrier } from '../support/barrier.js';
+import { barrier, type Barrier } from '../support/barrier.js';
 import { allCases, describeEachDialect, serverCases, uniqueTable, type DialectCase } from '../support/databases.js';
 
 /** Set by each dialect's beforeAll; the suites run one after another. */
@@ -158,10 +158,12 @@ describeEachDialect(serverCases, 'retry on serialization failure and deadlock', 
     it('with retry, a lock wait timeout (1205) is re-run once the lock is free', async () => {
       let locked!: () => void;
       const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      // The holder keeps the row locked until the first attempt has timed out waiting for it (bounded: 10 s).
+      const firstAttemptTimedOut = barrier(2, 10_000);
       const holder = db.runInteraction(async (tx) => {
         await tx.runOperation(sql`UPDATE ${sql.identifier(table)} SET balance = balance + 1 WHERE id = ${1}`);
         locked();
-        await sleep(1500);
+        await firstAttemptTimedOut.wait();
       });
       await isLocked;
       let attempts = 0;
@@ -173,6 +175,7 @@ describeEachDialect(serverCases, 'retry on serialization failure and deadlock', 
             .runOperation(`SET STATEMENT innodb_lock_wait_timeout = 1 FOR UPDATE ${table} SET balance = balance + 10 WHERE id = 1`)
             .catch((e) => {
               errors.push(e);
+              if (errors.length === 1) void firstAttemptTimedOut.wait();
               throw e;
             });
         },

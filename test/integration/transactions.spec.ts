@@ -571,13 +571,17 @@ describeEachDialect(allCases, '@Transactional() and runInteraction', (c: Dialect
 
     it('rejects a query made later from a callback scheduled inside the transaction (no silent autocommit on the pool)', async () => {
       let late!: Promise<unknown>;
+      // The callback is scheduled inside the transaction (it keeps its context) and runs once the rollback is done.
+      let rolledBack!: () => void;
+      const afterRollback = new Promise<void>((resolve) => (rolledBack = resolve));
       await expect(
         db.runInteraction(async () => {
-          late = sleep(50).then(() => insert('leak-late'));
+          late = afterRollback.then(() => insert('leak-late'));
           late.catch(() => {});
           throw new Error('rolled back');
         }),
       ).rejects.toThrow('rolled back');
+      rolledBack();
       const error = (await late.catch((e) => e)) as TransactionError;
       expect(error).toBeInstanceOf(TransactionError);
       expect(error.code).toBe('TRANSACTION_ENDED');
@@ -749,14 +753,28 @@ describeEachDialect(allCases, '@Transactional() and runInteraction', (c: Dialect
 
     if (c.dialect === 'mysql') {
       // @@tx_isolation shows the session default, not the level SET TRANSACTION gave the running
-      // transaction; InnoDB's own view of the transaction does. That view is a cache refreshed at
-      // most every 100 ms, hence the pause.
-      const innodbView = (tx: Transaction) =>
-        sleep(150)
-          .then(() => tx.runQuery<{ level: string; readOnly: number }>(
-            `SELECT trx_isolation_level AS level, trx_is_read_only AS readOnly FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = CONNECTION_ID()`,
-          ))
-          .then((rows) => rows[0]);
+      // transaction; InnoDB's own view of the transaction (INNODB_TRX) does. That view is a cache,
+      // refreshed by a read only when nobody read it for 100 ms: a row may be older than this
+      // transaction (absent, or a previous transaction of the same session). A row taken during
+      // this very SELECT shows it as the session's trx_query, with its marker: that one is fresh.
+      // Reads are one at a time here and paced past 100 ms (InnoDB's rule); bounded.
+      let innodbReads: Promise<unknown> = Promise.resolve();
+      let innodbViews = 0;
+      const innodbView = (tx: Transaction): Promise<{ level: string; readOnly: number }> => {
+        const marker = `innodb_view_${process.pid}_${++innodbViews}`;
+        const read = innodbReads.then(async () => {
+          for (let attempt = 0; attempt < 50; attempt++) {
+            const [row] = await tx.runQuery<{ level: string; readOnly: number; query: string | null }>(
+              `SELECT '${marker}' AS marker, trx_isolation_level AS level, trx_is_read_only AS readOnly, trx_query AS query FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = CONNECTION_ID()`,
+            );
+            if (row?.query?.includes(marker)) return { level: row.level, readOnly: row.readOnly };
+            await sleep(120); // pacing: the cache refreshes only on a read 100 ms after the previous one
+          }
+          throw new Error('INNODB_TRX never showed this transaction (the cache was not refreshed within 50 reads)');
+        });
+        innodbReads = read.catch(() => {});
+        return read;
+      };
 
       it.each(levels)('isolation %s', async (level) => {
         const seen = await db.runInteraction(

@@ -16,7 +16,7 @@ describe('type round trips [postgres]', () => {
     await close();
   });
 
-  it('timestamptz ↔ Date, numeric and int8 ↔ exact strings, int4/float8 ↔ number, jsonb ↔ object, bytea ↔ Buffer', async () => {
+  it('timestamptz ↔ Date, numeric ↔ exact string, int8 ↔ number (exact string beyond 2^53), int4/float8 ↔ number, jsonb ↔ object, bytea ↔ Buffer', async () => {
     const ts = new Date('2026-11-23T10:11:12.345Z');
     await db.runOperation(`INSERT INTO ${table} VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
       ts,
@@ -53,7 +53,7 @@ describe('type round trips [mysql]', () => {
     await close();
   });
 
-  it('DATETIME ↔ Date in UTC, DECIMAL and BIGINT ↔ exact strings, INT/DOUBLE ↔ number, BLOB ↔ Buffer', async () => {
+  it('DATETIME ↔ Date in UTC, DECIMAL ↔ exact string, BIGINT ↔ number (exact string beyond 2^53), INT/DOUBLE ↔ number, BLOB ↔ Buffer', async () => {
     const dt = new Date('2026-11-23T10:11:12.345Z');
     const result = await db.runOperation(`INSERT INTO ${table} (dt, amount, big, n, f, b) VALUES (?, ?, ?, ?, ?, ?)`, [
       dt,
@@ -68,7 +68,7 @@ describe('type round trips [mysql]', () => {
     expect(row.dt).toEqual(dt);
     expect(row.amount).toBe('12345678901234567890.0123456789');
     expect(row.big).toBe('9007199254740993');
-    expect(row.id).toBe(String(result.insertId));
+    expect(row.id).toBe(result.insertId); // BIGINT: a number while exact (types.int64 'number')
     expect(row.n).toBe(-42);
     expect(row.f).toBe(1.5);
     expect(row.b).toEqual(Buffer.from([0, 1, 255]));

@@ -89,7 +89,7 @@ async function waitFor(cond: () => boolean, timeoutMs = 1000): Promise<boolean> 
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 10)); // poll interval
   }
   return cond();
 }
@@ -202,7 +202,7 @@ describe('FaultProxy (echo server)', () => {
     const reply = readExactly(s, parts.join('').length, 2000);
     for (const p of parts) {
       s.write(p);
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 5)); // pacing: separate writes, so that the proxy sees separate chunks
     }
     expect(await reply).toBe('123456');
     await proxy.setMode('pass');

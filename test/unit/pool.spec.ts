@@ -1,6 +1,7 @@
 import { Pool, type PoolOptions } from '../../lib/pool/pool.js';
 import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../../lib/index.js';
 import type { Connection } from '../../lib/drivers/driver.js';
+import { until } from '../support/wait.js';
 
 /** A connection that records what was run on it; no server. */
 class FakeConnection implements Connection {
@@ -160,6 +161,7 @@ describe('Pool (fake connections)', () => {
     const lease = await pool.acquire();
     pool.release(lease);
     (lease.connection as FakeConnection).broken = false;
+    // Time passing, not an event: idle for longer than validateAfterIdleMs (a busy machine only makes it longer).
     await new Promise((r) => setTimeout(r, 20));
     // Broken without an event (a silent half-open socket): only the ping tells.
     const stale = lease.connection as FakeConnection;
@@ -174,6 +176,7 @@ describe('Pool (fake connections)', () => {
   it('replaces a connection past its maximum lifetime when it is released', async () => {
     const { pool } = makePool({ maxLifetimeMs: 10 });
     const lease = await pool.acquire();
+    // Time passing, not an event: older than maxLifetimeMs (a busy machine only makes it older).
     await new Promise((r) => setTimeout(r, 20));
     pool.release(lease);
     expect((lease.connection as FakeConnection).closed).toBe(true);
@@ -184,7 +187,8 @@ describe('Pool (fake connections)', () => {
     const lease = await (async function takeAndForget() {
       return pool.acquire();
     })();
-    await new Promise((r) => setTimeout(r, 60));
+    await until(() => leaks.length >= 1, 'the leak warning');
+    await new Promise((r) => setTimeout(r, 60)); // a negative check: a second warning for the same lease would come here
     expect(leaks).toHaveLength(1);
     expect(leaks[0].message).toMatch(/held for more than 20 ms/);
     expect(leaks[0].stack).toMatch(/takeAndForget/);
@@ -194,7 +198,7 @@ describe('Pool (fake connections)', () => {
   it('keeps min connections open', async () => {
     const { pool } = makePool({ min: 2 });
     pool.fill();
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => pool.stats().idle === 2, 'min connections to open');
     expect(pool.stats()).toMatchObject({ total: 2, idle: 2 });
   });
 
@@ -206,7 +210,7 @@ describe('Pool (fake connections)', () => {
     await expect(waiter).rejects.toBeInstanceOf(DatabaseClosed);
     let closed = false;
     void closing.then(() => (closed = true));
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20)); // a negative check: close must not finish while a lease is out
     expect(closed).toBe(false);
     pool.release(lease);
     await closing;

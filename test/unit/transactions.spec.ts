@@ -6,6 +6,7 @@
 import { jest } from '@jest/globals';
 import { DatabaseError, RollbackFailed, TransactionError, type Database } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
+import { until } from '../support/wait.js';
 import { FakeDriver as RecordingDriver } from '../support/fakes.js';
 
 describe('transaction runner (recording fake connection)', () => {
@@ -116,14 +117,18 @@ describe('transaction runner (recording fake connection)', () => {
     let release!: () => void;
     driver.script = (text) => (text === 'SELECT slow' ? new Promise<undefined>((resolve) => (release = () => resolve(undefined))) : undefined);
     const slow = db.runInteraction(() => db.runQuery('SELECT slow'), { timeoutMs: 50 }).catch((e) => e);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await until(() => (driver.connections[0]?.cancels ?? 0) >= 1, 'the cancel of the running statement');
     expect(driver.connections[0].cancels).toBe(1);
     release();
     expect((await slow).code).toBe('QUERY_TIMEOUT');
 
+    // No statement runs: the interaction just does not end (until released) before its timeout.
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => (finish = resolve));
     const idle = (await db
-      .runInteraction(() => new Promise((resolve) => setTimeout(resolve, 100)), { timeoutMs: 50 })
+      .runInteraction(() => held, { timeoutMs: 50 })
       .catch((e) => e)) as DatabaseError;
+    finish();
     expect(idle.code).toBe('QUERY_TIMEOUT');
     expect(driver.connections.reduce((n, c) => n + c.cancels, 0)).toBe(1);
   });
