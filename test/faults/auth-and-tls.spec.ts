@@ -48,7 +48,7 @@ describeEachDialect(serverCases, 'faults: authentication and TLS failures are no
       expect(wrong).toEqual([]);
       expect(db.detector.isDead).toBe(false);
       expect(Math.max(...latencies)).toBeLessThan(1000);
-      await sleep(1500); // a reconnect loop (first retry at once, capped at 200 ms) would show up here
+      await sleep(1500); // a negative check: a reconnect loop (first retry at once, capped at 200 ms) would show up here
       const attempts = faults.proxy.connectionsAccepted - before;
       expect(attempts).toBe(calls);
       expect(f.deadEvents).toBe(0);

@@ -91,7 +91,7 @@ export async function beginFaultsFile(maxWaitMs = 240_000): Promise<() => void> 
         console.log(`FAULTS lock: still held by pid ${owner} after ${maxWaitMs} ms; going ahead`);
         break;
       }
-      await sleep(250);
+      await sleep(250); // poll interval: another run holds the lock
     }
   }
   for (const c of [{ dialect: 'postgres' }, { dialect: 'mysql' }] as DialectCase[]) {
@@ -136,7 +136,7 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
     if (await condition()) return true;
-    await sleep(everyMs);
+    await sleep(everyMs); // poll interval
   }
   return condition();
 }

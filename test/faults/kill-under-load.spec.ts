@@ -58,7 +58,7 @@ describeEachDialect(serverCases, 'faults: backends killed under load', (c) => {
         } catch (error) {
           if ((error instanceof ConnectionDead && !error.mayHaveRun) || error instanceof AcquireTimeout) {
             notSent++;
-            await sleep(5); // the database is being reconnected: do not spin
+            await sleep(5); // pacing: the database is being reconnected, do not spin
           } else {
             uncertain++;
             uncertainKeys.push(key);
@@ -68,14 +68,14 @@ describeEachDialect(serverCases, 'faults: backends killed under load', (c) => {
     };
     const writers = Array.from({ length: WRITERS }, (_, w) => writer(w));
 
-    await sleep(killFrom - Date.now());
+    await sleep(killFrom - Date.now()); // pacing: the warm-up phase (its last second is the baseline rate) runs until killFrom
     let killed = 0;
     let waves = 0;
     for (let i = 0; i < 100 && Date.now() < killUntil; i++) {
       const t0 = Date.now();
       killed += await killOwnSessions(c, admin, f);
       waves++;
-      await sleep(Math.max(0, Math.min(KILL_EVERY_MS - (Date.now() - t0), killUntil - Date.now())));
+      await sleep(Math.max(0, Math.min(KILL_EVERY_MS - (Date.now() - t0), killUntil - Date.now()))); // pacing: one wave every KILL_EVERY_MS
     }
     const killsEndedAt = Date.now();
 

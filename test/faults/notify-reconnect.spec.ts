@@ -11,8 +11,11 @@ import { PG_URL } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { killSessions } from '../support/sessions.js';
 import { recordProcessErrors, report } from './harness.js';
-import { Listener } from '../../lib/notify/listener.js';
+import { Listener, type ListenerHost } from '../../lib/notify/listener.js';
 import { DatabaseModule, getDatabaseToken, OnNotify, type Database, type Notification, type ResubscribeInfo } from '../../lib/index.js';
+
+/** Notifications the sender has to get accepted after onResubscribe ran, before it stops: what must all arrive. */
+const AFTER_HOOK = 20;
 
 let channelCount = 0;
 const channel = (label: string) => `n${process.pid}_${Date.now().toString(36)}_${++channelCount}_${label}`;
@@ -21,7 +24,7 @@ async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
+    await sleep(10); // poll interval
   }
 }
 
@@ -34,7 +37,7 @@ function startSender(sender: Database, ch: string, everyMs = 10) {
       const next = seq + 1;
       await sender.notify(ch, String(next));
       seq = next;
-      await sleep(everyMs);
+      await sleep(everyMs); // pacing: one notification every everyMs
     }
   })();
   return {
@@ -84,6 +87,8 @@ describe('@OnNotify while the server is unreachable at boot [postgres, fault pro
       db.onResubscribe((info) => void infos.push(info));
       expect(db.listener!.channels()).toEqual([ch]);
       expect(db.listener!.connectionId).toBeUndefined();
+      // The outage's length (nothing to wait for: the LISTEN already failed during the boot, which
+      // waited for it): the server stays unreachable for 300 ms more.
       await sleep(300);
       await proxy.setMode('pass');
       await waitFor(() => infos.length === 1, 5000, 'LISTEN after the server came back');
@@ -157,15 +162,16 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
     await waitFor(() => received.includes(seqBeforeFault));
     const faultAt = Date.now();
     await proxy.setMode('reset'); // RST every connection, and every new one
-    await sleep(600);
+    await waitFor(() => db.listener!.connectionId === undefined, 5000, 'the listener to see its connection reset');
+    await sleep(600); // the outage's length, from the moment the listener lost its connection
     await proxy.setMode('pass');
     await waitFor(() => infos.length === 1, 10_000, 'onResubscribe');
     const recoveredAfterMs = Date.now() - faultAt;
-    await sleep(300);
+    await waitFor(() => out.last >= seqAtHook + AFTER_HOOK, 5000, 'notifications sent after onResubscribe');
     await out.stop();
     const last = out.last;
     await waitFor(() => received.includes(last), 5000, 'the last notification');
-    await sleep(100);
+    await sleep(100); // a negative check: a duplicate would show up here
 
     expectStrictlyIncreasing(received);
     for (let i = 1; i <= seqBeforeFault; i++) expect(received).toContain(i);
@@ -193,11 +199,11 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
     proxy.resetAll();
     await waitFor(() => infos.length === 1, 5000, 'onResubscribe');
     const seqAtHook = out.last;
-    await sleep(200);
+    await waitFor(() => out.last >= seqAtHook + AFTER_HOOK, 5000, 'notifications sent after onResubscribe');
     await out.stop();
     const last = out.last;
     await waitFor(() => received.includes(last), 5000, 'the last notification');
-    await sleep(100);
+    await sleep(100); // a negative check: a duplicate would show up here
 
     expectStrictlyIncreasing(received);
     for (let i = seqAtHook + 1; i <= last; i++) expect(received).toContain(i);
@@ -220,35 +226,56 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
       await waitFor(() => received.length >= 10);
       const pid = listener.connectionId;
       await proxy.setMode('blackhole');
-      await sleep(1500);
+      const holeAt = Date.now();
+      // The keepalive finds the black hole: the listener drops the connection (within two intervals when not loaded).
+      await waitFor(() => listener.connectionId === undefined, 10_000, 'the keepalive to find the black hole');
+      const foundAfterMs = Date.now() - holeAt;
+      await sleep(1000); // the outage's length, from the moment the listener found it
       await proxy.setMode('pass');
       await waitFor(() => infos.length === 1, 10_000, 'onResubscribe');
       const seqAtHook = out.last;
-      await sleep(200);
+      await waitFor(() => out.last >= seqAtHook + AFTER_HOOK, 5000, 'notifications sent after onResubscribe');
       await out.stop();
       const last = out.last;
       await waitFor(() => received.includes(last), 5000, 'the last notification');
-      await sleep(100);
+      await sleep(100); // a negative check: a duplicate would show up here
 
       expectStrictlyIncreasing(received);
       for (let i = seqAtHook + 1; i <= last; i++) expect(received).toContain(i);
       expect(listener.connectionId).not.toBe(pid);
-      // Found within two keepalive intervals, then deaf until the proxy passes traffic again.
-      expect(infos[0].downtimeMs).toBeGreaterThanOrEqual(800);
+      // Deaf from the moment the keepalive found the black hole until the proxy passed traffic again.
+      expect(infos[0].downtimeMs).toBeGreaterThanOrEqual(1000);
       expect(infos[0].downtimeMs).toBeLessThan(6000);
-      report('notify-blackhole-1500ms', 'postgres', { keepaliveMs: 200, downtimeMs: infos[0].downtimeMs, sent: last, received: received.length, duplicates: received.length - new Set(received).size });
+      report('notify-blackhole', 'postgres', { keepaliveMs: 200, foundAfterMs, downtimeMs: infos[0].downtimeMs, sent: last, received: received.length, duplicates: received.length - new Set(received).size });
     } finally {
       await listener.close();
     }
   });
 
   it('closing the listener during a black hole is bounded: a LISTEN stuck on the dead socket fails instead of holding up shutdown', async () => {
-    const listener = new Listener(db); // default keepalive (10 s): the ping would not notice in time
+    // The listener's host is the database, with the statements its connection is given recorded.
+    const sent: string[] = [];
+    const host: ListenerHost = {
+      name: db.name,
+      logger: db.logger,
+      detector: db.detector,
+      openDedicatedConnection: async () => {
+        const connection = await db.openDedicatedConnection();
+        const execute = connection.execute.bind(connection);
+        connection.execute = (text, values, options) => {
+          sent.push(text);
+          return execute(text, values, options);
+        };
+        return connection;
+      },
+    };
+    const listener = new Listener(host); // default keepalive (10 s): the ping would not notice in time
     await listener.subscribe(channel('open'), () => {});
     await proxy.setMode('blackhole');
-    const stuck = listener.subscribe(channel('stuck'), () => {});
+    const stuckChannel = channel('stuck');
+    const stuck = listener.subscribe(stuckChannel, () => {});
     stuck.catch(() => {});
-    await sleep(100);
+    await waitFor(() => sent.some((text) => text.includes(stuckChannel)), 5000, 'the LISTEN to go out into the black hole');
     const started = Date.now();
     await listener.close();
     const closeMs = Date.now() - started;
@@ -271,7 +298,7 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
     expect(await killSessions('postgres', { ids: [pid] })).toBe(1);
     await waitFor(() => infos.length === 1, 5000, 'onResubscribe');
     const seqAtHook = out.last;
-    await sleep(200);
+    await waitFor(() => out.last >= seqAtHook + AFTER_HOOK, 5000, 'notifications sent after onResubscribe');
     await out.stop();
     const last = out.last;
     await waitFor(() => received.includes(last), 5000, 'the last notification');

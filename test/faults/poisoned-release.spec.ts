@@ -7,7 +7,7 @@
  * handed is outside any transaction.
  */
 import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
-import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, sleep, waitFor, type Admin, type FaultDb } from './harness.js';
+import { useFaultsLock, openAdmin, openFaultDb, recordProcessErrors, report, waitFor, type Admin, type FaultDb } from './harness.js';
 import type { Database, Transaction } from '../../lib/index.js';
 
 const INTERACTIONS = 1000;
@@ -177,7 +177,6 @@ describeEachDialect(serverCases, 'faults: poisoned release', (c) => {
       );
       idleInTx = Number(r.n);
     }
-    await sleep(0);
 
     expect(stats.unexpected).toEqual([]);
     expect(stats.committed + stats.failed).toBe(INTERACTIONS);

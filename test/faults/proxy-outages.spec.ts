@@ -45,7 +45,7 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
           if (outcome.status !== 'rejected' || !(outcome.reason instanceof ConnectionDead)) wrong.push(outcome);
         }),
       );
-      await sleep(20);
+      await sleep(20); // pacing between bursts
     }
     expect(wrong).toEqual([]);
     const p99 = percentile(latencies, 99);
@@ -57,12 +57,14 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
     let served = false;
     for (let i = 0; i < 400 && Date.now() - passAt < BACKOFF_CAP_MS + 3000 && !served; i++) {
       served = (await settleWithin(db.runQuery('SELECT 1 AS n'), 2000)).status === 'fulfilled';
-      if (!served) await sleep(10);
+      if (!served) await sleep(10); // poll interval
     }
     const recoveryMs = Date.now() - passAt;
     expect(served).toBe(true);
     expect(recoveryMs).toBeLessThanOrEqual(BACKOFF_CAP_MS + 1000);
     expect(db.detector.isDead).toBe(false);
+    // The handlers ran and `recovered` was emitted before isDead turned false; this is a negative
+    // check: a second recovery (or death) would show up within these 200 ms.
     await sleep(200);
     expect(recoveries).toBe(1);
     expect(f.deadEvents).toBe(1);
@@ -98,7 +100,7 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
             ? db.runOperation('SELECT 1')
             : db.runQuery('SELECT 1 AS n');
       calls.push(settleWithin(p, 5000).then((outcome) => ({ ms: Date.now() - t0, outcome })));
-      await sleep(50);
+      await sleep(50); // pacing: one call every 50 ms
     }
     const results = await Promise.all(calls);
     const hung = results.filter((r) => r.outcome.status === 'pending');
@@ -119,7 +121,7 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
     let served = false;
     for (let i = 0; i < 400 && Date.now() - passAt < 8000 && !served; i++) {
       served = (await settleWithin(db.runQuery('SELECT 1 AS n'), 2000)).status === 'fulfilled';
-      if (!served) await sleep(20);
+      if (!served) await sleep(20); // poll interval
     }
     const servedAgainMs = Date.now() - passAt;
     expect(served).toBe(true);

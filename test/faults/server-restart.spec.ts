@@ -67,7 +67,7 @@ describeEachDialect(serverCases, 'faults: server restart', (c) => {
           outcomes.dead++;
           if (wasDead) deadLatencies.push(ms);
         } else outcomes.other++;
-        await sleep(10);
+        await sleep(10); // pacing of the background traffic
       }
     });
 
@@ -81,7 +81,7 @@ describeEachDialect(serverCases, 'faults: server restart', (c) => {
       stoppedAt = Date.now();
       expect(await waitFor(() => db.detector.isDead, 5000, 5)).toBe(true);
       detectMs = Date.now() - stopping;
-      await sleep(Math.max(0, DOWN_MS - (Date.now() - stoppedAt)));
+      await sleep(Math.max(0, DOWN_MS - (Date.now() - stoppedAt))); // the outage's length: the server stays down DOWN_MS
     } finally {
       startingAt = Date.now();
       await startServer(c); // always: the servers are shared
@@ -92,12 +92,12 @@ describeEachDialect(serverCases, 'faults: server restart', (c) => {
     let served = false;
     for (let i = 0; i < 400 && Date.now() - upAt < BACKOFF_CAP_MS + 5000 && !served; i++) {
       served = (await settleWithin(db.runQuery('SELECT 1 AS n'), 3000)).status === 'fulfilled';
-      if (!served) await sleep(10);
+      if (!served) await sleep(10); // poll interval
     }
     const recoveryMs = Date.now() - upAt;
     stopTraffic = true;
     await Promise.all(traffic);
-    await sleep(200);
+    await sleep(200); // a negative check: a second death or recovery would show up here
 
     expect(served).toBe(true);
     expect(recoveryMs).toBeLessThanOrEqual(BACKOFF_CAP_MS + 1000);

@@ -50,7 +50,7 @@ describeEachDialect(serverCases, 'faults: alive but silent backend', (c) => {
           others.ok++;
           others.ids.push({ at: Date.now(), id: Number(r.value[0].id) });
         } else others.failed.push(r.status === 'rejected' ? r.reason : 'hung');
-        await sleep(5);
+        await sleep(5); // pacing of the other callers
       }
     });
 
@@ -89,7 +89,7 @@ describeEachDialect(serverCases, 'faults: alive but silent backend', (c) => {
       expect(await waitFor(() => f!.closed.length > closedBefore, 4000, 10)).toBe(true);
       destroyedAfterTimeoutMs = Date.now() - timedOutAt;
       victimId ??= f.closed[closedBefore];
-      await sleep(800); // the others go on a little longer
+      await sleep(800); // a negative check: the others go on a little longer, and must never get the victim's connection
       stopOthers = true;
       await Promise.all(loops);
       expect(others.ids.filter((u) => u.at > timedOutAt + destroyedAfterTimeoutMs && u.id === victimId)).toEqual([]);
