@@ -226,3 +226,27 @@ export function constraintViolation(kind: ConstraintKind, message: string, field
       return new CheckViolation(message, fields);
   }
 }
+
+/**
+ * A migration failed, or could not start: its statement failed (the server's error is `cause`),
+ * its file changed after it was applied, or another instance held the migration lock past
+ * `migrations.lockTimeoutMs`. The message says what was left applied.
+ */
+export class MigrationFailed extends DatabaseError {
+  /** The migration's name (`002_add_email`), when one is to blame. */
+  readonly migration?: string;
+  /** 1-based number of the failing statement of a SQL migration. */
+  readonly statement?: number;
+  constructor(message: string, fields: DatabaseErrorFields & { migration?: string; statement?: number } = {}) {
+    const { migration, statement, ...rest } = fields;
+    super(message, { code: 'MIGRATION_FAILED', ...rest });
+    if (migration !== undefined) this.migration = migration;
+    if (statement !== undefined) this.statement = statement;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    const out = super.toJSON();
+    for (const key of ['migration', 'statement'] as const) if (this[key] !== undefined) out[key] = this[key];
+    return out;
+  }
+}

@@ -34,6 +34,10 @@ export { RetryingCall } from './resilience/retrying-call.js';
 export type { FailureTester } from './resilience/retrying-call.js';
 export type { Clock } from './resilience/clock.js';
 
+export { Migrator } from './migrations/migrator.js';
+export type { MigrationRun } from './migrations/migrator.js';
+export type { Migration, MigrationOptions, MigrationStep, AppliedMigration } from './migrations/migration.types.js';
+
 export { sql, SqlQuery } from './sql.js';
 export type { CompiledQuery } from './sql.js';
 
@@ -55,6 +59,7 @@ export {
   ForeignKeyViolation,
   NotNullViolation,
   CheckViolation,
+  MigrationFailed,
 } from './errors.js';
 export type { Dialect } from './errors.js';
 

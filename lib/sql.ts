@@ -8,7 +8,8 @@
  */
 import { InvalidParameter, type Dialect } from './errors.js';
 
-const kind = Symbol('nestjs-dbpool.sql');
+/** A registered symbol: a template from another copy of this package (a CommonJS and an ES module build side by side) is still recognised. */
+const kind = Symbol.for('nestjs-dbpool.sql');
 
 /** Text that is spliced into the statement verbatim. */
 class RawFragment {
@@ -282,5 +283,6 @@ export const sql: Sql = Object.assign(
 );
 
 export function isSqlQuery(value: unknown): value is SqlQuery {
-  return value instanceof SqlQuery;
+  if (value instanceof SqlQuery) return true;
+  return typeof value === 'object' && value !== null && (value as { [kind]?: unknown })[kind] === 'query' && typeof (value as SqlQuery).compile === 'function';
 }

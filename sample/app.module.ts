@@ -3,12 +3,17 @@
  * `@Transactional()`, PostgreSQL notifications in the spirit of txpostgres, and health probes.
  * In your own app, import from 'nestjs-dbpool' (and 'nestjs-dbpool/health') instead of ../lib.
  */
-import { Logger, Module, type DynamicModule, type OnApplicationBootstrap } from '@nestjs/common';
-import { Database, DatabaseModule, InjectDatabase } from '../lib/index.js';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DatabaseModule } from '../lib/index.js';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { HealthModule } from './health/health.module.js';
 import { NotificationsModule } from './notifications/notifications.module.js';
 import { UsersModule } from './users/users.module.js';
+
+/** The schema and the seed: SQL files (one of them MySQL's own) and a migration in TypeScript. */
+export const MIGRATIONS = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
 /** Embedded, zero setup: the file and its folder are created on first start. */
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/app.db';
@@ -19,11 +24,7 @@ export interface AppOptions {
 }
 
 @Module({})
-export class AppModule implements OnApplicationBootstrap {
-  private readonly logger = new Logger('Sample');
-
-  constructor(@InjectDatabase() private readonly db: Database) {}
-
+export class AppModule {
   /**
    * @example
    * const app = await NestFactory.create(AppModule.forRoot());                          // DATABASE_URL
@@ -31,7 +32,7 @@ export class AppModule implements OnApplicationBootstrap {
    */
   static forRoot(options: AppOptions = {}): DynamicModule {
     const url = options.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
-    // LISTEN/NOTIFY is PostgreSQL's: @OnNotify on another dialect would fail the boot, so the
+    // LISTEN/NOTIFY is PostgreSQL's: @OnNotify on MySQL or SQLite would fail the boot, so the
     // notifications feature is only imported there.
     const postgres = /^postgres(ql)?:/i.test(url);
     return {
@@ -40,18 +41,18 @@ export class AppModule implements OnApplicationBootstrap {
         // Global, so every feature module can @InjectDatabase() and the health indicator.
         // SHUTDOWN_DELAY_MS: after SIGTERM, readiness answers 503 for this long while requests are
         // still served, so that Kubernetes stops routing to the pod before it stops accepting.
-        DatabaseModule.forRoot({ url, isGlobal: true, shutdownDelayMs: Number(process.env.SHUTDOWN_DELAY_MS ?? 0) }),
+        // The migrations run at boot, before the app serves; pods booting at once take turns.
+        DatabaseModule.forRoot({
+          url,
+          isGlobal: true,
+          migrations: { directory: MIGRATIONS },
+          shutdownDelayMs: Number(process.env.SHUTDOWN_DELAY_MS ?? 0),
+        }),
         UsersModule,
         AccountsModule,
         HealthModule,
         ...(postgres ? [NotificationsModule] : []),
       ],
     };
-  }
-
-  onApplicationBootstrap(): void {
-    if (this.db.dialect !== 'postgres') {
-      this.logger.log(`Notifications need PostgreSQL: /notify is off on ${this.db.dialect}`);
-    }
   }
 }

@@ -5,7 +5,6 @@
  */
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Database } from '../lib/index.js';
 import { AppModule } from './app.module.js';
 
 const app = await NestFactory.create(AppModule.forRoot());
@@ -13,4 +12,4 @@ const app = await NestFactory.create(AppModule.forRoot());
 app.enableShutdownHooks();
 const port = Number(process.env.PORT ?? 3000);
 await app.listen(port);
-Logger.log(`Sample listening on http://localhost:${port} — try /users/glyph (database: ${app.get(Database).dialect})`, 'Sample');
+Logger.log(`Sample listening on http://localhost:${port} — try /users/yoen`, 'Sample');

@@ -161,13 +161,23 @@ export class Database implements TransactionRunnerHost {
   async start(): Promise<void> {
     try {
       await this.driver.load?.();
-      if (this.options.verifyOnStartup) await this.verifyReachable();
+      const migrations = this.options.migrations;
+      // Migrating at boot needs the server: wait for it as verifyOnStartup does.
+      if (this.options.verifyOnStartup || migrations?.runOnBoot) await this.verifyReachable();
+      if (migrations?.runOnBoot) {
+        const { Migrator } = await import('../migrations/migrator.js');
+        await new Migrator(this, migrations).up();
+      }
     } catch (error) {
       // The provider will never exist, so nobody else would stop what the failure started (a reconnect loop, a worker).
       await this.close().catch(() => {});
       throw error;
     }
     this.pool.fill();
+  }
+
+  private bootNeedsServer(): string {
+    return this.options.verifyOnStartup ? 'verifyOnStartup' : 'migrations.runOnBoot';
   }
 
   /**
@@ -195,7 +205,7 @@ export class Database implements TransactionRunnerHost {
           : unknown
             ? 'the server has no such database: check the database name'
             : 'the server refused the connection';
-        throw new DatabaseError(`${where}: ${why} (${e.message}). verifyOnStartup stops the boot; retrying would not help`, {
+        throw new DatabaseError(`${where}: ${why} (${e.message}). ${this.bootNeedsServer()} stops the boot; retrying would not help`, {
           code: 'STARTUP_FAILED',
           cause: e,
           dialect: this.dialect,
@@ -205,8 +215,10 @@ export class Database implements TransactionRunnerHost {
       const left = deadline - Date.now();
       if (left <= 0 || !(await this.detector.waitForRecovery(left))) {
         throw new DatabaseError(
-          `${where} could not be reached within startupTimeoutMs (${startupTimeoutMs} ms) at startup (verifyOnStartup): ${e.message}. ` +
-            'Check the server and the connection options, raise startupTimeoutMs, or set verifyOnStartup: false to start without it and connect lazily',
+          `${where} could not be reached within startupTimeoutMs (${startupTimeoutMs} ms) at startup (${this.bootNeedsServer()}): ${e.message}. ` +
+            (this.options.verifyOnStartup
+              ? 'Check the server and the connection options, raise startupTimeoutMs, or set verifyOnStartup: false to start without it and connect lazily'
+              : 'Check the server and the connection options, raise startupTimeoutMs, or set migrations.runOnBoot: false and run them with the nestjs-dbpool command'),
           { code: 'STARTUP_FAILED', cause: e, dialect: this.dialect, database: this.name },
         );
       }

@@ -11,6 +11,8 @@ import type { ConnectionSettings, Driver } from '../drivers/driver.js';
 import type { PoolOptions } from '../pool/pool.js';
 import type { BackoffOptions } from '../resilience/backoff.js';
 import type { DeathChecker } from '../resilience/death-checker.js';
+import type { MigrationOptions } from '../migrations/migration.types.js';
+import { resolveMigrationOptions, type ResolvedMigrationOptions } from '../migrations/migrator.js';
 
 export const DEFAULT_DATABASE = 'default';
 
@@ -145,6 +147,13 @@ export interface DatabaseModuleOptions {
   prepare?: boolean;
   /** Emit a `slowQuery` event for queries slower than this. Default: 0 (off). */
   slowQueryMs?: number;
+  /**
+   * Migrations of this database: a folder of ordered files (SQL, or JS/TS modules given the
+   * `Database`), recorded with a checksum in a table, applied at bootstrap under a database lock
+   * so that pods booting at once apply each exactly once (README, Migrations). Needs the
+   * `umzug` package. Default: none.
+   */
+  migrations?: MigrationOptions;
   /** Options handed to the underlying client as they are (`pg.Client`, `mysql2.createConnection`). */
   driverOptions?: Record<string, unknown>;
 }
@@ -168,6 +177,7 @@ export interface ResolvedOptions {
   waitForRecoveryMs: number;
   logging: { query: boolean; error: boolean; slow: boolean };
   sessionReset: 'auto' | 'always' | 'never';
+  migrations?: ResolvedMigrationOptions;
   requestSettings?: DatabaseModuleOptions['requestSettings'];
   types: Required<TypeOptions>;
 }
@@ -387,11 +397,12 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
     'name', 'isGlobal', 'url', 'driver', 'host', 'port', 'user', 'password', 'database', 'filename', 'ssl', 'pool',
     'connectTimeoutMs', 'queryTimeoutMs', 'reconnect', 'transientErrors', 'deathChecker', 'waitForRecoveryMs',
     'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'sessionReset', 'requestSettings', 'types', 'warningsAsErrors', 'prepare', 'slowQueryMs',
-    'driverOptions',
+    'migrations', 'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
   reconnect: ['initialDelayMs', 'baseDelayMs', 'maxDelayMs', 'factor', 'jitter', 'maxRetries', 'random'],
   types: ['int64', 'tinyint1AsBoolean'],
+  migrations: ['directory', 'list', 'runOnBoot', 'table', 'lockTimeoutMs', 'statementTimeoutMs', 'validateChecksums'],
 };
 
 /** Names users bring from other libraries, and what they are called here. */
@@ -481,6 +492,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   if (options.pool && typeof options.pool === 'object') checkKnownKeys('pool', options.pool);
   if (options.reconnect && typeof options.reconnect === 'object') checkKnownKeys('reconnect', options.reconnect);
   if (options.types && typeof options.types === 'object') checkKnownKeys('types', options.types);
+  if (options.migrations && typeof options.migrations === 'object') checkKnownKeys('migrations', options.migrations);
   const name = options.name ?? DEFAULT_DATABASE;
   if (typeof name !== 'string' || name.length === 0) fail('name', 'must be a non-empty string');
 
@@ -606,5 +618,6 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     sessionReset,
     requestSettings: options.requestSettings,
     types,
+    migrations: options.migrations === undefined ? undefined : resolveMigrationOptions(options.migrations),
   };
 }

@@ -1,5 +1,5 @@
-import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { Database, InjectDatabase, sql } from '../../lib/index.js';
+import { Injectable } from '@nestjs/common';
+import { Database, InjectDatabase, sql, UniqueViolation } from '../../lib/index.js';
 
 export interface Account {
   id: number;
@@ -7,34 +7,13 @@ export interface Account {
   balance: number;
 }
 
-const SEED: Account[] = [
-  { id: 1, owner: 'glyph', balance: 100 },
-  { id: 2, owner: 'exarkun', balance: 50 },
-];
-
 /**
  * Plain queries on the injected `Database`: called from a `@Transactional()` method, they run
- * on that transaction's connection without being told.
+ * on that transaction's connection without being told. The table comes from the migrations.
  */
 @Injectable()
-export class AccountsRepository implements OnApplicationBootstrap {
+export class AccountsRepository {
   constructor(@InjectDatabase() private readonly db: Database) {}
-
-  /** Creates the table if missing and the two accounts if absent: safe on every start. */
-  async onApplicationBootstrap(): Promise<void> {
-    await this.db.runOperation(sql`
-      CREATE TABLE IF NOT EXISTS accounts (
-        id INTEGER NOT NULL PRIMARY KEY,
-        owner VARCHAR(64) NOT NULL,
-        balance INTEGER NOT NULL
-      )`);
-    const rows = sql.join(SEED.map((a) => sql`(${a.id}, ${a.owner}, ${a.balance})`));
-    await this.db.runOperation(
-      this.db.dialect === 'mysql'
-        ? sql`INSERT IGNORE INTO accounts (id, owner, balance) VALUES ${rows}`
-        : sql`INSERT INTO accounts (id, owner, balance) VALUES ${rows} ON CONFLICT (id) DO NOTHING`,
-    );
-  }
 
   findAll(): Promise<Account[]> {
     return this.db.runQuery<Account>(sql`SELECT id, owner, balance FROM accounts ORDER BY id`);
@@ -46,24 +25,25 @@ export class AccountsRepository implements OnApplicationBootstrap {
   }
 
   /**
-   * Locks these rows, in id order, until the transaction ends. SQLite has no row locks and
-   * needs none: its first write takes the one write lock of the whole database.
+   * Adds `delta` (negative to take) and returns the new balance, or undefined for no such
+   * account. The UPDATE locks the row until the transaction ends (SQLite: the whole database).
    */
-  async lock(ids: number[]): Promise<void> {
-    if (this.db.dialect === 'sqlite') return;
-    const sorted = [...ids].sort((a, b) => a - b);
-    await this.db.runQuery(sql`SELECT id FROM accounts WHERE id IN (${sql.join(sorted)}) ORDER BY id FOR UPDATE`);
-  }
-
-  /** Takes `amount` and returns the new balance (below zero when overdrawn), or undefined for no such account. */
-  async withdraw(id: number, amount: number): Promise<number | undefined> {
-    const { affectedRows } = await this.db.runOperation(sql`UPDATE accounts SET balance = balance - ${amount} WHERE id = ${id}`);
+  async add(id: number, delta: number): Promise<number | undefined> {
+    const { affectedRows } = await this.db.runOperation(sql`UPDATE accounts SET balance = balance + ${delta} WHERE id = ${id}`);
     return affectedRows === 0 ? undefined : (await this.find(id))?.balance;
   }
 
-  /** Adds `amount`; false for no such account. */
-  async deposit(id: number, amount: number): Promise<boolean> {
-    const { affectedRows } = await this.db.runOperation(sql`UPDATE accounts SET balance = balance + ${amount} WHERE id = ${id}`);
-    return affectedRows === 1;
+  /**
+   * Opens an empty account; false when the id is taken. A missing owner is the database's
+   * `ForeignKeyViolation`, for the caller to answer: the same classes on every dialect.
+   */
+  async open(id: number, owner: string): Promise<boolean> {
+    try {
+      await this.db.runOperation(sql`INSERT INTO accounts (id, owner, balance) VALUES (${id}, ${owner}, 0)`);
+      return true;
+    } catch (e) {
+      if (e instanceof UniqueViolation) return false;
+      throw e;
+    }
   }
 }

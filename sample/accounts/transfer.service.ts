@@ -17,12 +17,16 @@ export class TransferService {
   async transfer(from: number, to: number, amount: number): Promise<Account[]> {
     if (from === to) throw new BadRequestException('from and to must be different accounts');
     if (amount < 1 || amount > MAX_TRANSFER) throw new BadRequestException(`amount must be between 1 and ${MAX_TRANSFER}`);
-    // Both rows in id order first: two opposite transfers then queue instead of deadlocking.
-    await this.accounts.lock([from, to]);
-    const left = await this.accounts.withdraw(from, amount);
-    if (left === undefined) throw new NotFoundException(`No account ${from}`);
-    if (left < 0) throw new BadRequestException(`Insufficient funds on account ${from}`);
-    if (!(await this.accounts.deposit(to, amount))) throw new NotFoundException(`No account ${to}`);
+    // Both rows changed in id order: two opposite transfers then queue instead of deadlocking.
+    const changes = new Map([
+      [from, -amount],
+      [to, amount],
+    ]);
+    for (const id of [from, to].sort((a, b) => a - b)) {
+      const balance = await this.accounts.add(id, changes.get(id)!);
+      if (balance === undefined) throw new NotFoundException(`No account ${id}`);
+      if (balance < 0 && id === from) throw new BadRequestException(`Insufficient funds on account ${from}`);
+    }
     return this.accounts.findAll();
   }
 }

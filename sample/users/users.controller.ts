@@ -30,7 +30,7 @@ export class UsersController {
     res.end();
   }
 
-  /** `GET /users/glyph` → Mr 'Glyph Lefkowitz' is connected under 'glyph' */
+  /** `GET /users/yoen` → Mr 'Yoen Van der Veld' is connected under 'yoen' */
   @Get(':login')
   async greet(@Param('login') login: string, @Res({ passthrough: true }) res: TextResponse): Promise<string> {
     const user = await this.users.find(login);

@@ -20,8 +20,8 @@ import { FaultProxy } from '../support/fault-proxy.js';
 const LOCK_NAME = 'nestjs-dbpool:e2e:sample';
 const LOCK_WAIT_S = 60;
 const SEED_BALANCES = [
-  { id: 1, owner: 'glyph', balance: 100 },
-  { id: 2, owner: 'exarkun', balance: 50 },
+  { id: 1, owner: 'yoen', balance: 100 },
+  { id: 2, owner: 'esteban', balance: 50 },
 ];
 
 async function bootSample(databaseUrl: string, logger: LogLevel[] | false = ['error', 'warn']): Promise<INestApplication> {
@@ -50,7 +50,7 @@ async function lockServer(dialect: 'postgres' | 'mysql'): Promise<() => Promise<
       await client.query(`SET statement_timeout = ${LOCK_WAIT_S * 1000}`);
       await client.query('SELECT pg_advisory_lock(hashtext($1))', [LOCK_NAME]);
       await client.query('SET statement_timeout = 0');
-      await client.query('DROP TABLE IF EXISTS accounts, users');
+      await client.query('DROP TABLE IF EXISTS accounts, users, nestjs_dbpool_migrations');
     } catch (error) {
       await client.end();
       throw error;
@@ -61,7 +61,7 @@ async function lockServer(dialect: 'postgres' | 'mysql'): Promise<() => Promise<
   try {
     const [rows] = await conn.query('SELECT GET_LOCK(?, ?) AS got', [LOCK_NAME, LOCK_WAIT_S]);
     if ((rows as Array<{ got: number | null }>)[0].got !== 1) throw new Error(`another e2e run held ${LOCK_NAME} for ${LOCK_WAIT_S} s`);
-    await conn.query('DROP TABLE IF EXISTS accounts, users');
+    await conn.query('DROP TABLE IF EXISTS accounts, users, nestjs_dbpool_migrations');
   } catch (error) {
     await conn.end();
     throw error;
@@ -96,7 +96,7 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
       await app?.close();
     });
 
-    it('creates its schema and seeds three users and two accounts', async () => {
+    it('creates its schema and seeds three users and two accounts at boot', async () => {
       const db = app.get<Database>(getDatabaseToken());
       expect(db.dialect).toBe(c.dialect);
       const [{ n }] = await db.runQuery<{ n: number | string }>('SELECT COUNT(*) AS n FROM users');
@@ -106,9 +106,26 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
     });
 
     it("greets a user with the tutorial's exact sentence", async () => {
-      const res = await http.get('/users/glyph').expect(200).expect('Content-Type', /text\/plain/);
-      expect(res.text).toBe("Mr 'Glyph Lefkowitz' is connected under 'glyph'");
-      expect((await http.get('/users/exarkun').expect(200)).text).toBe("Mr 'Jean-Paul Calderone' is connected under 'exarkun'");
+      const res = await http.get('/users/yoen').expect(200).expect('Content-Type', /text\/plain/);
+      expect(res.text).toBe("Mr 'Yoen Van der Veld' is connected under 'yoen'");
+      expect((await http.get('/users/esteban').expect(200)).text).toBe("Mr 'Estebán Garcia Marquez' is connected under 'esteban'");
+      expect((await http.get('/users/mohamed').expect(200)).text).toBe("Mr 'Mohamed Al Ghâlib' is connected under 'mohamed'");
+    });
+
+    it('streams every user with the accented names as they were written (GET /users)', async () => {
+      const res = await http.get('/users').expect(200);
+      expect(res.text.trim().split('\n').map((line) => JSON.parse(line))).toEqual([
+        { login: 'esteban', name: 'Garcia Marquez', forname: 'Estebán' },
+        { login: 'mohamed', name: 'Al Ghâlib', forname: 'Mohamed' },
+        { login: 'yoen', name: 'Van der Veld', forname: 'Yoen' },
+      ]);
+    });
+
+    it('got its schema and seed from its migrations, recorded once', async () => {
+      const db = app.get<Database>(getDatabaseToken());
+      const rows = await db.runQuery<{ name: string; checksum: string | null }>('SELECT name, checksum FROM nestjs_dbpool_migrations ORDER BY name');
+      expect(rows.map((r) => r.name)).toEqual(['001_create_tables', '002_seed']);
+      expect(rows[0]!.checksum).toMatch(/^[0-9a-f]{64}$/);
     });
 
     it('answers 404 for an unknown login', async () => {
@@ -116,11 +133,22 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
       expect(res.body).toMatchObject({ statusCode: 404, message: "No user 'nobody'" });
     });
 
+    it('opens an account: 201, then 409 for a taken id (UniqueViolation) and 404 for an unknown owner (ForeignKeyViolation)', async () => {
+      const db = app.get<Database>(getDatabaseToken());
+      try {
+        expect((await http.post('/accounts').send({ id: 3, owner: 'mohamed' }).expect(201)).body).toEqual({ id: 3, owner: 'mohamed', balance: 0 });
+        expect((await http.post('/accounts').send({ id: 3, owner: 'yoen' }).expect(409)).body.message).toBe('Account 3 exists');
+        expect((await http.post('/accounts').send({ id: 4, owner: 'nobody' }).expect(404)).body.message).toBe("No user 'nobody'");
+      } finally {
+        await db.runOperation('DELETE FROM accounts WHERE id > 2');
+      }
+    });
+
     it('commits a transfer: both balances change', async () => {
       const res = await http.post('/accounts/transfer').send({ from: 1, to: 2, amount: 30 }).expect(200);
       const after = [
-        { id: 1, owner: 'glyph', balance: 70 },
-        { id: 2, owner: 'exarkun', balance: 80 },
+        { id: 1, owner: 'yoen', balance: 70 },
+        { id: 2, owner: 'esteban', balance: 80 },
       ];
       expect(res.body).toEqual(after);
       expect((await http.get('/accounts').expect(200)).body).toEqual(after);
@@ -192,7 +220,7 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
       });
     }
 
-    it('seeds idempotently: a second instance on the same database keeps the data as it is', async () => {
+    it('a second instance on the same database finds the migrations applied and changes nothing', async () => {
       const before = (await http.get('/accounts').expect(200)).body;
       const second = await bootSample(url);
       try {
@@ -203,7 +231,7 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
       } finally {
         await second.close();
       }
-      expect((await http.get('/users/itamar').expect(200)).text).toBe("Mr 'Itamar Turner-Trauring' is connected under 'itamar'");
+      expect((await http.get('/users/mohamed').expect(200)).text).toBe("Mr 'Mohamed Al Ghâlib' is connected under 'mohamed'");
     });
   });
 
@@ -239,7 +267,7 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
         const up = await eventually(async () => (await http.get('/health/ready')).status === 200, 15_000);
         expect(up).toBe(true);
         await http.get('/health/live').expect(200);
-        expect((await http.get('/users/glyph').expect(200)).text).toBe("Mr 'Glyph Lefkowitz' is connected under 'glyph'");
+        expect((await http.get('/users/yoen').expect(200)).text).toBe("Mr 'Yoen Van der Veld' is connected under 'yoen'");
       }, 30_000);
     });
   }

@@ -94,7 +94,7 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     };
-    await Promise.all([poll('/health/ready'), poll('/users/glyph')]);
+    await Promise.all([poll('/health/ready'), poll('/users/yoen')]);
     const streamed = await inFlight;
     const exit = await exited;
 
@@ -102,11 +102,11 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
     // Readiness goes down at once and stays down; the app keeps serving meanwhile.
     expect(during('/health/ready').length).toBeGreaterThan(3);
     expect(during('/health/ready').every((a) => a.status === 503)).toBe(true);
-    expect(during('/users/glyph').length).toBeGreaterThan(3);
-    expect(during('/users/glyph').every((a) => a.status === 200)).toBe(true);
+    expect(during('/users/yoen').length).toBeGreaterThan(3);
+    expect(during('/users/yoen').every((a) => a.status === 200)).toBe(true);
     // Then it stops accepting: nothing but 200/503 before, only refusals after, never a reset or a 5xx from the app.
     const byPath = (p: string) => answers.filter((a) => a.path === p).map((a) => a.status);
-    for (const p of ['/health/ready', '/users/glyph']) {
+    for (const p of ['/health/ready', '/users/yoen']) {
       const statuses = byPath(p);
       expect(statuses.at(-1)).toBe('refused');
       expect(statuses.filter((s) => s !== 'refused' && s !== 200 && s !== 503)).toEqual([]);
@@ -115,13 +115,13 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
     expect(firstRefusal).toBeGreaterThanOrEqual(DELAY_MS - 100);
     // The request in flight when the server stopped accepting finished with all its rows.
     expect(streamed.status).toBe(200);
-    expect(streamed.body.trim().split('\n').map((line) => JSON.parse(line).login)).toEqual(['exarkun', 'glyph', 'itamar']);
+    expect(streamed.body.trim().split('\n').map((line) => JSON.parse(line).login)).toEqual(['esteban', 'mohamed', 'yoen']);
     // Nest's shutdown hooks end by raising the signal again, as a process without handlers would die of it.
     expect(exit.code === 0 || exit.signal === 'SIGTERM').toBe(true);
     expect(exit.at - sigtermAt).toBeLessThan(DELAY_MS + 8000);
     console.log(
       `shutdown: readiness 503 from ${Math.min(...answers.filter((a) => a.path === '/health/ready' && a.status === 503).map((a) => a.at))} ms, ` +
-        `served until ${Math.max(...answers.filter((a) => a.path === '/users/glyph' && a.status === 200).map((a) => a.at))} ms, ` +
+        `served until ${Math.max(...answers.filter((a) => a.path === '/users/yoen' && a.status === 200).map((a) => a.at))} ms, ` +
         `refused from ${firstRefusal} ms, exited at ${exit.at - sigtermAt} ms; ${answers.length} answers recorded`,
     );
     fs.rmSync(dir, { recursive: true, force: true });

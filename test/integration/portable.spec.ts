@@ -184,6 +184,20 @@ describeEachDialect(allCases, 'the same value, the same type', (c) => {
     expect(await one('doc')).toEqual({ a: [1, 'two'] });
   });
 
+  it('INTEGER and floating point are numbers, a binary column a Buffer', async () => {
+    const blob = c.dialect === 'postgres' ? 'BYTEA' : 'BLOB';
+    const float = c.dialect === 'postgres' ? 'DOUBLE PRECISION' : c.dialect === 'mysql' ? 'DOUBLE' : 'REAL';
+    const other = uniqueTable('scalars');
+    await db.runOperation(`CREATE TABLE ${other} (i INTEGER, f ${float}, b ${blob})`);
+    try {
+      await db.runOperation(sql`INSERT INTO ${sql.identifier(other)} (i, f, b) VALUES (${-7}, ${1.25}, ${Buffer.from([0, 255, 1])})`);
+      const [row] = await db.runQuery<{ i: unknown; f: unknown; b: unknown }>(`SELECT i, f, b FROM ${other}`);
+      expect(row).toEqual({ i: -7, f: 1.25, b: Buffer.from([0, 255, 1]) });
+    } finally {
+      await db.runOperation(`DROP TABLE ${other}`);
+    }
+  });
+
   it('text round-trips exactly (accents, any script)', async () => {
     expect(await one('label')).toBe('Estebán Garcia Marquez');
   });

@@ -63,3 +63,40 @@ let tableCount = 0;
 export function uniqueTable(prefix = 't'): string {
   return `${prefix}_${process.pid}_${Date.now().toString(36)}_${++tableCount}`;
 }
+
+let freshCount = 0;
+/**
+ * A new, empty database for `c` (PostgreSQL and MariaDB: `CREATE DATABASE` on the suite's
+ * server; SQLite: a new file), and how to drop it. For what must start from nothing: migrations.
+ */
+export async function freshDatabase(c: DialectCase): Promise<{ url: string; drop(): Promise<void> }> {
+  if (c.dialect === 'sqlite') return { url: c.url(), drop: async () => {} };
+  const name = `ndbp_fresh_${process.pid}_${++freshCount}`;
+  const base = new URL(c.dialect === 'postgres' ? PG_URL : MYSQL_URL);
+  const admin = async (statement: string) => {
+    if (c.dialect === 'postgres') {
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      try {
+        await client.query(statement);
+      } finally {
+        await client.end();
+      }
+    } else {
+      const { default: mysql } = await import('mysql2/promise');
+      const conn = await mysql.createConnection(MYSQL_URL);
+      try {
+        await conn.query(statement);
+      } finally {
+        await conn.end();
+      }
+    }
+  };
+  await admin(c.dialect === 'postgres' ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} CHARACTER SET utf8mb4`);
+  base.pathname = `/${name}`;
+  return {
+    url: base.toString(),
+    drop: () => admin(c.dialect === 'postgres' ? `DROP DATABASE IF EXISTS ${name} WITH (FORCE)` : `DROP DATABASE IF EXISTS ${name}`),
+  };
+}

@@ -1,0 +1,421 @@
+/**
+ * Applies and reverts migrations, safely when several instances of an app boot at once.
+ *
+ * The bookkeeping (order, pending, executed, `up --to`, `down --step`) is umzug's, with a
+ * storage of our own: the migrations table, written inside the migration's own transaction.
+ * Around it, one lock per database:
+ * - PostgreSQL: a session advisory lock (`pg_advisory_lock`) on one pinned connection; each
+ *   migration and its record in one transaction (DDL is transactional there).
+ * - MySQL/MariaDB: `GET_LOCK` on one pinned connection; no transaction, since DDL commits
+ *   implicitly: a migration that fails halfway leaves its earlier statements applied and is
+ *   not recorded, and the error says so.
+ * - SQLite: the whole run in one `BEGIN IMMEDIATE` transaction (the database's one write lock),
+ *   each migration in a savepoint; a failure rolls back that migration only.
+ * An instance that finds the lock taken logs that it waits, waits up to `lockTimeoutMs`, then
+ * reads the table again and finds the work done.
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Database } from '../database/database.js';
+import { loadPackage } from '../drivers/load-package.js';
+import { ConfigurationError, DatabaseError, MigrationFailed, QueryTimeout } from '../errors.js';
+import { sql, type SqlQuery } from '../sql.js';
+import { compareNames, loadMigrations, type MigrationSource } from './migration-files.js';
+import type { AppliedMigration, MigrationOptions, MigrationStep } from './migration.types.js';
+import { splitStatements } from './sql-script.js';
+
+export const DEFAULT_MIGRATIONS_TABLE = 'nestjs_dbpool_migrations';
+export const DEFAULT_LOCK_TIMEOUT_MS = 600_000;
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}(?:\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
+
+type UmzugModule = typeof import('umzug');
+
+export interface ResolvedMigrationOptions {
+  directory?: string;
+  list?: MigrationOptions['list'];
+  runOnBoot: boolean;
+  table: string;
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+  validateChecksums: boolean;
+}
+
+/** Checks `migrations` once, at bootstrap. */
+export function resolveMigrationOptions(options: MigrationOptions): ResolvedMigrationOptions {
+  const fail = (option: string, why: string): never => {
+    throw new ConfigurationError(`migrations.${option} ${why}`, { option: `migrations.${option}` });
+  };
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigurationError("migrations must be an object such as { directory: 'migrations' }", { option: 'migrations' });
+  }
+  if (options.directory === undefined && options.list === undefined) fail('directory', 'or migrations.list is needed: where are the migrations?');
+  if (options.directory !== undefined && (typeof options.directory !== 'string' || options.directory === '')) fail('directory', 'must be a folder path');
+  if (options.list !== undefined && !Array.isArray(options.list)) fail('list', 'must be an array of { name, up, down? }');
+  const table = options.table ?? DEFAULT_MIGRATIONS_TABLE;
+  if (typeof table !== 'string' || !TABLE_NAME.test(table)) fail('table', `must be a plain table name, optionally schema-qualified (got ${JSON.stringify(table)})`);
+  for (const key of ['runOnBoot', 'validateChecksums'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
+  }
+  const number = (key: 'lockTimeoutMs' | 'statementTimeoutMs', fallback: number): number => {
+    const value = options[key] ?? fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) fail(key, `must be a number of milliseconds >= 0 (got ${String(value)})`);
+    return value;
+  };
+  return {
+    directory: options.directory,
+    list: options.list,
+    runOnBoot: options.runOnBoot ?? true,
+    table,
+    lockTimeoutMs: number('lockTimeoutMs', DEFAULT_LOCK_TIMEOUT_MS),
+    statementTimeoutMs: number('statementTimeoutMs', 0),
+    validateChecksums: options.validateChecksums ?? true,
+  };
+}
+
+/** What a run did. */
+export interface MigrationRun {
+  /** The migrations this run applied (or reverted), in order. */
+  names: string[];
+  /** How long the run waited for another instance's lock. */
+  waitedMs: number;
+}
+
+export class Migrator {
+  private readonly options: ResolvedMigrationOptions;
+  private sources?: Promise<MigrationSource[]>;
+
+  /**
+   * @example
+   * const migrator = new Migrator(db, { directory: 'migrations' });
+   * await migrator.up();
+   */
+  constructor(
+    private readonly db: Database,
+    options: MigrationOptions | ResolvedMigrationOptions,
+  ) {
+    this.options = resolveMigrationOptions(options);
+  }
+
+  /** Applies pending migrations (all, up to and including `to`, or `step` of them) and resolves with their names. */
+  async up(options: { to?: string; step?: number } = {}): Promise<MigrationRun> {
+    return this.run('up', options);
+  }
+
+  /** Reverts the last applied migration (or `step` of them, or down to and including `to`; `to: 0` for all). */
+  async down(options: { to?: string | 0; step?: number } = {}): Promise<MigrationRun> {
+    return this.run('down', options);
+  }
+
+  /** The names of the migrations not applied yet, in order. Takes no lock. */
+  async pending(): Promise<string[]> {
+    const [sources, applied] = await Promise.all([this.load(), this.readApplied()]);
+    const done = new Set(applied.map((a) => a.name));
+    return sources.filter((s) => !done.has(s.name)).map((s) => s.name);
+  }
+
+  /** The rows of the migrations table, in the order of the names. Takes no lock. */
+  async executed(): Promise<AppliedMigration[]> {
+    return this.readApplied();
+  }
+
+  private load(): Promise<MigrationSource[]> {
+    this.sources ??= loadMigrations(this.db.dialect, this.options.directory, this.options.list).then((sources) => {
+      if (this.db.dialect === 'sqlite') {
+        const outside = sources.find((s) => !s.transaction);
+        if (outside) {
+          throw new ConfigurationError(
+            `migration "${outside.name}" asks to run outside a transaction, which SQLite migrations cannot: the run holds SQLite's write lock in one transaction. ` +
+              'Run such a statement (VACUUM, say) from the app after boot instead',
+            { option: 'migrations', dialect: 'sqlite', database: this.db.name },
+          );
+        }
+      }
+      return sources;
+    });
+    return this.sources;
+  }
+
+  private get table(): ReturnType<typeof sql.identifier> {
+    return sql.identifier(...this.options.table.split('.'));
+  }
+
+  private async run(direction: 'up' | 'down', options: { to?: string | 0; step?: number }): Promise<MigrationRun> {
+    const sources = await this.load();
+    const { Umzug } = await loadPackage<UmzugModule>('umzug', this.db.dialect, () => import('umzug'), 'migrations');
+    const started = Date.now();
+    return this.locked(async (waitedMs) => {
+      await this.createTable();
+      const applied = await this.readApplied();
+      this.checkApplied(sources, applied);
+      const executedNames = new Set(applied.map((a) => a.name));
+      const umzug = new Umzug({
+        migrations: sources.map((source) => ({
+          name: source.name,
+          up: () => this.apply(source, executedNames),
+          down: () => this.revert(source, executedNames),
+        })),
+        storage: {
+          // Recorded by apply()/revert() inside the migration's own transaction.
+          executed: async () => [...executedNames],
+          logMigration: async () => {},
+          unlogMigration: async () => {},
+        },
+        logger: undefined,
+      });
+      let done: Array<{ name: string }>;
+      try {
+        done = direction === 'up' ? await umzug.up(options as { to?: string }) : await umzug.down(options as { to?: string | 0 });
+      } catch (error) {
+        throw unwrap(error, this.db);
+      }
+      if (done.length > 0) {
+        this.db.logger.log(`${direction === 'up' ? 'applied' : 'reverted'} ${done.length} migration(s) in ${Date.now() - started} ms: ${done.map((m) => m.name).join(', ')}`);
+      }
+      return { names: done.map((m) => m.name), waitedMs };
+    });
+  }
+
+  /** Applied migrations whose SQL changed since are refused; applied ones this app does not know are logged. */
+  private checkApplied(sources: MigrationSource[], applied: AppliedMigration[]): void {
+    const known = new Map(sources.map((s) => [s.name, s]));
+    const unknown = applied.filter((a) => !known.has(a.name)).map((a) => a.name);
+    if (unknown.length > 0) {
+      this.db.logger.warn(
+        `database "${this.db.name}" has migrations this app does not know: ${unknown.join(', ')} (applied by a newer version of the app, or removed files); ignoring them`,
+      );
+    }
+    if (!this.options.validateChecksums) return;
+    for (const row of applied) {
+      const source = known.get(row.name);
+      if (source?.checksum && row.checksum && source.checksum !== row.checksum) {
+        throw new MigrationFailed(
+          `migration "${row.name}" was changed after it was applied (recorded SHA-256 ${row.checksum.slice(0, 12)}…, ${source.origin} now ${source.checksum.slice(0, 12)}…). ` +
+            'Put back the applied version and add a new migration for the change, or set migrations.validateChecksums: false if the edit changes nothing',
+          { migration: row.name, database: this.db.name, dialect: this.db.dialect },
+        );
+      }
+    }
+  }
+
+  private async apply(source: MigrationSource, executed: Set<string>): Promise<void> {
+    const started = Date.now();
+    const work = async () => {
+      await this.runStep(source, 'up', source.up);
+      await this.db.runOperation(
+        sql`INSERT INTO ${this.table} (name, checksum, duration_ms) VALUES (${source.name}, ${source.checksum}, ${Date.now() - started})`,
+        { timeoutMs: 0 },
+      );
+    };
+    await this.inTransaction(source, work);
+    executed.add(source.name);
+    this.db.logger.log(`migration ${source.name} applied in ${Date.now() - started} ms`);
+  }
+
+  private async revert(source: MigrationSource, executed: Set<string>): Promise<void> {
+    if (source.down === undefined) {
+      throw new MigrationFailed(`migration "${source.name}" cannot be reverted: it has no down step (a ${source.name}.down.sql file, or down(db) in its module)`, {
+        migration: source.name,
+        database: this.db.name,
+        dialect: this.db.dialect,
+      });
+    }
+    const down = source.down;
+    await this.inTransaction(source, async () => {
+      await this.runStep(source, 'down', down);
+      await this.db.runOperation(sql`DELETE FROM ${this.table} WHERE name = ${source.name}`, { timeoutMs: 0 });
+    });
+    executed.delete(source.name);
+    this.db.logger.log(`migration ${source.name} reverted`);
+  }
+
+  /** PostgreSQL: its own transaction; SQLite: a savepoint of the run's; MySQL, or `transaction: false`: none. */
+  private async inTransaction(source: MigrationSource, work: () => Promise<void>): Promise<void> {
+    if (this.db.dialect === 'mysql' || !source.transaction) return work();
+    await this.db.runInteraction(work, { propagation: this.db.dialect === 'sqlite' ? 'nested' : 'required' });
+  }
+
+  private async runStep(source: MigrationSource, direction: 'up' | 'down', step: MigrationStep): Promise<void> {
+    const fields = { migration: source.name, database: this.db.name, dialect: this.db.dialect };
+    const transactional = this.db.dialect !== 'mysql' && source.transaction;
+    if (typeof step === 'function') {
+      try {
+        await step(this.db);
+      } catch (error) {
+        const left = transactional ? 'nothing of it was applied (rolled back)' : 'what it did before the error stays applied';
+        throw new MigrationFailed(`migration "${source.name}" (${direction}) failed: ${(error as Error)?.message ?? error}; ${left}`, { ...fields, cause: error });
+      }
+      return;
+    }
+    const statements = splitStatements(step, this.db.dialect);
+    for (const [index, statement] of statements.entries()) {
+      try {
+        await this.db.runOperation(statement.text, undefined, { prepare: false, timeoutMs: this.options.statementTimeoutMs });
+      } catch (error) {
+        const left = transactional
+          ? 'nothing of it was applied (rolled back)'
+          : index === 0
+            ? 'nothing of it was applied'
+            : `statement${index > 1 ? `s 1–${index}` : ' 1'} stayed applied (${this.db.dialect === 'mysql' ? 'MySQL commits DDL as it goes' : 'it runs outside a transaction'}) and the migration is not recorded: ` +
+              'undo them by hand or make the migration idempotent (IF NOT EXISTS), then run it again';
+        throw new MigrationFailed(
+          `migration "${source.name}" (${direction}) failed at statement ${index + 1} of ${statements.length} (line ${statement.line}): ${(error as Error)?.message ?? error}; ${left}`,
+          { ...fields, statement: index + 1, cause: error },
+        );
+      }
+    }
+  }
+
+  private async createTable(): Promise<void> {
+    const t = this.table;
+    const ddl: Record<Database['dialect'], SqlQuery> = {
+      postgres: sql`CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms INTEGER NOT NULL)`,
+      mysql: sql`CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), duration_ms INTEGER NOT NULL) DEFAULT CHARSET=utf8mb4`,
+      sqlite: sql`CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, duration_ms INTEGER NOT NULL)`,
+    };
+    await this.db.runOperation(ddl[this.db.dialect], { prepare: false, timeoutMs: 0 });
+  }
+
+  private async readApplied(): Promise<AppliedMigration[]> {
+    let rows: Array<{ name: string; checksum: string | null; applied_at: Date; duration_ms: number }>;
+    try {
+      rows = await this.db.runQuery(sql`SELECT name, checksum, applied_at, duration_ms FROM ${this.table}`, { prepare: false });
+    } catch (error) {
+      if (isMissingTable(error)) return [];
+      throw error;
+    }
+    return rows
+      .map((r) => ({ name: r.name, checksum: r.checksum === null ? null : String(r.checksum).trim(), appliedAt: r.applied_at, durationMs: Number(r.duration_ms) }))
+      .sort((a, b) => compareNames(a.name, b.name));
+  }
+
+  /** Runs `work` holding this database's migration lock, waiting for another instance that holds it. */
+  private async locked<R>(work: (waitedMs: number) => Promise<R>): Promise<R> {
+    if (this.db.dialect === 'sqlite') return this.lockedSqlite(work);
+    return this.db.session(async () => {
+      const waitedMs = await this.acquire();
+      try {
+        return await work(waitedMs);
+      } finally {
+        // The session's reset releases it too, should this fail (the connection is not reused before).
+        await this.release().catch(() => {});
+      }
+    });
+  }
+
+  private lockKey(): string {
+    const digest = createHash('sha256').update(`nestjs-dbpool:migrations:${this.options.table}`).digest();
+    return BigInt.asIntN(64, digest.readBigUInt64BE(0)).toString();
+  }
+
+  /** Takes the lock on the session's connection; resolves with how long it waited. */
+  private async acquire(): Promise<number> {
+    const { lockTimeoutMs } = this.options;
+    const started = Date.now();
+    const lockName = this.db.dialect === 'mysql' ? await this.mysqlLockName() : '';
+    const tryOnce =
+      this.db.dialect === 'postgres'
+        ? sql`SELECT pg_try_advisory_lock(CAST(${this.lockKey()} AS bigint)) AS got`
+        : sql`SELECT GET_LOCK(${lockName}, 0) AS got`;
+    const [first] = await this.db.runQuery<{ got: unknown }>(tryOnce, { timeoutMs: 0, prepare: false });
+    if (isTrue(first?.got)) return 0;
+    this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another instance is migrating (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
+    const timedOut = () =>
+      new MigrationFailed(
+        `another instance held the migration lock of database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms): ` +
+          `a long migration, or one that hangs (${this.db.dialect === 'postgres' ? `pg_locks, locktype advisory, shows its holder` : `IS_USED_LOCK('${lockName}') gives its connection id`}). ` +
+          'Raise lockTimeoutMs, or see what that instance is doing',
+        { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: this.db.dialect },
+      );
+    try {
+      if (this.db.dialect === 'postgres') {
+        await this.db.runQuery(sql`SELECT pg_advisory_lock(CAST(${this.lockKey()} AS bigint))`, { timeoutMs: lockTimeoutMs, prepare: false });
+      } else {
+        const seconds = Math.max(1, Math.ceil(lockTimeoutMs / 1000));
+        const [row] = await this.db.runQuery<{ got: unknown }>(sql`SELECT GET_LOCK(${lockName}, ${seconds}) AS got`, {
+          timeoutMs: seconds * 1000 + 5000,
+          prepare: false,
+        });
+        if (!isTrue(row?.got)) throw timedOut();
+      }
+    } catch (error) {
+      if (error instanceof QueryTimeout) throw timedOut();
+      throw error;
+    }
+    const waited = Date.now() - started;
+    this.db.logger.log(`took the migration lock of database "${this.db.name}" after ${waited} ms`);
+    return waited;
+  }
+
+  private async release(): Promise<void> {
+    if (this.db.dialect === 'postgres') await this.db.runQuery(sql`SELECT pg_advisory_unlock(CAST(${this.lockKey()} AS bigint))`, { prepare: false });
+    else await this.db.runQuery(sql`SELECT RELEASE_LOCK(${await this.mysqlLockName()})`, { prepare: false });
+  }
+
+  /** GET_LOCK names are server-wide: this database's name and the table's, at most 64 characters. */
+  private async mysqlLockName(): Promise<string> {
+    const [row] = await this.db.runQuery<{ db: string | null }>('SELECT DATABASE() AS db', undefined, { prepare: false });
+    const name = `nestjs-dbpool:${row?.db ?? ''}.${this.options.table}`;
+    return name.length <= 64 ? name : `nestjs-dbpool:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+  }
+
+  /**
+   * SQLite: the run is one `BEGIN IMMEDIATE` transaction; while another process holds the write
+   * lock, BEGIN fails with SQLITE_BUSY after the busy timeout and is tried again until
+   * `lockTimeoutMs`. A migration that fails rolls back its savepoint; those before it commit.
+   */
+  private async lockedSqlite<R>(work: (waitedMs: number) => Promise<R>): Promise<R> {
+    const { lockTimeoutMs } = this.options;
+    const started = Date.now();
+    let logged = false;
+    for (let attempt = 0; ; attempt++) {
+      let failure: { error: unknown } | undefined;
+      try {
+        const result = await this.db.runInteraction(async () => {
+          try {
+            return await work(Date.now() - started);
+          } catch (error) {
+            failure = { error };
+            return undefined;
+          }
+        });
+        if (failure) throw failure.error;
+        return result as R;
+      } catch (error) {
+        if (failure || !isBusy(error)) throw error;
+        if (Date.now() - started >= lockTimeoutMs) {
+          throw new MigrationFailed(
+            `another process held the write lock of SQLite database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms); raise it, or see what holds the file`,
+            { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: 'sqlite', cause: error },
+          );
+        }
+        if (!logged) {
+          logged = true;
+          this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another process holds SQLite's write lock (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
+        }
+        await delay(Math.min(200, 10 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+  }
+}
+
+function isTrue(value: unknown): boolean {
+  return value === true || value === 1 || value === '1' || value === 't';
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: string })?.code ?? '';
+  return code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED';
+}
+
+function isMissingTable(error: unknown): boolean {
+  const e = error as { sqlState?: string; errno?: number; message?: string };
+  return e?.sqlState === '42P01' || e?.errno === 1146 || /no such table/i.test(e?.message ?? '');
+}
+
+/** umzug wraps a migration's error in its own; the caller gets ours (or the server's). */
+function unwrap(error: unknown, db: Database): unknown {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof DatabaseError) return e;
+  }
+  return new MigrationFailed(`migrations of database "${db.name}": ${(error as Error)?.message ?? error}`, { database: db.name, dialect: db.dialect, cause: error });
+}

@@ -1,0 +1,36 @@
+/** Splitting migration scripts into statements, per dialect. */
+import { splitStatements } from '../../lib/migrations/sql-script.js';
+
+const texts = (script: string, dialect: 'postgres' | 'mysql' | 'sqlite') => splitStatements(script, dialect).map((s) => s.text);
+
+describe('splitStatements', () => {
+  it('splits on semicolons outside quotes, identifiers and comments, and numbers lines', () => {
+    const script = "CREATE TABLE a (x VARCHAR(10) DEFAULT 'a;b');\n-- c; d\n\nINSERT INTO \"we;ird\" VALUES ('it''s; fine');\n/* e;\n f */ SELECT 1";
+    expect(splitStatements(script, 'postgres')).toEqual([
+      { text: "CREATE TABLE a (x VARCHAR(10) DEFAULT 'a;b')", line: 1 },
+      { text: "-- c; d\n\nINSERT INTO \"we;ird\" VALUES ('it''s; fine')", line: 2 },
+      { text: '/* e;\n f */ SELECT 1', line: 5 },
+    ]);
+  });
+
+  it('drops empty statements and trailing comments', () => {
+    expect(texts(';;\nSELECT 1;\n-- the end\n', 'sqlite')).toEqual(['SELECT 1']);
+  });
+
+  it("keeps PostgreSQL dollar-quoted bodies whole, and reads backslashes as escapes only in E'' strings", () => {
+    const fn = 'CREATE FUNCTION f() RETURNS int AS $body$ BEGIN RETURN 1; END; $body$ LANGUAGE plpgsql';
+    expect(texts(`${fn};\nSELECT $$a;b$$;`, 'postgres')).toEqual([fn, 'SELECT $$a;b$$']);
+    expect(texts("SELECT 'C:\\';SELECT 2;", 'postgres')).toEqual(["SELECT 'C:\\'", 'SELECT 2']);
+    expect(texts("SELECT E'it\\'s; one';SELECT 2;", 'postgres')).toEqual(["SELECT E'it\\'s; one'", 'SELECT 2']);
+  });
+
+  it("follows MySQL's DELIMITER lines, # comments and backslash escapes", () => {
+    const script = "DELIMITER //\nCREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END //\nDELIMITER ;\n# a comment; here\nSELECT 'it\\'s;';";
+    expect(texts(script, 'mysql')).toEqual(['CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END', "# a comment; here\nSELECT 'it\\'s;'"]);
+  });
+
+  it('keeps SQLite trigger bodies whole, CASE … END included', () => {
+    const trigger = "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE b SET n = CASE WHEN n > 0 THEN n + 1 ELSE 1 END; INSERT INTO c VALUES ('end;'); END";
+    expect(texts(`${trigger};\nSELECT 1;`, 'sqlite')).toEqual([trigger, 'SELECT 1']);
+  });
+});
