@@ -1,3 +1,4 @@
+import { until } from '../support/wait.js';
 import { allCases, describeEachDialect, uniqueTable } from '../support/databases.js';
 import { openDatabase } from '../support/app.js';
 import { AcquireTimeout, DatabaseError, sql, type Database } from '../../lib/index.js';
@@ -128,8 +129,10 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
   });
 
   it('rejects with AcquireTimeout naming the database and pool size when every connection is held', async () => {
-    const { db: small, close: closeSmall } = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1, acquireTimeoutMs: 400 } });
+    const { db: small, close: closeSmall } = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1, min: 1, acquireTimeoutMs: 400 } });
     try {
+      // Opened before the clock matters: on a busy machine, starting an SQLite process alone can take longer than 400 ms.
+      await until(() => small.stats().idle === 1, 'the one connection open and idle', 20_000);
       let release!: () => void;
       let holding!: () => void;
       const started = new Promise<void>((resolve) => (holding = resolve));
@@ -140,7 +143,7 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
             holding();
           }),
       );
-      await started; // the interaction holds the only connection from here on
+      await Promise.race([started, held]); // the interaction holds the only connection from here on
       const askedAt = Date.now();
       const error = await small.runQuery('SELECT 1').catch((e) => e);
       expect(error).toBeInstanceOf(AcquireTimeout);
