@@ -3,25 +3,25 @@
  * transactions, a dead-connection detector and health checks. The health indicator is in
  * `nestjs-dbpool/health`.
  */
-export { DatabaseModule } from './module/database.module.js';
-export type { DatabaseOptionsFactory, DatabaseModuleExtras, DatabaseModuleAsyncOptions } from './module/database.module.js';
-export type { DatabaseModuleOptions, PoolSettings, TypeOptions } from './module/database.options.js';
-export { getDatabaseToken, getConnectionToken, DEFAULT_DATABASE } from './module/database.constants.js';
-export { InjectDatabase, InjectConnection } from './module/inject.decorators.js';
+export { DatabaseModule } from './nest/database.module.js';
+export type { DatabaseOptionsFactory, DatabaseModuleExtras, DatabaseModuleAsyncOptions } from './nest/database.module.js';
+export type { DatabaseModuleOptions, PoolSettings, TypeOptions } from './config/options.js';
+export { getDatabaseToken, getConnectionToken, DEFAULT_DATABASE } from './nest/database.constants.js';
+export { InjectDatabase, InjectConnection } from './nest/inject.decorators.js';
 
 export { Database } from './database/database.js';
 export { withRollback } from './database/testing.js';
 export { DatabaseSession } from './database/session.js';
 export type { SessionOptions, Settings } from './database/session.js';
 export type { DatabaseEvents } from './database/database.js';
-export type { QueryOptions, OperationResult, Row, PoolStats, Notification } from './database/database.types.js';
+export type { QueryOptions, OperationResult, Row, PoolStats, Notification } from './core/types.js';
 
-export { Transactional } from './transactions/transactional.decorator.js';
+export { Transactional } from './nest/transactional.decorator.js';
 export { Transaction } from './transactions/transaction.js';
 export type { TransactionOptions, Propagation, ErrorMatcher } from './transactions/transaction.js';
 
-export { OnNotify } from './notify/on-notify.decorator.js';
-export type { OnNotifyOptions } from './notify/on-notify.decorator.js';
+export { OnNotify } from './nest/on-notify.decorator.js';
+export type { OnNotifyOptions } from './nest/on-notify.decorator.js';
 export type { ResubscribeInfo, ResubscribeHook, SubscribeOptions, NotificationObserver } from './notify/listener.js';
 
 export { DeadConnectionDetector } from './resilience/detector.js';
@@ -36,10 +36,10 @@ export type { Clock } from './resilience/clock.js';
 
 export { Migrator } from './migrations/migrator.js';
 export type { MigrationRun } from './migrations/migrator.js';
-export type { Migration, MigrationOptions, MigrationStep, AppliedMigration } from './migrations/migration.types.js';
+export type { Migration, MigrationOptions, MigrationStep, AppliedMigration } from './config/migration.options.js';
 
-export { sql, SqlQuery } from './sql.js';
-export type { CompiledQuery } from './sql.js';
+export { sql, SqlQuery } from './sql/template.js';
+export type { CompiledQuery } from './sql/template.js';
 
 export {
   DatabaseError,
@@ -60,8 +60,8 @@ export {
   NotNullViolation,
   CheckViolation,
   MigrationFailed,
-} from './errors.js';
-export type { Dialect } from './errors.js';
+} from './core/errors.js';
+export type { Dialect } from './core/errors.js';
 
 export type {
   Driver,

@@ -11,9 +11,9 @@
 import { Logger } from '@nestjs/common';
 import { parseArgs } from 'node:util';
 import { Database } from '../database/database.js';
-import { DatabaseError } from '../errors.js';
+import { DatabaseError } from '../core/errors.js';
 import { Migrator } from '../migrations/migrator.js';
-import { resolveOptions } from '../module/database.options.js';
+import { resolveOptions } from '../config/options.js';
 
 const USAGE = `usage: nestjs-dbpool migrate <up|down|pending|executed> [options]
 

@@ -6,7 +6,7 @@
  * hit this call's statement, so a late cancel can never land on another caller's query.
  */
 import type { Connection } from '../drivers/driver.js';
-import { QueryCanceled, QueryTimeout, type DatabaseError } from '../errors.js';
+import { QueryCanceled, QueryTimeout, type DatabaseError } from '../core/errors.js';
 
 const RESOLVED = Promise.resolve();
 

@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Connection, Driver, ExecuteOptions, Notification, ResultSet } from '../drivers/driver.js';
 import { RowIterator, type StreamSource } from './row-iterator.js';
-import { createDriver } from '../drivers/index.js';
+import { createDriver } from '../drivers/registry.js';
 import {
   AcquireTimeout,
   ConnectionDead,
@@ -28,21 +28,21 @@ import {
   QueryTimeout,
   TransactionError,
   type Dialect,
-} from '../errors.js';
-import type { ResolvedOptions } from '../module/database.options.js';
+} from '../core/errors.js';
+import type { ResolvedOptions } from '../config/options.js';
 import { Pool, type Lease, type PoolStats } from '../pool/pool.js';
 import { withTransientErrors, defaultDeathChecker } from '../resilience/death-checker.js';
 import { DeadConnectionDetector } from '../resilience/detector.js';
-import { checkArraysInLists, isSqlQuery, sql, type SqlQuery } from '../sql.js';
+import { checkArraysInLists, isSqlQuery, sql, type SqlQuery } from '../sql/template.js';
 import { currentSession, currentTransaction, currentWork, enterHolder, heldLeases, runInSession } from '../transactions/transaction.context.js';
 import { inBackground } from '../core/background.js';
 import { InteractionControl, runTransactional, type TransactionRunnerHost } from '../transactions/transaction.runner.js';
 import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
-import type { OperationResult, QueryOptions, Row } from './database.types.js';
-import type { Logger } from './logger.js';
-import { checkParameters } from './parameters.js';
+import type { OperationResult, QueryOptions, Row } from '../core/types.js';
+import type { Logger } from '../core/logger.js';
+import { checkParameters } from '../sql/parameters.js';
 import { CallHandle } from './call.js';
-import { withCallerStack } from './caller-stack.js';
+import { withCallerStack } from '../core/caller-stack.js';
 import { checkSettings, DatabaseSession, type SessionHost, type SessionOptions } from './session.js';
 import { wasNotSent } from '../drivers/not-sent.js';
 import { Listener, quoteChannel, type ResubscribeInfo, type SubscribeOptions } from '../notify/listener.js';
@@ -99,7 +99,7 @@ export class Database implements TransactionRunnerHost {
     this.name = options.name;
     this.dialect = options.dialect;
     this.logger = logger;
-    this.driver = createDriver(options);
+    this.driver = createDriver(options.dialect, options.settings, options.driver);
     this.prepare = options.prepare;
     this.queryTimeoutMs = options.queryTimeoutMs;
     // Slow-query logging without a threshold of its own uses one second.
@@ -158,16 +158,12 @@ export class Database implements TransactionRunnerHost {
    * the boot with `ConfigurationError`), checks the server when `verifyOnStartup`, and opens
    * `pool.min` connections.
    */
-  async start(): Promise<void> {
+  async start(work?: { needsServer: boolean; run(db: Database): Promise<unknown> }): Promise<void> {
     try {
       await this.driver.load?.();
-      const migrations = this.options.migrations;
-      // Migrating at boot needs the server: wait for it as verifyOnStartup does.
-      if (this.options.verifyOnStartup || migrations?.runOnBoot) await this.verifyReachable();
-      if (migrations?.runOnBoot) {
-        const { Migrator } = await import('../migrations/migrator.js');
-        await new Migrator(this, migrations).up();
-      }
+      // Work at boot (the migrations) needs the server: wait for it as verifyOnStartup does.
+      if (this.options.verifyOnStartup || work?.needsServer) await this.verifyReachable();
+      await work?.run(this);
     } catch (error) {
       // The provider will never exist, so nobody else would stop what the failure started (a reconnect loop, a worker).
       await this.close().catch(() => {});

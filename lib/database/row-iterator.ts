@@ -5,8 +5,8 @@
  * connection back (`finish`), exactly once.
  */
 import type { Connection, RowCursor, StreamOptions } from '../drivers/driver.js';
-import type { DatabaseError } from '../errors.js';
-import { restack } from './caller-stack.js';
+import type { DatabaseError } from '../core/errors.js';
+import { restack } from '../core/caller-stack.js';
 import type { LeaseHolder } from '../transactions/transaction.context.js';
 
 /** Where a stream runs: opened when iteration starts. */

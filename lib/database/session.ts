@@ -12,12 +12,12 @@
  * }, { settings: { 'app.tenant_id': tenantId } }); // sent as parameters (set_config / user variables)
  */
 import type { Readable } from 'node:stream';
-import { InvalidParameter, TransactionError } from '../errors.js';
+import { InvalidParameter, TransactionError } from '../core/errors.js';
 import type { Lease } from '../pool/pool.js';
-import type { SqlQuery } from '../sql.js';
+import type { SqlQuery } from '../sql/template.js';
 import type { LeaseHolder } from '../transactions/transaction.context.js';
 import type { Transaction, TransactionOptions } from '../transactions/transaction.js';
-import type { OperationResult, QueryOptions, Row } from './database.types.js';
+import type { OperationResult, QueryOptions, Row } from '../core/types.js';
 
 /** Session or transaction settings: names as the server spells them (`app.tenant_id`, `search_path`), values sent as parameters. */
 export type Settings = Record<string, string | number | boolean | null>;

@@ -5,9 +5,10 @@
  *
  * Drivers know nothing of NestJS, pools or the dead-connection detector.
  */
-import type { DatabaseError, Dialect } from '../errors.js';
+import type { DatabaseError, Dialect } from '../core/errors.js';
+import type { Notification, RowMode } from '../core/types.js';
 
-export type RowMode = 'object' | 'array';
+export type { Notification, RowMode };
 
 /** What a statement returned, in one shape for every dialect. */
 export interface ResultSet {
@@ -55,14 +56,6 @@ export interface BeginOptions {
   readOnly?: boolean;
   /** PostgreSQL only: `DEFERRABLE` (meaningful with serializable read only). */
   deferrable?: boolean;
-}
-
-/** A PostgreSQL NOTIFY as delivered to observers. */
-export interface Notification {
-  channel: string;
-  payload: string;
-  /** The backend process id of the session that sent it. */
-  processId: number;
 }
 
 /** A result read in batches: `read()` resolves with the next rows, an empty array at the end; `close()` stops early. */

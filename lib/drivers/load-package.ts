@@ -4,7 +4,7 @@
  * at bootstrap that names the package and the command that fixes it, instead of a bare error
  * on the first query.
  */
-import { ConfigurationError, type Dialect } from '../errors.js';
+import { ConfigurationError, type Dialect } from '../core/errors.js';
 
 export async function loadPackage<T>(pkg: string, dialect: Dialect, importer: () => Promise<T>, purpose = `the ${dialect} driver`): Promise<T> {
   try {

@@ -1,6 +1,6 @@
 /** SAVEPOINT syntax, the same in the three dialects once the name is quoted their way. */
-import type { Dialect } from '../errors.js';
-import { quoteIdentifier } from '../sql.js';
+import type { Dialect } from '../core/errors.js';
+import { quoteIdentifier } from '../sql/template.js';
 
 export function savepointSql(kind: 'create' | 'release' | 'rollback', name: string, dialect: Dialect): string {
   const quoted = quoteIdentifier(name, dialect);

@@ -11,7 +11,7 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService, ModuleRef } from '@nestjs/core';
 import { Database } from '../database/database.js';
-import { DEFAULT_DATABASE, getDatabaseToken } from '../module/database.constants.js';
+import { DEFAULT_DATABASE, isNamedDatabaseToken, namedDatabaseToken } from '../core/names.js';
 
 export interface PingCheckOptions {
   /** The named database. Default: `'default'`. */
@@ -43,7 +43,7 @@ export class DatabaseHealthIndicator {
     const name = options.connection ?? DEFAULT_DATABASE;
     let db: unknown;
     try {
-      db = this.moduleRef.get(getDatabaseToken(name), { strict: false });
+      db = this.moduleRef.get(name === DEFAULT_DATABASE ? Database : namedDatabaseToken(name), { strict: false });
     } catch {
       return compose(key, 'down', { message: `no database named "${name}" in this application; import DatabaseModule.forRoot(${name === DEFAULT_DATABASE ? '' : `{ name: '${name}', … }`})` });
     }
@@ -70,7 +70,7 @@ export class DatabaseHealthIndicator {
     const found = new Set<Database>();
     for (const wrapper of this.discovery.getProviders()) {
       const token = wrapper.token;
-      const isPublic = token === Database || (typeof token === 'string' && token.startsWith('nestjs-dbpool:database:'));
+      const isPublic = token === Database || isNamedDatabaseToken(token);
       if (isPublic && wrapper.instance instanceof Database) found.add(wrapper.instance);
     }
     return [...found];

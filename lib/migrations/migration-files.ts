@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigurationError, type Dialect } from '../errors.js';
+import { ConfigurationError, type Dialect } from '../core/errors.js';
 import type { Database } from '../database/database.js';
-import type { Migration, MigrationStep } from './migration.types.js';
+import type { Migration, MigrationStep } from '../config/migration.options.js';
 
 /** One migration, resolved for this dialect. */
 export interface MigrationSource {

@@ -18,59 +18,17 @@ import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Database } from '../database/database.js';
 import { loadPackage } from '../drivers/load-package.js';
-import { ConfigurationError, DatabaseError, MigrationFailed, QueryTimeout } from '../errors.js';
-import { sql, type SqlQuery } from '../sql.js';
+import { ConfigurationError, DatabaseError, MigrationFailed, QueryTimeout } from '../core/errors.js';
+import { sql, type SqlQuery } from '../sql/template.js';
 import { compareNames, loadMigrations, type MigrationSource } from './migration-files.js';
-import type { AppliedMigration, MigrationOptions, MigrationStep } from './migration.types.js';
-import { splitStatements } from './sql-script.js';
-
-export const DEFAULT_MIGRATIONS_TABLE = 'nestjs_dbpool_migrations';
-export const DEFAULT_LOCK_TIMEOUT_MS = 600_000;
-const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}(?:\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
+import { resolveMigrationOptions, type ResolvedMigrationOptions } from '../config/migration.options.js';
+import type { AppliedMigration, MigrationOptions, MigrationStep } from '../config/migration.options.js';
+import { splitStatements } from '../sql/script.js';
 
 type UmzugModule = typeof import('umzug');
 
-export interface ResolvedMigrationOptions {
-  directory?: string;
-  list?: MigrationOptions['list'];
-  runOnBoot: boolean;
-  table: string;
-  lockTimeoutMs: number;
-  statementTimeoutMs: number;
-  validateChecksums: boolean;
-}
-
-/** Checks `migrations` once, at bootstrap. */
-export function resolveMigrationOptions(options: MigrationOptions): ResolvedMigrationOptions {
-  const fail = (option: string, why: string): never => {
-    throw new ConfigurationError(`migrations.${option} ${why}`, { option: `migrations.${option}` });
-  };
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new ConfigurationError("migrations must be an object such as { directory: 'migrations' }", { option: 'migrations' });
-  }
-  if (options.directory === undefined && options.list === undefined) fail('directory', 'or migrations.list is needed: where are the migrations?');
-  if (options.directory !== undefined && (typeof options.directory !== 'string' || options.directory === '')) fail('directory', 'must be a folder path');
-  if (options.list !== undefined && !Array.isArray(options.list)) fail('list', 'must be an array of { name, up, down? }');
-  const table = options.table ?? DEFAULT_MIGRATIONS_TABLE;
-  if (typeof table !== 'string' || !TABLE_NAME.test(table)) fail('table', `must be a plain table name, optionally schema-qualified (got ${JSON.stringify(table)})`);
-  for (const key of ['runOnBoot', 'validateChecksums'] as const) {
-    if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
-  }
-  const number = (key: 'lockTimeoutMs' | 'statementTimeoutMs', fallback: number): number => {
-    const value = options[key] ?? fallback;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) fail(key, `must be a number of milliseconds >= 0 (got ${String(value)})`);
-    return value;
-  };
-  return {
-    directory: options.directory,
-    list: options.list,
-    runOnBoot: options.runOnBoot ?? true,
-    table,
-    lockTimeoutMs: number('lockTimeoutMs', DEFAULT_LOCK_TIMEOUT_MS),
-    statementTimeoutMs: number('statementTimeoutMs', 0),
-    validateChecksums: options.validateChecksums ?? true,
-  };
-}
+export { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_MIGRATIONS_TABLE, resolveMigrationOptions } from '../config/migration.options.js';
+export type { ResolvedMigrationOptions };
 
 /** What a run did. */
 export interface MigrationRun {

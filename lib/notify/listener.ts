@@ -16,8 +16,8 @@
  * channels were deaf and for how long, so the app can catch up on what it missed.
  */
 import type { Connection, Notification } from '../drivers/driver.js';
-import { DatabaseClosed, DatabaseError, InvalidParameter } from '../errors.js';
-import type { Logger } from '../database/logger.js';
+import { DatabaseClosed, DatabaseError, InvalidParameter } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { DeadConnectionDetector } from '../resilience/detector.js';
 
 /** Called with each notification of its channel; may return a promise (the next one waits for it). */

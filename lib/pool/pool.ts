@@ -23,8 +23,11 @@
  * back in time, or past its lifetime is destroyed, never handed out again. Errors a connection
  * reports after it was closed are ignored: they are the echo of our own destroy.
  */
-import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../errors.js';
+import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../core/errors.js';
 import type { Connection } from '../drivers/driver.js';
+import type { PoolStats } from '../core/types.js';
+
+export type { PoolStats };
 import { inBackground } from '../core/background.js';
 
 export interface PoolOptions {
@@ -42,14 +45,6 @@ export interface PoolOptions {
   leakDetectionMs: number;
   /** A connection idle for longer than this is pinged before it is handed out. Default: 30 000. */
   validateAfterIdleMs: number;
-}
-
-export interface PoolStats {
-  total: number;
-  idle: number;
-  busy: number;
-  waiting: number;
-  max: number;
 }
 
 export interface PoolHooks {

@@ -21,7 +21,7 @@
  * if (db.detector.isDead) return 'degraded';
  */
 import { inBackground } from '../core/background.js';
-import { ConnectionDead } from '../errors.js';
+import { ConnectionDead } from '../core/errors.js';
 import { backoff, type BackoffOptions } from './backoff.js';
 import { sleep, systemClock, type Clock } from './clock.js';
 import { defaultDeathChecker, type DeathChecker } from './death-checker.js';

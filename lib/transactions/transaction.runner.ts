@@ -10,7 +10,7 @@ import {
   QueryTimeout,
   RollbackFailed,
   TransactionError,
-} from '../errors.js';
+} from '../core/errors.js';
 import { backoff } from '../resilience/backoff.js';
 import { currentTransaction, runWithTransaction } from './transaction.context.js';
 import {

@@ -9,12 +9,12 @@
  *   tx.afterCommit(() => events.emit('transferred')); // only once the COMMIT succeeded
  * });
  */
-import type { OperationResult, QueryOptions } from '../database/database.types.js';
-import type { Logger } from '../database/logger.js';
+import type { OperationResult, QueryOptions } from '../core/types.js';
+import type { Logger } from '../core/logger.js';
 import type { Connection, IsolationLevel } from '../drivers/driver.js';
-import { RollbackFailed, TransactionError, type DatabaseError } from '../errors.js';
+import { RollbackFailed, TransactionError, type DatabaseError } from '../core/errors.js';
 import type { Lease } from '../pool/pool.js';
-import type { SqlQuery } from '../sql.js';
+import type { SqlQuery } from '../sql/template.js';
 import { currentScope, runWithTransaction } from './transaction.context.js';
 
 /** How a transactional call relates to a transaction already running, as in Spring. */

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigurationError, Database, DatabaseModule, MigrationFailed, Migrator, sql, type Migration } from '../../lib/index.js';
-import { resolveOptions } from '../../lib/module/database.options.js';
+import { resolveOptions } from '../../lib/config/options.js';
 import { allCases, describeEachDialect, freshDatabase, type DialectCase } from '../support/databases.js';
 import { until } from '../support/wait.js';
 

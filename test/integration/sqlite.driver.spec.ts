@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DatabaseError, QueryCanceled } from '../../lib/errors.js';
+import { DatabaseError, QueryCanceled } from '../../lib/core/errors.js';
 import type { Connection } from '../../lib/drivers/driver.js';
-import { SqliteDriver } from '../../lib/drivers/sqlite.driver.js';
+import { SqliteDriver } from '../../lib/drivers/sqlite/sqlite.driver.js';
 import { cpuTicks, until, voluntarySwitches } from '../support/wait.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -457,13 +457,13 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
       process.execPath,
       [
         path.join(ROOT, 'node_modules/typescript/bin/tsc'),
-        path.join(ROOT, 'lib/drivers/sqlite.driver.ts'),
+        path.join(ROOT, 'lib/drivers/sqlite/sqlite.driver.ts'),
         ...['--outDir', out, '--rootDir', ROOT, '--module', 'NodeNext', '--moduleResolution', 'NodeNext'],
         ...['--target', 'ES2022', '--types', 'node', '--strict', '--skipLibCheck', '--declaration', 'false'],
       ],
       { cwd: ROOT, stdio: 'pipe' },
     );
-    fs.copyFileSync(path.join(ROOT, 'lib/drivers/sqlite.child.cjs'), path.join(out, 'lib/drivers/sqlite.child.cjs'));
+    fs.copyFileSync(path.join(ROOT, 'lib/drivers/sqlite/sqlite.child.cjs'), path.join(out, 'lib/drivers/sqlite/sqlite.child.cjs'));
     fs.writeFileSync(path.join(out, 'package.json'), '{"type":"module"}');
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(out, 'node_modules'), 'dir');
   }, 60_000);
@@ -472,7 +472,7 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
 
   function runScript(body: string): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
     const file = path.join(out, `script-${Math.random().toString(36).slice(2)}.mjs`);
-    fs.writeFileSync(file, `import { SqliteDriver } from './lib/drivers/sqlite.driver.js';\n${body}`);
+    fs.writeFileSync(file, `import { SqliteDriver } from './lib/drivers/sqlite/sqlite.driver.js';\n${body}`);
     const start = performance.now();
     return new Promise((resolve) => {
       execFile(process.execPath, [file], { timeout: 10_000, env: { ...process.env, NODE_OPTIONS: '' } }, (error, stdout, stderr) =>

@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../../lib/index.js';
-import { parseUrl, resolveOptions, type DatabaseModuleOptions } from '../../lib/module/database.options.js';
+import { parseUrl, resolveOptions, type DatabaseModuleOptions } from '../../lib/config/options.js';
 import { inspect } from 'node:util';
 
 const PASSWORD = 's3cr3t-pa55word';

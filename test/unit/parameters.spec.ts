@@ -1,5 +1,5 @@
 import { InvalidParameter } from '../../lib/index.js';
-import { checkParameters } from '../../lib/database/parameters.js';
+import { checkParameters } from '../../lib/sql/parameters.js';
 
 const check = (values: unknown[]) => () => checkParameters(values, 'postgres', 65535);
 

@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { inspect } from 'node:util';
 import { ConfigurationError, InvalidParameter, sql } from '../../lib/index.js';
-import { checkParameters } from '../../lib/database/parameters.js';
-import { resolveOptions } from '../../lib/module/database.options.js';
+import { checkParameters } from '../../lib/sql/parameters.js';
+import { resolveOptions } from '../../lib/config/options.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-sec-unit-'));
 const caFile = path.join(dir, 'ca.pem');

@@ -1,5 +1,5 @@
 /** Splitting migration scripts into statements, per dialect. */
-import { splitStatements } from '../../lib/migrations/sql-script.js';
+import { splitStatements } from '../../lib/sql/script.js';
 
 const texts = (script: string, dialect: 'postgres' | 'mysql' | 'sqlite') => splitStatements(script, dialect).map((s) => s.text);
 

@@ -5,7 +5,7 @@
  * PostgreSQL dollar-quoted bodies do not split; MySQL's `DELIMITER //` lines (as in scripts for
  * the mysql client) change the separator, for procedure and trigger bodies.
  */
-import type { Dialect } from '../errors.js';
+import type { Dialect } from '../core/errors.js';
 
 export interface ScriptStatement {
   text: string;

@@ -8,7 +8,7 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import type { Database } from '../database/database.js';
-import { DEFAULT_DATABASE, ON_NOTIFY_METADATA } from '../module/database.constants.js';
+import { DEFAULT_DATABASE, ON_NOTIFY_METADATA } from './database.constants.js';
 import type { OnNotifyMetadata } from './on-notify.decorator.js';
 
 @Injectable()

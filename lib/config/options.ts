@@ -5,16 +5,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { ConfigurationError } from '../errors.js';
-import type { Dialect } from '../errors.js';
+import { ConfigurationError } from '../core/errors.js';
+import type { Dialect } from '../core/errors.js';
 import type { ConnectionSettings, Driver } from '../drivers/driver.js';
 import type { PoolOptions } from '../pool/pool.js';
 import type { BackoffOptions } from '../resilience/backoff.js';
 import type { DeathChecker } from '../resilience/death-checker.js';
-import type { MigrationOptions } from '../migrations/migration.types.js';
-import { resolveMigrationOptions, type ResolvedMigrationOptions } from '../migrations/migrator.js';
+import type { MigrationOptions } from './migration.options.js';
+import { resolveMigrationOptions, type ResolvedMigrationOptions } from './migration.options.js';
 
-export const DEFAULT_DATABASE = 'default';
+import { DEFAULT_DATABASE } from '../core/names.js';
+
+export { DEFAULT_DATABASE };
 
 export interface PoolSettings {
   /** Connections kept open even when idle. Default: 0 (lazy: nothing connects before the first query). */

@@ -37,7 +37,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigurationError, constraintViolation, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled, type ConstraintKind } from '../errors.js';
+import { ConfigurationError, constraintViolation, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled, type ConstraintKind } from '../../core/errors.js';
 import type {
   BeginOptions,
   Connection,
@@ -47,11 +47,11 @@ import type {
   ResultSet,
   RowCursor,
   StreamOptions,
-} from './driver.js';
-import { loadPackage } from './load-package.js';
-import { markNotSent } from './not-sent.js';
-import { redact } from './redact.js';
-import { savepointSql } from './savepoint.js';
+} from '../driver.js';
+import { loadPackage } from '../load-package.js';
+import { markNotSent } from '../not-sent.js';
+import { redact } from '../redact.js';
+import { savepointSql } from '../savepoint.js';
 
 /** How long a statement waits for another writer's lock before failing with SQLITE_BUSY. */
 export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;

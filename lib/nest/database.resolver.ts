@@ -7,7 +7,7 @@
  */
 import { Inject } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { ConfigurationError } from '../errors.js';
+import { ConfigurationError } from '../core/errors.js';
 import type { Database } from '../database/database.js';
 import { getDatabaseToken } from './database.constants.js';
 

@@ -1,5 +1,5 @@
 import { Database } from '../database/database.js';
-import { DEFAULT_DATABASE } from './database.options.js';
+import { DEFAULT_DATABASE, namedDatabaseToken } from '../core/names.js';
 
 export { DEFAULT_DATABASE };
 
@@ -10,7 +10,7 @@ export { DEFAULT_DATABASE };
  * database has a string token.
  */
 export function getDatabaseToken(name: string = DEFAULT_DATABASE): string | typeof Database {
-  return name === DEFAULT_DATABASE ? Database : `nestjs-dbpool:database:${name}`;
+  return name === DEFAULT_DATABASE ? Database : namedDatabaseToken(name);
 }
 
 /** The DI token of the request-scoped `DatabaseSession` of the database named `name` (`@InjectConnection(name)`). */

@@ -15,7 +15,7 @@ import {
   QueryTimeout,
   type ConstraintKind,
   type DatabaseErrorFields,
-} from '../errors.js';
+} from '../../core/errors.js';
 import type {
   BeginOptions,
   Connection,
@@ -26,12 +26,12 @@ import type {
   ResultSet,
   RowCursor,
   StreamOptions,
-} from './driver.js';
-import { ISOLATION_SQL } from './driver.js';
-import { savepointSql } from './savepoint.js';
-import { redact, redactError } from './redact.js';
-import { isWriteFailure, markNotSent } from './not-sent.js';
-import { loadPackage } from './load-package.js';
+} from '../driver.js';
+import { ISOLATION_SQL } from '../driver.js';
+import { savepointSql } from '../savepoint.js';
+import { redact, redactError } from '../redact.js';
+import { isWriteFailure, markNotSent } from '../not-sent.js';
+import { loadPackage } from '../load-package.js';
 
 type PgModule = typeof import('pg');
 type PgClient = import('pg').Client;

@@ -6,7 +6,7 @@
  * await db.runQuery(sql`SELECT * FROM ${sql.identifier('users')} WHERE login = ${login}`);
  * await db.runQuery(sql`SELECT * FROM t WHERE id IN (${sql.join(ids.map((id) => sql`${id}`), sql`, `)})`);
  */
-import { InvalidParameter, type Dialect } from './errors.js';
+import { InvalidParameter, type Dialect } from '../core/errors.js';
 
 /** A registered symbol: a template from another copy of this package (a CommonJS and an ES module build side by side) is still recognised. */
 const kind = Symbol.for('nestjs-dbpool.sql');

@@ -16,6 +16,7 @@
  * })
  * export class AppModule {}
  */
+import { Migrator } from '../migrations/migrator.js';
 import {
   ConfigurableModuleBuilder,
   Logger,
@@ -31,11 +32,11 @@ import { DiscoveryModule, DiscoveryService, REQUEST } from '@nestjs/core';
 import { Scope } from '@nestjs/common';
 import type { DatabaseSession } from '../database/session.js';
 import { Database } from '../database/database.js';
-import { ConfigurationError } from '../errors.js';
+import { ConfigurationError } from '../core/errors.js';
 import { DatabaseHealthIndicator } from '../health/database.health.js';
-import { NotifyExplorer } from '../notify/notify.explorer.js';
+import { NotifyExplorer } from './notify.explorer.js';
 import { databaseInstanceToken, getConnectionToken, getDatabaseToken } from './database.constants.js';
-import { resolveOptions, DEFAULT_DATABASE, type DatabaseModuleOptions } from './database.options.js';
+import { resolveOptions, DEFAULT_DATABASE, type DatabaseModuleOptions } from '../config/options.js';
 
 /** A class for `forRootAsync({ useClass })`. */
 export interface DatabaseOptionsFactory {
@@ -140,7 +141,9 @@ function withDatabase(definition: DynamicModule, extras: DatabaseModuleExtras): 
       provide: token,
       inject: [instance],
       useFactory: async (db: Database) => {
-        await db.start();
+        // The migrations run before the provider exists: nothing injects the database, and the app does not listen, until they are done.
+        const migrations = db.options.migrations;
+        await db.start(migrations?.runOnBoot ? { needsServer: true, run: (started) => new Migrator(started, migrations).up() } : undefined);
         return db;
       },
     },

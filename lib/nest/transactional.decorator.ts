@@ -13,10 +13,10 @@
  * }
  */
 import 'reflect-metadata';
-import { DEFAULT_DATABASE } from '../module/database.constants.js';
-import { databaseOf, injectModuleRef } from '../module/database.resolver.js';
-import { ConfigurationError } from '../errors.js';
-import type { TransactionOptions } from './transaction.js';
+import { DEFAULT_DATABASE } from './database.constants.js';
+import { databaseOf, injectModuleRef } from './database.resolver.js';
+import { ConfigurationError } from '../core/errors.js';
+import type { TransactionOptions } from '../transactions/transaction.js';
 
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
   return (target, key, descriptor: PropertyDescriptor) => {

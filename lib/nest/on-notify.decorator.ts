@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ON_NOTIFY_METADATA } from '../module/database.constants.js';
+import { ON_NOTIFY_METADATA } from './database.constants.js';
 
 export interface OnNotifyOptions {
   /** The named database. Default: `'default'`. */

@@ -15,7 +15,7 @@ import {
   type ConstraintFields,
   type ConstraintKind,
   type DatabaseErrorFields,
-} from '../errors.js';
+} from '../../core/errors.js';
 import type {
   BeginOptions,
   Connection,
@@ -25,12 +25,12 @@ import type {
   ResultSet,
   RowCursor,
   StreamOptions,
-} from './driver.js';
-import { ISOLATION_SQL } from './driver.js';
-import { savepointSql } from './savepoint.js';
-import { hidePasswords, redact, redactError } from './redact.js';
-import { isWriteFailure, markNotSent } from './not-sent.js';
-import { loadPackage } from './load-package.js';
+} from '../driver.js';
+import { ISOLATION_SQL } from '../driver.js';
+import { savepointSql } from '../savepoint.js';
+import { hidePasswords, redact, redactError } from '../redact.js';
+import { isWriteFailure, markNotSent } from '../not-sent.js';
+import { loadPackage } from '../load-package.js';
 
 type Mysql2 = typeof import('mysql2');
 type RawConnection = import('mysql2').Connection;

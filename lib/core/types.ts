@@ -1,8 +1,27 @@
-/** The shapes `Database` takes and returns. */
-import type { RowMode } from '../drivers/driver.js';
-import type { Dialect } from '../errors.js';
+/** The shapes every layer shares: what `Database` takes and returns, rows, notifications, pool counts. */
+import type { Dialect } from './errors.js';
 
 export type Row = Record<string, unknown>;
+
+/** `'array'`: each row an array of column values. */
+export type RowMode = 'object' | 'array';
+
+/** A PostgreSQL NOTIFY as delivered to observers. */
+export interface Notification {
+  channel: string;
+  payload: string;
+  /** The backend process id of the session that sent it. */
+  processId: number;
+}
+
+/** The pool's counts, from `Database.stats()`. */
+export interface PoolStats {
+  total: number;
+  idle: number;
+  busy: number;
+  waiting: number;
+  max: number;
+}
 
 export interface QueryOptions {
   /** Abort the query when this signal aborts (`QueryCanceled`); an aborted signal sends nothing. */
@@ -52,6 +71,4 @@ export interface OperationResult {
   command?: string;
 }
 
-export type { Notification } from '../drivers/driver.js';
-export type { PoolStats } from '../pool/pool.js';
 export type { Dialect };

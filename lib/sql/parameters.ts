@@ -6,7 +6,7 @@
  * SET and with `prepare: false`) expands an array into a list of values and an object into
  * `'[object Object]'`. Cheap enough for every call: one typeof per value, one scan per string.
  */
-import { InvalidParameter, type Dialect } from '../errors.js';
+import { InvalidParameter, type Dialect } from '../core/errors.js';
 
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
