@@ -5,9 +5,9 @@
  */
 const LAYERS = [
   ['core'],
-  ['sql'],
+  ['sql', 'resilience'],
   ['drivers'],
-  ['pool', 'resilience'],
+  ['pool'],
   ['config'],
   ['transactions', 'notify'],
   ['database'],

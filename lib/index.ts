@@ -26,7 +26,8 @@ export type { ResubscribeInfo, ResubscribeHook, SubscribeOptions, NotificationOb
 
 export { DeadConnectionDetector } from './resilience/detector.js';
 export type { DetectorState, DetectorOptions, RecoveryHandler } from './resilience/detector.js';
-export { defaultDeathChecker } from './resilience/death-checker.js';
+export { defaultDeathChecker } from './drivers/registry.js';
+export { socketDeathChecker } from './resilience/death-checker.js';
 export type { DeathChecker } from './resilience/death-checker.js';
 export { backoff } from './resilience/backoff.js';
 export type { BackoffOptions } from './resilience/backoff.js';

@@ -12,6 +12,21 @@
 
 export type Dialect = 'postgres' | 'mysql' | 'sqlite';
 
+/**
+ * What an error means for the layers above the driver, as its dialect classifies it
+ * (`Driver.classify`): nothing above drivers/ reads a SQLSTATE or an errno.
+ */
+export interface ErrorClass {
+  /** The connection or the server is gone (the detector treats it as death). */
+  lost?: boolean;
+  /** Re-running the whole transaction may succeed (`TransactionOptions.retry`). */
+  retry?: 'serialization' | 'deadlock' | 'lock-timeout';
+  /** The server rolled back the whole transaction, not just the statement (MySQL on deadlock). */
+  endsTransaction?: boolean;
+  /** A connection refused for good: retrying would not help. */
+  refused?: 'auth' | 'unknown-database';
+}
+
 export interface DatabaseErrorFields {
   code?: string;
   errno?: number;

@@ -6,13 +6,13 @@
  * hit this call's statement, so a late cancel can never land on another caller's query.
  */
 import type { Connection } from '../drivers/driver.js';
-import { QueryCanceled, QueryTimeout, type DatabaseError } from '../core/errors.js';
+import { QueryCanceled, QueryTimeout, type DatabaseError, type Dialect } from '../core/errors.js';
 
 const RESOLVED = Promise.resolve();
 
 interface CallOwner {
   readonly name: string;
-  readonly dialect: 'postgres' | 'mysql' | 'sqlite';
+  readonly dialect: Dialect;
   readonly interruptGraceMs: number;
 }
 

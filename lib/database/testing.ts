@@ -4,7 +4,7 @@
  */
 import type { Transaction } from '../transactions/transaction.js';
 import { runRolledBack } from '../transactions/transaction.runner.js';
-import type { Database } from './database.js';
+import { transactionPortOf, type Database } from './database.js';
 
 /**
  * Runs `fn` in a transaction of `db` that is rolled back at the end, whatever happens. Code
@@ -21,5 +21,5 @@ import type { Database } from './database.js';
  *   }));                                                // rolled back: the table is as before
  */
 export function withRollback<R>(db: Database, fn: (tx: Transaction) => Promise<R>): Promise<R> {
-  return runRolledBack(db, fn);
+  return runRolledBack(transactionPortOf(db), fn);
 }

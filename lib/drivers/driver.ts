@@ -1,12 +1,16 @@
 /**
- * The small interface every dialect implements. Everything dialect-specific (wire protocol,
- * placeholders, transaction syntax, error codes) lives behind it, in one file per dialect.
- * A `Database` holds a `Driver`; the pool holds `Connection`s the driver opened.
+ * The dialect seam: everything dialect-specific (wire protocol, placeholders and quoting, error
+ * meanings, transaction statements, capabilities, migration locks) lives behind `Driver`, in
+ * one folder per dialect (drivers/<dialect>/) registered in drivers/registry.ts. A `Database`
+ * holds a `Driver`; the pool holds the `Connection`s it opened. Nothing above drivers/ names a
+ * dialect.
  *
  * Drivers know nothing of NestJS, pools or the dead-connection detector.
  */
-import type { DatabaseError, Dialect } from '../core/errors.js';
+import type { DatabaseError, Dialect, ErrorClass } from '../core/errors.js';
 import type { Notification, RowMode } from '../core/types.js';
+import type { ScriptSyntax, SqlSyntax } from '../sql/syntax.js';
+import type { SqlQuery } from '../sql/template.js';
 
 export type { Notification, RowMode };
 
@@ -129,12 +133,56 @@ export interface ConnectionSettings {
   types?: { int64: 'number' | 'string' | 'bigint'; tinyint1AsBoolean: boolean };
 }
 
+/** PostgreSQL-style notifications: the statements of a dialect that has them. */
+export interface NotificationStatements {
+  /** Checks a channel name (InvalidParameter) and returns it quoted, so that no channel can inject SQL. */
+  quoteChannel(channel: string): string;
+  listen(quotedChannel: string): string;
+  unlisten(quotedChannel: string): string;
+  /** Sends a notification; the payload travels as a parameter. */
+  notify(channel: string, payload: string): SqlQuery;
+}
+
+/** What the migrator needs of a dialect. */
+export interface MigrationSupport {
+  /** The migrations table, if missing (`table` already quoted). */
+  tableStatement(table: string): string;
+  /** Migrations run in a transaction with their record (DDL is transactional); else none, and a failure leaves what ran. */
+  readonly transactionalDdl: boolean;
+  /**
+   * The lock that makes one instance migrate at a time. `session`: statements on one pinned
+   * connection, each answering a truthy `got` once the lock is held (`wait` waits up to
+   * `seconds`; a timeout answers a falsy `got`, or runs out the call's own deadline); `release`
+   * gives it back. `write-transaction`: the whole run is one transaction, which takes the
+   * database's write lock at BEGIN; `busy` says an error means another holds it.
+   */
+  readonly lock:
+    | { kind: 'session'; attempt(name: string): SqlQuery; wait(name: string, seconds: number): SqlQuery; release(name: string): SqlQuery; holder: string }
+    | { kind: 'write-transaction'; busy(error: unknown): boolean };
+  /** The error says the table does not exist. */
+  isMissingTable(error: unknown): boolean;
+}
+
 export interface Driver {
   readonly dialect: Dialect;
   /** Loads the client package, failing with a `ConfigurationError` that names it and the install command. Called at bootstrap. */
   load?(): Promise<void>;
-  /** Most bound parameters one statement may have. */
-  readonly maxParameters: number;
+  /** Placeholders, identifier quoting, empty lists, the parameter rules of its client. */
+  readonly syntax: SqlSyntax;
+  /** How its scripts (migration files) are written. */
+  readonly scriptSyntax: ScriptSyntax;
+  /** What an error means: connection lost, worth retrying the transaction, refused for good. */
+  classify(error: unknown): ErrorClass;
+  /** The statements that end a transaction. */
+  readonly endStatements: { readonly commit: string; readonly rollback: string };
+  /** True when the server answered COMMIT by rolling back, without an error (PostgreSQL, after a failed statement). */
+  commitRolledBack?(result: ResultSet): boolean;
+  /** The call of a stored procedure with these arguments (`CALL p(…)`, `SELECT * FROM f(…)`). Absent: the dialect has none. */
+  procedureCall?(callee: SqlQuery, args: SqlQuery): SqlQuery;
+  /** LISTEN/NOTIFY. Absent: the dialect has none. */
+  readonly notifications?: NotificationStatements;
+  /** Absent: migrations are not supported on it. */
+  readonly migrations?: MigrationSupport;
   /** `host:port/database` for messages: never a password. */
   describe(): string;
   connect(): Promise<Connection>;

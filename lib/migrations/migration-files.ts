@@ -23,7 +23,6 @@ export interface MigrationSource {
   origin: string;
 }
 
-const DIALECTS: readonly Dialect[] = ['postgres', 'mysql', 'sqlite'];
 const CODE_EXTENSIONS = ['js', 'mjs', 'cjs', 'ts', 'mts', 'cts'];
 const FILE = /^(\d[^.]*)(?:\.(?!down\.)([A-Za-z0-9]+))?(?:\.(down))?\.(sql|js|mjs|cjs|ts|mts|cts)$/;
 /** In a SQL file: run it outside a transaction (PostgreSQL). */
@@ -44,7 +43,7 @@ interface FileEntry {
 }
 
 /** Reads the folder, keeping for each name and direction the file for this dialect. */
-function scanDirectory(directory: string, dialect: Dialect): Map<string, { up?: FileEntry; down?: FileEntry }> {
+function scanDirectory(directory: string, dialect: Dialect, dialects: readonly string[]): Map<string, { up?: FileEntry; down?: FileEntry }> {
   const folder = resolve(directory);
   let names: string[];
   try {
@@ -62,9 +61,9 @@ function scanDirectory(directory: string, dialect: Dialect): Map<string, { up?: 
     const match = FILE.exec(file);
     if (!match) continue;
     const [, name, variant, down, extension] = match as unknown as [string, string, string | undefined, string | undefined, string];
-    if (variant !== undefined && !(DIALECTS as readonly string[]).includes(variant)) {
+    if (variant !== undefined && !dialects.includes(variant)) {
       throw new ConfigurationError(
-        `migration file "${file}": "${variant}" is not a dialect; name a dialect's own file <name>.postgres.sql, <name>.mysql.sql (MySQL and MariaDB) or <name>.sqlite.sql`,
+        `migration file "${file}": "${variant}" is not a dialect; name a dialect's own file <name>.<dialect>.sql, the dialect one of ${dialects.join(', ')} (mysql for MariaDB too)`,
         { option: 'migrations.directory' },
       );
     }
@@ -142,10 +141,10 @@ function checkListEntry(entry: unknown, index: number): Migration {
 }
 
 /** The migrations of `directory` and `list` for `dialect`, in the order they apply. */
-export async function loadMigrations(dialect: Dialect, directory: string | undefined, list: readonly Migration[] | undefined): Promise<MigrationSource[]> {
+export async function loadMigrations(dialect: Dialect, dialects: readonly string[], directory: string | undefined, list: readonly Migration[] | undefined): Promise<MigrationSource[]> {
   const out = new Map<string, MigrationSource>();
   if (directory !== undefined) {
-    for (const [name, files] of scanDirectory(directory, dialect)) {
+    for (const [name, files] of scanDirectory(directory, dialect, dialects)) {
       if (!files.up) {
         if (files.down) {
           throw new ConfigurationError(`migration "${name}" has a down file (${files.down.path}) but no up file for ${dialect}`, { option: 'migrations.directory' });

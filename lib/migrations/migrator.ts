@@ -14,18 +14,22 @@
  * An instance that finds the lock taken logs that it waits, waits up to `lockTimeoutMs`, then
  * reads the table again and finds the work done.
  */
-import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Database } from '../database/database.js';
 import { loadPackage } from '../drivers/load-package.js';
-import { ConfigurationError, DatabaseError, MigrationFailed, QueryTimeout } from '../core/errors.js';
-import { sql, type SqlQuery } from '../sql/template.js';
+import { ConfigurationError, DatabaseError, MigrationFailed, NotSupported, QueryTimeout } from '../core/errors.js';
+import type { MigrationSupport } from '../drivers/driver.js';
+import { DIALECT_NAMES } from '../drivers/registry.js';
+import { sql } from '../sql/template.js';
 import { compareNames, loadMigrations, type MigrationSource } from './migration-files.js';
 import { resolveMigrationOptions, type ResolvedMigrationOptions } from '../config/migration.options.js';
 import type { AppliedMigration, MigrationOptions, MigrationStep } from '../config/migration.options.js';
 import { splitStatements } from '../sql/script.js';
 
 type UmzugModule = typeof import('umzug');
+
+/** The wait for the lock is the server's; the call's own deadline is this much later, in case the server's never ends. */
+const LOCK_DEADLINE_MARGIN_MS = 5000;
 
 export { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_MIGRATIONS_TABLE, resolveMigrationOptions } from '../config/migration.options.js';
 export type { ResolvedMigrationOptions };
@@ -76,21 +80,40 @@ export class Migrator {
     return this.readApplied();
   }
 
+  /** What the dialect gives migrations: its table, its lock, whether its DDL is transactional. */
+  private get support(): MigrationSupport {
+    const support = this.db.driver.migrations;
+    if (!support) {
+      throw new NotSupported(`database "${this.db.name}" (${this.db.dialect}): its driver does not support migrations`, { dialect: this.db.dialect, database: this.db.name });
+    }
+    return support;
+  }
+
   private load(): Promise<MigrationSource[]> {
-    this.sources ??= loadMigrations(this.db.dialect, this.options.directory, this.options.list).then((sources) => {
-      if (this.db.dialect === 'sqlite') {
+    this.sources ??= Promise.resolve()
+      .then(() => loadMigrations(this.db.dialect, DIALECT_NAMES, this.options.directory, this.options.list))
+      .then((sources) => {
         const outside = sources.find((s) => !s.transaction);
-        if (outside) {
+        if (outside && this.support.lock.kind === 'write-transaction') {
           throw new ConfigurationError(
-            `migration "${outside.name}" asks to run outside a transaction, which SQLite migrations cannot: the run holds SQLite's write lock in one transaction. ` +
+            `migration "${outside.name}" asks to run outside a transaction, which migrations on ${this.db.dialect} cannot: the run holds the database's write lock in one transaction. ` +
               'Run such a statement (VACUUM, say) from the app after boot instead',
-            { option: 'migrations', dialect: 'sqlite', database: this.db.name },
+            { option: 'migrations', dialect: this.db.dialect, database: this.db.name },
           );
         }
-      }
-      return sources;
-    });
+        return sources;
+      });
     return this.sources;
+  }
+
+  /** The name the lock is taken under: one lock per migrations table. */
+  private get lockName(): string {
+    return `nestjs-dbpool:migrations:${this.options.table}`;
+  }
+
+  /** A migration runs in a transaction with its record: where DDL is transactional, unless it asked not to. */
+  private transactional(source: MigrationSource): boolean {
+    return this.support.transactionalDdl && source.transaction;
   }
 
   private get table(): ReturnType<typeof sql.identifier> {
@@ -186,15 +209,15 @@ export class Migrator {
     this.db.logger.log(`migration ${source.name} reverted`);
   }
 
-  /** PostgreSQL: its own transaction; SQLite: a savepoint of the run's; MySQL, or `transaction: false`: none. */
+  /** Its own transaction (a savepoint of the run's, under a write-transaction lock); none where DDL is not transactional or it asked for none. */
   private async inTransaction(source: MigrationSource, work: () => Promise<void>): Promise<void> {
-    if (this.db.dialect === 'mysql' || !source.transaction) return work();
-    await this.db.runInteraction(work, { propagation: this.db.dialect === 'sqlite' ? 'nested' : 'required' });
+    if (!this.transactional(source)) return work();
+    await this.db.runInteraction(work, { propagation: this.support.lock.kind === 'write-transaction' ? 'nested' : 'required' });
   }
 
   private async runStep(source: MigrationSource, direction: 'up' | 'down', step: MigrationStep): Promise<void> {
     const fields = { migration: source.name, database: this.db.name, dialect: this.db.dialect };
-    const transactional = this.db.dialect !== 'mysql' && source.transaction;
+    const transactional = this.transactional(source);
     if (typeof step === 'function') {
       try {
         await step(this.db);
@@ -204,7 +227,7 @@ export class Migrator {
       }
       return;
     }
-    const statements = splitStatements(step, this.db.dialect);
+    const statements = splitStatements(step, this.db.driver.scriptSyntax);
     for (const [index, statement] of statements.entries()) {
       try {
         await this.db.runOperation(statement.text, undefined, { prepare: false, timeoutMs: this.options.statementTimeoutMs });
@@ -213,7 +236,7 @@ export class Migrator {
           ? 'nothing of it was applied (rolled back)'
           : index === 0
             ? 'nothing of it was applied'
-            : `statement${index > 1 ? `s 1–${index}` : ' 1'} stayed applied (${this.db.dialect === 'mysql' ? 'MySQL commits DDL as it goes' : 'it runs outside a transaction'}) and the migration is not recorded: ` +
+            : `statement${index > 1 ? `s 1–${index}` : ' 1'} stayed applied (${source.transaction ? `${this.db.dialect} commits DDL as it goes` : 'it runs outside a transaction'}) and the migration is not recorded: ` +
               'undo them by hand or make the migration idempotent (IF NOT EXISTS), then run it again';
         throw new MigrationFailed(
           `migration "${source.name}" (${direction}) failed at statement ${index + 1} of ${statements.length} (line ${statement.line}): ${(error as Error)?.message ?? error}; ${left}`,
@@ -224,13 +247,8 @@ export class Migrator {
   }
 
   private async createTable(): Promise<void> {
-    const t = this.table;
-    const ddl: Record<Database['dialect'], SqlQuery> = {
-      postgres: sql`CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms INTEGER NOT NULL)`,
-      mysql: sql`CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), duration_ms INTEGER NOT NULL) DEFAULT CHARSET=utf8mb4`,
-      sqlite: sql`CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, duration_ms INTEGER NOT NULL)`,
-    };
-    await this.db.runOperation(ddl[this.db.dialect], { prepare: false, timeoutMs: 0 });
+    const quoted = this.options.table.split('.').map((part) => this.db.driver.syntax.quoteIdentifier(part)).join('.');
+    await this.db.runOperation(this.support.tableStatement(quoted), undefined, { prepare: false, timeoutMs: 0 });
   }
 
   private async readApplied(): Promise<AppliedMigration[]> {
@@ -238,7 +256,7 @@ export class Migrator {
     try {
       rows = await this.db.runQuery(sql`SELECT name, checksum, applied_at, duration_ms FROM ${this.table}`, { prepare: false });
     } catch (error) {
-      if (isMissingTable(error)) return [];
+      if (this.support.isMissingTable(error)) return [];
       throw error;
     }
     return rows
@@ -248,80 +266,54 @@ export class Migrator {
 
   /** Runs `work` holding this database's migration lock, waiting for another instance that holds it. */
   private async locked<R>(work: (waitedMs: number) => Promise<R>): Promise<R> {
-    if (this.db.dialect === 'sqlite') return this.lockedSqlite(work);
+    const lock = this.support.lock;
+    if (lock.kind === 'write-transaction') return this.inWriteTransaction(lock.busy, work);
     return this.db.session(async () => {
-      const waitedMs = await this.acquire();
+      const waitedMs = await this.acquire(lock);
       try {
         return await work(waitedMs);
       } finally {
         // The session's reset releases it too, should this fail (the connection is not reused before).
-        await this.release().catch(() => {});
+        await this.db.runQuery(lock.release(this.lockName), { prepare: false }).catch(() => {});
       }
     });
   }
 
-  private lockKey(): string {
-    const digest = createHash('sha256').update(`nestjs-dbpool:migrations:${this.options.table}`).digest();
-    return BigInt.asIntN(64, digest.readBigUInt64BE(0)).toString();
-  }
-
-  /** Takes the lock on the session's connection; resolves with how long it waited. */
-  private async acquire(): Promise<number> {
+  /** Takes the session lock on the session's connection; resolves with how long it waited. */
+  private async acquire(lock: Extract<MigrationSupport['lock'], { kind: 'session' }>): Promise<number> {
     const { lockTimeoutMs } = this.options;
     const started = Date.now();
-    const lockName = this.db.dialect === 'mysql' ? await this.mysqlLockName() : '';
-    const tryOnce =
-      this.db.dialect === 'postgres'
-        ? sql`SELECT pg_try_advisory_lock(CAST(${this.lockKey()} AS bigint)) AS got`
-        : sql`SELECT GET_LOCK(${lockName}, 0) AS got`;
-    const [first] = await this.db.runQuery<{ got: unknown }>(tryOnce, { timeoutMs: 0, prepare: false });
+    const [first] = await this.db.runQuery<{ got: unknown }>(lock.attempt(this.lockName), { timeoutMs: 0, prepare: false });
     if (isTrue(first?.got)) return 0;
     this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another instance is migrating (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
-    const timedOut = () =>
+    const timedOut = (cause?: unknown) =>
       new MigrationFailed(
         `another instance held the migration lock of database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms): ` +
-          `a long migration, or one that hangs (${this.db.dialect === 'postgres' ? `pg_locks, locktype advisory, shows its holder` : `IS_USED_LOCK('${lockName}') gives its connection id`}). ` +
-          'Raise lockTimeoutMs, or see what that instance is doing',
-        { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: this.db.dialect },
+          `a long migration, or one that hangs (${lock.holder}). Raise lockTimeoutMs, or see what that instance is doing`,
+        { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: this.db.dialect, cause },
       );
+    const seconds = Math.max(1, Math.ceil(lockTimeoutMs / 1000));
+    let row: { got: unknown } | undefined;
     try {
-      if (this.db.dialect === 'postgres') {
-        await this.db.runQuery(sql`SELECT pg_advisory_lock(CAST(${this.lockKey()} AS bigint))`, { timeoutMs: lockTimeoutMs, prepare: false });
-      } else {
-        const seconds = Math.max(1, Math.ceil(lockTimeoutMs / 1000));
-        const [row] = await this.db.runQuery<{ got: unknown }>(sql`SELECT GET_LOCK(${lockName}, ${seconds}) AS got`, {
-          timeoutMs: seconds * 1000 + 5000,
-          prepare: false,
-        });
-        if (!isTrue(row?.got)) throw timedOut();
-      }
+      // Bounded twice: by the server's own wait (where the statement has one), and by this call's deadline.
+      [row] = await this.db.runQuery<{ got: unknown }>(lock.wait(this.lockName, seconds), { timeoutMs: lockTimeoutMs + LOCK_DEADLINE_MARGIN_MS, prepare: false });
     } catch (error) {
-      if (error instanceof QueryTimeout) throw timedOut();
+      if (error instanceof QueryTimeout) throw timedOut(error);
       throw error;
     }
+    if (!isTrue(row?.got)) throw timedOut();
     const waited = Date.now() - started;
     this.db.logger.log(`took the migration lock of database "${this.db.name}" after ${waited} ms`);
     return waited;
   }
 
-  private async release(): Promise<void> {
-    if (this.db.dialect === 'postgres') await this.db.runQuery(sql`SELECT pg_advisory_unlock(CAST(${this.lockKey()} AS bigint))`, { prepare: false });
-    else await this.db.runQuery(sql`SELECT RELEASE_LOCK(${await this.mysqlLockName()})`, { prepare: false });
-  }
-
-  /** GET_LOCK names are server-wide: this database's name and the table's, at most 64 characters. */
-  private async mysqlLockName(): Promise<string> {
-    const [row] = await this.db.runQuery<{ db: string | null }>('SELECT DATABASE() AS db', undefined, { prepare: false });
-    const name = `nestjs-dbpool:${row?.db ?? ''}.${this.options.table}`;
-    return name.length <= 64 ? name : `nestjs-dbpool:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
-  }
-
   /**
-   * SQLite: the run is one `BEGIN IMMEDIATE` transaction; while another process holds the write
-   * lock, BEGIN fails with SQLITE_BUSY after the busy timeout and is tried again until
-   * `lockTimeoutMs`. A migration that fails rolls back its savepoint; those before it commit.
+   * The run as one transaction that takes the database's write lock at BEGIN (SQLite's BEGIN
+   * IMMEDIATE); while another holds it, BEGIN fails as busy after the busy timeout and is tried
+   * again until `lockTimeoutMs`. A migration that fails rolls back its savepoint; those before it
+   * commit.
    */
-  private async lockedSqlite<R>(work: (waitedMs: number) => Promise<R>): Promise<R> {
+  private async inWriteTransaction<R>(busy: (error: unknown) => boolean, work: (waitedMs: number) => Promise<R>): Promise<R> {
     const { lockTimeoutMs } = this.options;
     const started = Date.now();
     let logged = false;
@@ -339,16 +331,16 @@ export class Migrator {
         if (failure) throw failure.error;
         return result as R;
       } catch (error) {
-        if (failure || !isBusy(error)) throw error;
+        if (failure || !busy(error)) throw error;
         if (Date.now() - started >= lockTimeoutMs) {
           throw new MigrationFailed(
-            `another process held the write lock of SQLite database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms); raise it, or see what holds the file`,
-            { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: 'sqlite', cause: error },
+            `another process held the write lock of database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms); raise it, or see what holds it`,
+            { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: this.db.dialect, cause: error },
           );
         }
         if (!logged) {
           logged = true;
-          this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another process holds SQLite's write lock (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
+          this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another process holds its write lock (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
         }
         await delay(Math.min(200, 10 * 2 ** Math.min(attempt, 5)));
       }
@@ -358,16 +350,6 @@ export class Migrator {
 
 function isTrue(value: unknown): boolean {
   return value === true || value === 1 || value === '1' || value === 't';
-}
-
-function isBusy(error: unknown): boolean {
-  const code = (error as { code?: string })?.code ?? '';
-  return code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED';
-}
-
-function isMissingTable(error: unknown): boolean {
-  const e = error as { sqlState?: string; errno?: number; message?: string };
-  return e?.sqlState === '42P01' || e?.errno === 1146 || /no such table/i.test(e?.message ?? '');
 }
 
 /** umzug wraps a migration's error in its own; the caller gets ours (or the server's). */

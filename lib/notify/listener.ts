@@ -15,7 +15,7 @@
  * back), LISTENs every channel again, and only then tells the `onResubscribe` hooks which
  * channels were deaf and for how long, so the app can catch up on what it missed.
  */
-import type { Connection, Notification } from '../drivers/driver.js';
+import type { Connection, Notification, NotificationStatements } from '../drivers/driver.js';
 import { DatabaseClosed, DatabaseError, InvalidParameter } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DeadConnectionDetector } from '../resilience/detector.js';
@@ -47,14 +47,14 @@ export interface ListenerHost {
   readonly name: string;
   readonly logger: Logger;
   readonly detector: DeadConnectionDetector;
+  /** The dialect's LISTEN/UNLISTEN statements and channel quoting. */
+  readonly statements: NotificationStatements;
   openDedicatedConnection(): Promise<Connection>;
 }
 
 /** Keepalive interval of the listener connection. A ping unanswered for a whole interval drops the connection. */
 export const LISTENER_KEEPALIVE_MS = 10_000;
 
-/** PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes: a longer channel would LISTEN to another name. */
-const MAX_CHANNEL_BYTES = 63;
 
 /** The drain hands the event loop back after this long, so a burst of notifications cannot starve I/O. */
 const DRAIN_BUDGET_MS = 10;
@@ -71,16 +71,6 @@ const CLOSE_GRACE_MS = 1000;
 
 /** How long onResubscribe hooks wait for the detector to report recovery before they run anyway. */
 const HOOK_RECOVERY_WAIT_MS = 60_000;
-
-/** Checks a channel name and quotes it as an identifier (`"a""b"`): no channel can inject SQL. */
-export function quoteChannel(channel: string): string {
-  if (typeof channel !== 'string' || channel.length === 0) throw new InvalidParameter('a channel name must be a non-empty string');
-  if (channel.includes('\0')) throw new InvalidParameter('a channel name cannot contain a NUL character');
-  if (Buffer.byteLength(channel) > MAX_CHANNEL_BYTES) {
-    throw new InvalidParameter(`a channel name is at most ${MAX_CHANNEL_BYTES} bytes (PostgreSQL would truncate it): "${channel.slice(0, 20)}…"`);
-  }
-  return '"' + channel.replace(/"/g, '""') + '"';
-}
 
 interface Subscription {
   readonly channel: string;
@@ -141,7 +131,7 @@ export class Listener {
   }
 
   async subscribe(channel: string, observer: NotificationObserver, options: SubscribeOptions = {}): Promise<() => Promise<void>> {
-    const quoted = quoteChannel(channel);
+    const quoted = this.host.statements.quoteChannel(channel);
     if (typeof observer !== 'function') throw new InvalidParameter('listen() needs an observer function');
     const sub: Subscription = { channel, observer, active: true, busy: false, backlog: [], warnAt: BACKLOG_WARNING };
     let set = this.subscriptions.get(channel);
@@ -158,7 +148,7 @@ export class Listener {
         const connection = await this.ensureConnection();
         // A new connection after a loss: every channel needs LISTEN again, not just this one.
         if (this.lostAt !== undefined) await this.listenAll(connection);
-        else await connection.execute(`LISTEN ${quoted}`, [], { rowMode: 'array' });
+        else await connection.execute(this.host.statements.listen(quoted), [], { rowMode: 'array' });
       });
       listening = pending;
       this.listening.set(channel, pending);
@@ -187,7 +177,7 @@ export class Listener {
         if (this.subscriptions.has(channel)) return; // subscribed again meanwhile
         if (this.closeIfUnused()) return; // closing the session drops its LISTENs
         const connection = this.connection;
-        if (connection && !connection.broken) await connection.execute(`UNLISTEN ${quoted}`, [], { rowMode: 'array' }).catch(() => {});
+        if (connection && !connection.broken) await connection.execute(this.host.statements.unlisten(quoted), [], { rowMode: 'array' }).catch(() => {});
       });
     };
   }
@@ -367,7 +357,7 @@ export class Listener {
   /** LISTENs every channel on `connection`; after a loss, reports the downtime to the hooks. */
   private async listenAll(connection: Connection): Promise<void> {
     const channels = this.channels();
-    for (const channel of channels) await connection.execute(`LISTEN ${quoteChannel(channel)}`, [], { rowMode: 'array' });
+    for (const channel of channels) await connection.execute(this.host.statements.listen(this.host.statements.quoteChannel(channel)), [], { rowMode: 'array' });
     this.failures = 0;
     if (this.lostAt === undefined) return;
     const downtimeMs = Date.now() - this.lostAt;

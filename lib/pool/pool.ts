@@ -56,6 +56,8 @@ export interface PoolHooks {
   onOpen?(connection: Connection): void;
   onClose?(connection: Connection): void;
   onLeak?(message: string, stack: string): void;
+  /** Proves a connection that sat idle still works (a ping) before it is handed out; rejects if not. */
+  validate(connection: Connection): Promise<void>;
   /**
    * Makes a released connection clean before anyone else gets it: called when it comes back
    * inside a transaction, or marked `dirty` (session state may have been set on it). Rejects if

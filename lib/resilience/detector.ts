@@ -24,14 +24,14 @@ import { inBackground } from '../core/background.js';
 import { ConnectionDead } from '../core/errors.js';
 import { backoff, type BackoffOptions } from './backoff.js';
 import { sleep, systemClock, type Clock } from './clock.js';
-import { defaultDeathChecker, type DeathChecker } from './death-checker.js';
+import { socketDeathChecker, type DeathChecker } from './death-checker.js';
 
 export type DetectorState = 'alive' | 'dead' | 'closed';
 
 export type RecoveryHandler = () => unknown;
 
 export interface DetectorOptions {
-  /** Which errors mean the connection is gone. Default: `defaultDeathChecker`. */
+  /** Which errors mean the connection is gone. Default: the socket errors every dialect shares (a `Database` gives its detector its dialect's too). */
   deathChecker?: DeathChecker;
   /** The reconnection delays. */
   reconnect?: BackoffOptions;
@@ -66,7 +66,7 @@ export class DeadConnectionDetector {
 
   constructor(private readonly options: DetectorOptions = {}) {
     this.clock = options.clock ?? systemClock;
-    this.deathChecker = options.deathChecker ?? defaultDeathChecker;
+    this.deathChecker = options.deathChecker ?? socketDeathChecker;
   }
 
   get state(): DetectorState {

@@ -7,6 +7,7 @@
  * `'[object Object]'`. Cheap enough for every call: one typeof per value, one scan per string.
  */
 import { InvalidParameter, type Dialect } from '../core/errors.js';
+import type { SqlSyntax } from './syntax.js';
 
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
@@ -14,11 +15,12 @@ const INT8_MAX = 2n ** 63n - 1n;
 /** True when `text` holds no lone surrogate, so that it survives UTF-8 encoding unchanged. */
 export const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 
-export function checkParameters(values: readonly unknown[], dialect: Dialect, maxParameters: number, query?: string): void {
+export function checkParameters(values: readonly unknown[], syntax: SqlSyntax, query?: string): void {
+  const { dialect, maxParameters } = syntax;
   if (query !== undefined && typeof query === 'string') checkStatementText(query, dialect);
   if (values.length > maxParameters) {
     throw new InvalidParameter(
-      `${values.length} parameters exceed the ${maxParameters} that ${dialect} allows in one statement; split the statement or pass an array parameter`,
+      `${values.length} parameters exceed the ${maxParameters} that ${dialect ?? 'this database'} allows in one statement; split the statement or pass an array parameter`,
       { dialect, query },
     );
   }
@@ -46,7 +48,7 @@ export function checkParameters(values: readonly unknown[], dialect: Dialect, ma
       case 'object':
         if (v instanceof Date) {
           if (Number.isNaN(v.getTime())) throw bad(i, 'is an invalid Date; pass a valid Date or null', dialect, query);
-        } else if (dialect === 'mysql' && v !== null && !ArrayBuffer.isView(v)) {
+        } else if (!syntax.objectParameters && v !== null && !ArrayBuffer.isView(v)) {
           throw bad(
             i,
             `is ${Array.isArray(v) ? 'an array' : 'an object'}, which mysql2 would expand into SQL text or send as '[object Object]'; ` +
@@ -64,10 +66,10 @@ export function checkParameters(values: readonly unknown[], dialect: Dialect, ma
 }
 
 /** The statement itself: SQLite would run it only up to a NUL, PostgreSQL's protocol cannot carry one. */
-function checkStatementText(text: string, dialect: Dialect): void {
+function checkStatementText(text: string, dialect: Dialect | undefined): void {
   if (text.includes('\0')) {
     throw new InvalidParameter(
-      `the statement text contains a NUL character (at offset ${text.indexOf('\0')}), which ${dialect} would reject or cut the statement at; ` +
+      `the statement text contains a NUL character (at offset ${text.indexOf('\0')}), which ${dialect ?? 'the server'} would reject or cut the statement at; ` +
         'pass values as parameters and names through sql.identifier',
       { dialect },
     );
@@ -77,7 +79,7 @@ function checkStatementText(text: string, dialect: Dialect): void {
   }
 }
 
-function bad(index: number, what: string, dialect: Dialect, query?: string): InvalidParameter {
+function bad(index: number, what: string, dialect: Dialect | undefined, query?: string): InvalidParameter {
   return new InvalidParameter(`parameter ${index + 1} ${what.startsWith('is') || what.startsWith('contains') ? what : `(${what})`}`, {
     position: index + 1,
     dialect,

@@ -5,7 +5,7 @@
  * PostgreSQL dollar-quoted bodies do not split; MySQL's `DELIMITER //` lines (as in scripts for
  * the mysql client) change the separator, for procedure and trigger bodies.
  */
-import type { Dialect } from '../core/errors.js';
+import type { ScriptSyntax } from './syntax.js';
 
 export interface ScriptStatement {
   text: string;
@@ -13,12 +13,8 @@ export interface ScriptStatement {
   line: number;
 }
 
-/**
- * Per dialect: MySQL's backslash escapes in every string, `#` comments and `DELIMITER`;
- * PostgreSQL's backslash escapes in `E'…'` strings only, and its `$tag$` bodies.
- */
-export function splitStatements(script: string, dialect: Dialect): ScriptStatement[] {
-  const mysql = dialect === 'mysql';
+/** Per dialect (its driver's `scriptSyntax`): backslash escapes, `#` comments, `DELIMITER`, `$tag$` bodies, trigger bodies. */
+export function splitStatements(script: string, syntax: ScriptSyntax): ScriptStatement[] {
   const statements: ScriptStatement[] = [];
   let delimiter = ';';
   let current = '';
@@ -35,7 +31,7 @@ export function splitStatements(script: string, dialect: Dialect): ScriptStateme
   };
   while (i < script.length) {
     // DELIMITER at the start of a line (mysql client syntax).
-    if (mysql && (i === 0 || script[i - 1] === '\n') && /^DELIMITER\s/i.test(script.slice(i, i + 10))) {
+    if (syntax.delimiterCommand && (i === 0 || script[i - 1] === '\n') && /^DELIMITER\s/i.test(script.slice(i, i + 10))) {
       const end = script.indexOf('\n', i);
       const line = script.slice(i, end === -1 ? script.length : end);
       push();
@@ -46,7 +42,7 @@ export function splitStatements(script: string, dialect: Dialect): ScriptStateme
     }
     const ch = script[i];
     const two = script.slice(i, i + 2);
-    if (two === '--' || (mysql && ch === '#')) {
+    if (two === '--' || (syntax.hashComments && ch === '#')) {
       const end = script.indexOf('\n', i);
       const stop = end === -1 ? script.length : end + 1;
       current += script.slice(i, stop);
@@ -61,7 +57,7 @@ export function splitStatements(script: string, dialect: Dialect): ScriptStateme
       continue;
     }
     if (ch === "'" || ch === '"' || ch === '`') {
-      const escapes = ch !== '`' && (mysql || (ch === "'" && /[Ee]$/.test(current) && !/\w[Ee]$/.test(current)));
+      const escapes = ch !== '`' && (syntax.backslashEscapes || (ch === "'" && /[Ee]$/.test(current) && !/\w[Ee]$/.test(current)));
       let j = i + 1;
       while (j < script.length) {
         if (script[j] === '\\' && escapes) j += 2;
@@ -73,7 +69,7 @@ export function splitStatements(script: string, dialect: Dialect): ScriptStateme
       i = j + 1;
       continue;
     }
-    if (ch === '$' && dialect === 'postgres') {
+    if (ch === '$' && syntax.dollarQuotes) {
       const tag = /^\$[A-Za-z_]*\$/.exec(script.slice(i))?.[0];
       if (tag) {
         const end = script.indexOf(tag, i + tag.length);
@@ -83,7 +79,7 @@ export function splitStatements(script: string, dialect: Dialect): ScriptStateme
         continue;
       }
     }
-    if (script.startsWith(delimiter, i) && !(dialect === 'sqlite' && insideTriggerBody(current))) {
+    if (script.startsWith(delimiter, i) && !(syntax.triggerBodies && insideTriggerBody(current))) {
       i += delimiter.length;
       push();
       continue;

@@ -1,6 +1,6 @@
 /**
  * Runs an interaction under a `TransactionOptions`: propagation decided in one switch, then
- * BEGIN / COMMIT / ROLLBACK with the rules of API.md (rollback rules, RollbackFailed,
+ * BEGIN / COMMIT / ROLLBACK with the rules the README states (rollback rules, RollbackFailed,
  * CommitOutcomeUnknown, the leak guard, afterCommit hooks, retry on serialization failure).
  */
 import {
@@ -21,8 +21,13 @@ import {
   type TransactionOptions,
 } from './transaction.js';
 
-/** What the runner needs from the Database beyond what a Transaction needs. */
+/** What the runner needs from the Database beyond what a Transaction needs (the same private port). */
 export interface TransactionRunnerHost extends TransactionHost {
+  /**
+   * Sends COMMIT or ROLLBACK. A COMMIT resolves `'rolledBack'` when the server rolled back
+   * instead, without an error (PostgreSQL, after a failed statement whose error was caught).
+   */
+  end(tx: Transaction, how: 'commit' | 'rollback'): Promise<'committed' | 'rolledBack'>;
   /** Takes a connection and runs BEGIN (and the server-side timeout) on it. */
   begin(options: TransactionOptions): Promise<Transaction>;
   /** Gives the connection back (destroyed if the lease says discard), after the driver's end-of-transaction statements. */
@@ -67,7 +72,7 @@ export function runTransactional<R>(
   fn: (tx: Transaction) => Promise<R>,
   control?: InteractionControl,
 ): Promise<R> {
-  const current = currentTransaction<Transaction>(host);
+  const current = currentTransaction<Transaction>(host.owner);
   const propagation = options.propagation ?? 'required';
   if (current?.rolledBackForTest) return inTestTransaction(current, propagation, options, fn);
   if (control && current && propagation !== 'requiresNew' && propagation !== 'notSupported') {
@@ -101,11 +106,11 @@ export function runTransactional<R>(
           }),
         );
       }
-      return runWithTransaction(host, null, () => fn(undefined as unknown as Transaction));
+      return runWithTransaction(host.owner, null, () => fn(undefined as unknown as Transaction));
     case 'supports':
       return current ? join(current, options, fn) : fn(undefined as unknown as Transaction);
     case 'notSupported':
-      return runWithTransaction(host, null, () => fn(undefined as unknown as Transaction));
+      return runWithTransaction(host.owner, null, () => fn(undefined as unknown as Transaction));
     default:
       return Promise.reject(
         new ConfigurationError(
@@ -133,7 +138,7 @@ function inTestTransaction<R>(current: Transaction, propagation: string, options
  * whatever `fn` did; no hook of the code under test runs.
  */
 export async function runRolledBack<R>(host: TransactionRunnerHost, fn: (tx: Transaction) => Promise<R>): Promise<R> {
-  if (currentTransaction<Transaction>(host)) {
+  if (currentTransaction<Transaction>(host.owner)) {
     throw new TransactionError(`withRollback() runs inside a transaction of database "${host.name}" already; call it at the top of the test`, {
       code: 'TRANSACTION_FORBIDDEN',
       database: host.name,
@@ -142,7 +147,7 @@ export async function runRolledBack<R>(host: TransactionRunnerHost, fn: (tx: Tra
   const tx = await host.begin({});
   tx.rolledBackForTest = true;
   try {
-    return await runWithTransaction(host, tx, () => fn(tx));
+    return await runWithTransaction(host.owner, tx, () => fn(tx));
   } finally {
     tx.state = 'ending';
     await tx.settle();
@@ -197,7 +202,7 @@ async function beginWithRetry<R>(
     try {
       return await runOnce(host, options, fn, control);
     } catch (error) {
-      if (attempt >= attempts || !isRetryableTransactionError(error) || control?.canceled) throw error;
+      if (attempt >= attempts || !isRetryableTransactionError(error, (e) => host.classify(e)) || control?.canceled) throw error;
       const delay = delays.next().value ?? 500;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
@@ -254,7 +259,7 @@ async function runOnce<R>(
   try {
     let result: R;
     try {
-      const interaction = runWithTransaction(host, tx, () => fn(tx));
+      const interaction = runWithTransaction(host.owner, tx, () => fn(tx));
       if (interruptible) interaction.catch(() => {}); // it may lose the race below and reject later
       result = interruptible ? await Promise.race([interaction, stopped]) : await interaction;
     } catch (error) {
@@ -322,9 +327,9 @@ function endedOnServer(tx: Transaction): never {
 }
 
 async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<void> {
-  let result: { command?: string };
+  let outcome: 'committed' | 'rolledBack';
   try {
-    result = await host.control(tx, 'COMMIT');
+    outcome = await host.end(tx, 'commit');
   } catch (error) {
     tx.state = 'rolledBack';
     if (host.isDeathError(error)) {
@@ -339,19 +344,19 @@ async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<voi
     }
     // A commit the server refused (a deferred constraint, a serialization failure) is a rollback.
     if (tx.connection.transactionStatus !== 'idle') {
-      await host.control(tx, 'ROLLBACK').catch(() => (tx.lease.discard = true));
+      await host.end(tx, 'rollback').catch(() => (tx.lease.discard = true));
     }
     await tx.runHooks('rolledBack');
     throw error;
   }
-  if (result.command === 'ROLLBACK') {
-    // PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, and no error.
+  if (outcome === 'rolledBack') {
+    // The server answered COMMIT by rolling back: a statement inside had failed, and its error was caught.
     tx.state = 'rolledBack';
     await tx.runHooks('rolledBack');
     throw new TransactionError(
       'the server rolled the transaction back at COMMIT because a statement inside it had failed (and its error was caught)' +
         (tx.statementError !== undefined ? `: ${(tx.statementError as Error)?.message ?? tx.statementError}` : ''),
-      { code: 'TRANSACTION_ABORTED', sqlState: '25P02', database: host.name, cause: tx.statementError },
+      { code: 'TRANSACTION_ABORTED', database: host.name, cause: tx.statementError },
     );
   }
   tx.state = 'committed';
@@ -368,7 +373,7 @@ async function rollback(host: TransactionRunnerHost, tx: Transaction, originalEr
     return;
   }
   try {
-    await host.control(tx, 'ROLLBACK');
+    await host.end(tx, 'rollback');
   } catch (rollbackError) {
     tx.state = 'rolledBack';
     tx.lease.discard = true;

@@ -12,7 +12,7 @@
 import type { OperationResult, QueryOptions } from '../core/types.js';
 import type { Logger } from '../core/logger.js';
 import type { Connection, IsolationLevel } from '../drivers/driver.js';
-import { RollbackFailed, TransactionError, type DatabaseError } from '../core/errors.js';
+import { RollbackFailed, TransactionError, type DatabaseError, type ErrorClass } from '../core/errors.js';
 import type { Lease } from '../pool/pool.js';
 import type { SqlQuery } from '../sql/template.js';
 import { currentScope, runWithTransaction } from './transaction.context.js';
@@ -70,14 +70,21 @@ export interface TransactionOptions {
 
 export type TransactionState = 'active' | 'ending' | 'committed' | 'rolledBack';
 
-/** What a Transaction needs from its Database; implemented by `Database`. */
+/**
+ * What a Transaction needs from its Database: a private port the `Database` builds for its
+ * transactions (not methods of the `Database` itself).
+ */
 export interface TransactionHost {
+  /** The key of this database's frames in the async context (the `Database` itself). */
+  readonly owner: object;
   readonly name: string;
   readonly logger: Logger;
+  /** What an error means, as the dialect classifies it. */
+  classify(error: unknown): ErrorClass;
   runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown>;
   streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T>;
   /** Runs a control statement (BEGIN, SAVEPOINT, COMMIT...) on the transaction's connection. */
-  control(tx: Transaction, text: string): Promise<{ command?: string }>;
+  control(tx: Transaction, text: string): Promise<unknown>;
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string;
 }
 
@@ -261,7 +268,7 @@ export class Transaction {
   async savepoint<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
     this.assertActive();
     this.assertNoStream('open a savepoint');
-    const parent = currentScope<SavepointScope>(this.host, this) ?? this.root;
+    const parent = currentScope<SavepointScope>(this.host.owner, this) ?? this.root;
     const scope = new SavepointScope(`ndbp_sp_${++this.savepointCounter}`);
     await parent.enter(scope);
     this.scopes.add(scope);
@@ -272,7 +279,7 @@ export class Transaction {
       const { rollbackOnlyCause, statementError } = this;
       let result: R;
       try {
-        result = await runWithTransaction(this.host, this, () => fn(this), scope);
+        result = await runWithTransaction(this.host.owner, this, () => fn(this), scope);
         await scope.idle();
       } catch (error) {
         // The server already ended the whole transaction: there is no savepoint left to return to.
@@ -321,7 +328,7 @@ export class Transaction {
 
   /** @internal The savepoint level of the calling code. */
   currentScope(): SavepointScope {
-    return currentScope<SavepointScope>(this.host, this) ?? this.root;
+    return currentScope<SavepointScope>(this.host.owner, this) ?? this.root;
   }
 
   /** @internal Throws unless queries may still run on this transaction (the leak guard). */
@@ -384,7 +391,7 @@ export class Transaction {
     promise.then(done, (error) => {
       if (this.state === 'active' && !(error instanceof TransactionError)) {
         this.statementError ??= error;
-        if (endsTransactionOnServer(error)) this.abortCause ??= error;
+        if (this.host.classify(error).endsTransaction) this.abortCause ??= error;
       }
       done();
     });
@@ -456,20 +463,10 @@ export function matches(matcher: ErrorMatcher | undefined, error: unknown): bool
  * interaction caught it, or a joined call failed with it): re-running the whole interaction is
  * as safe there, since nothing was committed.
  */
-export function isRetryableTransactionError(error: unknown): boolean {
+export function isRetryableTransactionError(error: unknown, classify: (error: unknown) => ErrorClass): boolean {
   const e = error as DatabaseError | undefined;
   if (e instanceof TransactionError && (e.code === 'TRANSACTION_ABORTED' || e.code === 'TRANSACTION_ROLLBACK_ONLY')) {
-    return e.cause !== undefined && isRetryableTransactionError(e.cause);
+    return e.cause !== undefined && isRetryableTransactionError(e.cause, classify);
   }
-  const code = e?.sqlState ?? e?.code;
-  return code === '40001' || code === '40P01' || e?.errno === 1213 || e?.errno === 1205;
-}
-
-/**
- * A statement error after which the server has already rolled back the whole transaction, not
- * just the statement: MySQL/MariaDB on deadlock (1213). PostgreSQL keeps the transaction open
- * (in a failed state, recoverable by a rollback to savepoint), as does MySQL on lock wait timeout.
- */
-function endsTransactionOnServer(error: unknown): boolean {
-  return (error as DatabaseError | undefined)?.errno === 1213;
+  return classify(error).retry !== undefined;
 }

@@ -13,6 +13,7 @@ import { killSessions } from '../support/sessions.js';
 import { recordProcessErrors, report } from './harness.js';
 import { Listener, type ListenerHost } from '../../lib/notify/listener.js';
 import { DatabaseModule, getDatabaseToken, OnNotify, type Database, type Notification, type ResubscribeInfo } from '../../lib/index.js';
+import { POSTGRES_NOTIFICATIONS } from '../../lib/drivers/postgres/postgres.features.js';
 
 /** Notifications the sender has to get accepted after onResubscribe ran, before it stops: what must all arrive. */
 const AFTER_HOOK = 20;
@@ -216,7 +217,7 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
 
   it('a black-holed listener connection is found by the keepalive ping and replaced once traffic flows again', async () => {
     const ch = channel('hole');
-    const listener = new Listener(db, 200); // keepalive every 200 ms (the default is 10 s)
+    const listener = new Listener({ name: db.name, logger: db.logger, detector: db.detector, statements: POSTGRES_NOTIFICATIONS, openDedicatedConnection: () => db.openDedicatedConnection() }, 200); // keepalive every 200 ms (the default is 10 s)
     try {
       const received: number[] = [];
       const infos: ResubscribeInfo[] = [];
@@ -259,6 +260,7 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
       name: db.name,
       logger: db.logger,
       detector: db.detector,
+      statements: POSTGRES_NOTIFICATIONS,
       openDedicatedConnection: async () => {
         const connection = await db.openDedicatedConnection();
         const execute = connection.execute.bind(connection);

@@ -20,6 +20,7 @@ import {
 import { openDatabase } from '../support/app.js';
 import { allCases, describeEachDialect, uniqueTable, type DialectCase } from '../support/databases.js';
 import { ridingOutRestarts, waitForServer } from '../support/security.js';
+import { syntaxOf } from '../../lib/drivers/registry.js';
 
 jest.setTimeout(180_000);
 
@@ -128,7 +129,7 @@ describeEachDialect(allCases, 'injection and hostile input', (c: DialectCase) =>
     it('compiles any value to a placeholder: the statement text never depends on it', () => {
       fc.assert(
         fc.property(anyString, (v) => {
-          const compiled = selectValue(v).compile(c.dialect);
+          const compiled = selectValue(v).compile(syntaxOf(c.dialect));
           expect(compiled.text).toBe(c.dialect === 'postgres' ? 'SELECT $1::text AS v' : 'SELECT ? AS v');
           expect(compiled.values).toEqual([v]);
         }),
@@ -157,7 +158,7 @@ describeEachDialect(allCases, 'injection and hostile input', (c: DialectCase) =>
           let query;
           try {
             query = sql`SELECT 1 AS ${sql.identifier(name)}`;
-            query.compile(c.dialect);
+            query.compile(syntaxOf(c.dialect));
           } catch (error) {
             expect(error).toBeInstanceOf(InvalidParameter);
             expect(identifierAccepted(c.dialect, name)).toBe(false);

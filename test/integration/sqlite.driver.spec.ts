@@ -436,7 +436,7 @@ describe('SqliteDriver settings and dialect SQL', () => {
   it('writes BEGIN and SAVEPOINT statements', () => {
     const driver = new SqliteDriver(settings(':memory:'));
     expect(driver.dialect).toBe('sqlite');
-    expect(driver.maxParameters).toBe(32766);
+    expect(driver.syntax.maxParameters).toBe(32766);
     expect(driver.beginStatements({})).toEqual(['BEGIN IMMEDIATE']);
     expect(driver.beginStatements({ isolation: 'read committed' })).toEqual(['BEGIN IMMEDIATE']);
     expect(driver.beginStatements({ readOnly: true, isolation: 'serializable' })).toEqual(['BEGIN', 'PRAGMA query_only = ON']);

@@ -4,6 +4,9 @@
  * what each one returns, throws, or how long it hangs.
  */
 import { DatabaseError, type Connection, type Driver, type ResultSet } from '../../lib/index.js';
+import type { ErrorClass } from '../../lib/core/errors.js';
+import { classifyPostgresError } from '../../lib/drivers/postgres/postgres.errors.js';
+import { POSTGRES_SCRIPT_SYNTAX, POSTGRES_SYNTAX } from '../../lib/drivers/postgres/postgres.syntax.js';
 
 export type Script = (text: string, connection: FakeConnection) => ResultSet | Error | undefined | Promise<ResultSet | Error | undefined>;
 
@@ -69,7 +72,15 @@ export class FakeConnection implements Connection {
 
 export class FakeDriver implements Driver {
   readonly dialect = 'postgres' as const;
-  readonly maxParameters = 65535;
+  readonly syntax = POSTGRES_SYNTAX;
+  readonly scriptSyntax = POSTGRES_SCRIPT_SYNTAX;
+  readonly endStatements = { commit: 'COMMIT', rollback: 'ROLLBACK' } as const;
+  classify(error: unknown): ErrorClass {
+    return classifyPostgresError(error);
+  }
+  commitRolledBack(result: ResultSet): boolean {
+    return result.command === 'ROLLBACK';
+  }
   log: string[] = [];
   connections: FakeConnection[] = [];
   script?: Script;

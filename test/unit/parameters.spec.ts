@@ -1,7 +1,8 @@
 import { InvalidParameter } from '../../lib/index.js';
 import { checkParameters } from '../../lib/sql/parameters.js';
+import { syntaxOf } from '../../lib/drivers/registry.js';
 
-const check = (values: unknown[]) => () => checkParameters(values, 'postgres', 65535);
+const check = (values: unknown[]) => () => checkParameters(values, syntaxOf('postgres'));
 
 describe('checkParameters', () => {
   it('accepts ordinary values', () => {
@@ -19,7 +20,7 @@ describe('checkParameters', () => {
     [[Symbol('s')], 1, /symbol/],
   ])('refuses %p at position %i', (values, position, message) => {
     try {
-      checkParameters(values as unknown[], 'postgres', 65535);
+      checkParameters(values as unknown[], syntaxOf('postgres'));
       throw new Error('expected InvalidParameter');
     } catch (error) {
       expect(error).toBeInstanceOf(InvalidParameter);

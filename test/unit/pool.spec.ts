@@ -68,6 +68,7 @@ function makePool(options: Partial<PoolOptions> = {}) {
     { ...defaults, ...options },
     {
       name: 'unit',
+      validate: (c) => c.ping(),
       create: async () => {
         const c = new FakeConnection();
         created.push(c);
@@ -221,6 +222,7 @@ describe('Pool (fake connections)', () => {
   it('gives the error of a failed open to the waiter that asked', async () => {
     const pool = new Pool(defaults, {
       name: 'unit',
+      validate: async () => {},
       create: async () => {
         throw new DatabaseError('refused', { code: 'ECONNREFUSED' });
       },

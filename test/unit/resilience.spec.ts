@@ -78,6 +78,7 @@ describe('DeadConnectionDetector (fake clock)', () => {
     const clock = new FakeClock();
     const attempts: number[] = [];
     const detector = new DeadConnectionDetector({
+      deathChecker: defaultDeathChecker,
       clock,
       reconnect: { jitter: 0 },
       reconnector: async () => {
@@ -214,6 +215,7 @@ describe('DeadConnectionDetector.suspectDeadConnection (fake clock)', () => {
     const clock = new FakeClock();
     let checks = 0;
     const detector = new DeadConnectionDetector({
+      deathChecker: defaultDeathChecker,
       clock,
       reconnect: { jitter: 0 },
       reconnector: async () => {
@@ -287,6 +289,7 @@ describe('DeadConnectionDetector with maxRetries', () => {
     const clock = new FakeClock();
     let attempts = 0;
     const detector = new DeadConnectionDetector({
+      deathChecker: defaultDeathChecker,
       clock,
       reconnect: { jitter: 0, maxRetries: 2 },
       reconnector: async () => {

@@ -1,12 +1,16 @@
 /** Splitting migration scripts into statements, per dialect. */
 import { splitStatements } from '../../lib/sql/script.js';
+import { MYSQL_SCRIPT_SYNTAX } from '../../lib/drivers/mysql/mysql.syntax.js';
+import { POSTGRES_SCRIPT_SYNTAX } from '../../lib/drivers/postgres/postgres.syntax.js';
+import { SQLITE_SCRIPT_SYNTAX } from '../../lib/drivers/sqlite/sqlite.syntax.js';
 
-const texts = (script: string, dialect: 'postgres' | 'mysql' | 'sqlite') => splitStatements(script, dialect).map((s) => s.text);
+const SCRIPTS = { postgres: POSTGRES_SCRIPT_SYNTAX, mysql: MYSQL_SCRIPT_SYNTAX, sqlite: SQLITE_SCRIPT_SYNTAX };
+const texts = (script: string, dialect: keyof typeof SCRIPTS) => splitStatements(script, SCRIPTS[dialect]).map((s) => s.text);
 
 describe('splitStatements', () => {
   it('splits on semicolons outside quotes, identifiers and comments, and numbers lines', () => {
     const script = "CREATE TABLE a (x VARCHAR(10) DEFAULT 'a;b');\n-- c; d\n\nINSERT INTO \"we;ird\" VALUES ('it''s; fine');\n/* e;\n f */ SELECT 1";
-    expect(splitStatements(script, 'postgres')).toEqual([
+    expect(splitStatements(script, POSTGRES_SCRIPT_SYNTAX)).toEqual([
       { text: "CREATE TABLE a (x VARCHAR(10) DEFAULT 'a;b')", line: 1 },
       { text: "-- c; d\n\nINSERT INTO \"we;ird\" VALUES ('it''s; fine')", line: 2 },
       { text: '/* e;\n f */ SELECT 1', line: 5 },

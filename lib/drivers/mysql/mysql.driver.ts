@@ -15,6 +15,7 @@ import {
   type ConstraintFields,
   type ConstraintKind,
   type DatabaseErrorFields,
+  type ErrorClass,
 } from '../../core/errors.js';
 import type {
   BeginOptions,
@@ -27,10 +28,13 @@ import type {
   StreamOptions,
 } from '../driver.js';
 import { ISOLATION_SQL } from '../driver.js';
-import { savepointSql } from '../savepoint.js';
+import { savepointSql, STANDARD_END } from '../standard.js';
 import { hidePasswords, redact, redactError } from '../redact.js';
 import { isWriteFailure, markNotSent } from '../not-sent.js';
 import { loadPackage } from '../load-package.js';
+import { MYSQL_SCRIPT_SYNTAX, MYSQL_SYNTAX } from './mysql.syntax.js';
+import { classifyMysqlError } from './mysql.errors.js';
+import { MYSQL_MIGRATIONS, mysqlProcedureCall } from './mysql.features.js';
 
 type Mysql2 = typeof import('mysql2');
 type RawConnection = import('mysql2').Connection;
@@ -90,7 +94,15 @@ const FATAL_CODES = new Set(['ER_NET_PACKET_TOO_LARGE', 'PROTOCOL_CONNECTION_LOS
 
 export class MysqlDriver implements Driver {
   readonly dialect = 'mysql' as const;
-  readonly maxParameters = 65535;
+  readonly syntax = MYSQL_SYNTAX;
+  readonly scriptSyntax = MYSQL_SCRIPT_SYNTAX;
+  readonly endStatements = STANDARD_END;
+  readonly migrations = MYSQL_MIGRATIONS;
+  readonly procedureCall = mysqlProcedureCall;
+
+  classify(error: unknown): ErrorClass {
+    return classifyMysqlError(error);
+  }
 
   constructor(private readonly settings: ConnectionSettings) {}
 
@@ -228,7 +240,7 @@ export class MysqlDriver implements Driver {
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    return savepointSql(kind, name, 'mysql');
+    return savepointSql(kind, name, MYSQL_SYNTAX);
   }
 
   /** MySQL has no transaction-local variables: settings are user variables (`@\`app.tenant_id\``), cleared after a transaction. */

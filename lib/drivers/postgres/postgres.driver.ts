@@ -15,6 +15,7 @@ import {
   QueryTimeout,
   type ConstraintKind,
   type DatabaseErrorFields,
+  type ErrorClass,
 } from '../../core/errors.js';
 import type {
   BeginOptions,
@@ -28,10 +29,13 @@ import type {
   StreamOptions,
 } from '../driver.js';
 import { ISOLATION_SQL } from '../driver.js';
-import { savepointSql } from '../savepoint.js';
+import { savepointSql, STANDARD_END } from '../standard.js';
 import { redact, redactError } from '../redact.js';
 import { isWriteFailure, markNotSent } from '../not-sent.js';
 import { loadPackage } from '../load-package.js';
+import { POSTGRES_SCRIPT_SYNTAX, POSTGRES_SYNTAX } from './postgres.syntax.js';
+import { classifyPostgresError } from './postgres.errors.js';
+import { POSTGRES_MIGRATIONS, POSTGRES_NOTIFICATIONS, postgresProcedureCall } from './postgres.features.js';
 
 type PgModule = typeof import('pg');
 type PgClient = import('pg').Client;
@@ -91,7 +95,21 @@ const NOT_QUERYABLE = /is not queryable/i;
 
 export class PostgresDriver implements Driver {
   readonly dialect = 'postgres' as const;
-  readonly maxParameters = 65535;
+  readonly syntax = POSTGRES_SYNTAX;
+  readonly scriptSyntax = POSTGRES_SCRIPT_SYNTAX;
+  readonly endStatements = STANDARD_END;
+  readonly notifications = POSTGRES_NOTIFICATIONS;
+  readonly migrations = POSTGRES_MIGRATIONS;
+  readonly procedureCall = postgresProcedureCall;
+
+  classify(error: unknown): ErrorClass {
+    return classifyPostgresError(error);
+  }
+
+  /** PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, and no error. */
+  commitRolledBack(result: ResultSet): boolean {
+    return result.command === 'ROLLBACK';
+  }
 
   constructor(private readonly settings: ConnectionSettings) {}
 
@@ -214,7 +232,7 @@ export class PostgresDriver implements Driver {
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    return savepointSql(kind, name, 'postgres');
+    return savepointSql(kind, name, POSTGRES_SYNTAX);
   }
 
   readonly localSettings = true;

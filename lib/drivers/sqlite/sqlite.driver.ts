@@ -37,7 +37,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigurationError, constraintViolation, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled, type ConstraintKind } from '../../core/errors.js';
+import { ConfigurationError, constraintViolation, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled, type ConstraintKind, type ErrorClass } from '../../core/errors.js';
 import type {
   BeginOptions,
   Connection,
@@ -51,7 +51,9 @@ import type {
 import { loadPackage } from '../load-package.js';
 import { markNotSent } from '../not-sent.js';
 import { redact } from '../redact.js';
-import { savepointSql } from '../savepoint.js';
+import { classifyStandard, savepointSql, STANDARD_END } from '../standard.js';
+import { SQLITE_SCRIPT_SYNTAX, SQLITE_SYNTAX } from './sqlite.syntax.js';
+import { SQLITE_MIGRATIONS } from './sqlite.features.js';
 
 /** How long a statement waits for another writer's lock before failing with SQLITE_BUSY. */
 export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
@@ -184,7 +186,14 @@ function busy(child: ChildProcess): void {
 export class SqliteDriver implements Driver {
   readonly dialect = 'sqlite' as const;
   /** SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32. */
-  readonly maxParameters = 32766;
+  readonly syntax = SQLITE_SYNTAX;
+  readonly scriptSyntax = SQLITE_SCRIPT_SYNTAX;
+  readonly endStatements = STANDARD_END;
+  readonly migrations = SQLITE_MIGRATIONS;
+
+  classify(error: unknown): ErrorClass {
+    return classifyStandard(error);
+  }
 
   private readonly filename: string;
   /** `:memory:` (or `''`): a private database shared by this driver's connections, kept in a file of its own. */
@@ -288,7 +297,7 @@ export class SqliteDriver implements Driver {
   }
 
   savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
-    return savepointSql(kind, name, 'sqlite');
+    return savepointSql(kind, name, SQLITE_SYNTAX);
   }
 
   /** Stops every connection's process and the spare; deletes a `:memory:` database's file. */

@@ -1,0 +1,550 @@
+/**
+ * The engine of one `Database`: its driver, pool, detector and the call path every statement
+ * takes (deadline and abort, fail fast, acquire within the deadline, run, translate, replay
+ * what was provably not sent, release). The facade (`database.ts`), the transaction port and
+ * the session port all run their statements through it.
+ */
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import { inBackground } from '../core/background.js';
+import { withCallerStack } from '../core/caller-stack.js';
+import {
+  AcquireTimeout,
+  ConnectionDead,
+  DatabaseClosed,
+  DatabaseError,
+  InvalidParameter,
+  NotSupported,
+  QueryCanceled,
+  QueryTimeout,
+  type Dialect,
+} from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { OperationResult, QueryOptions } from '../core/types.js';
+import type { ResolvedOptions } from '../config/options.js';
+import type { Connection, Driver, ExecuteOptions, ResultSet } from '../drivers/driver.js';
+import { wasNotSent } from '../drivers/not-sent.js';
+import { createDriver } from '../drivers/registry.js';
+import { Pool, type Lease } from '../pool/pool.js';
+import { anyDeath, socketDeathChecker, withTransientErrors } from '../resilience/death-checker.js';
+import { DeadConnectionDetector } from '../resilience/detector.js';
+import { checkParameters } from '../sql/parameters.js';
+import { checkArraysInLists, isSqlQuery, type SqlQuery } from '../sql/template.js';
+import { enterHolder, heldLeases } from '../transactions/transaction.context.js';
+import type { Transaction } from '../transactions/transaction.js';
+import { CallHandle } from './call.js';
+import { RowIterator, type StreamSource } from './row-iterator.js';
+import type { DatabaseSession } from './session.js';
+
+/** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
+const CANCEL_GRACE_MS = 1000;
+const DEFAULT_BATCH_SIZE = 1000;
+/** Distinct statement texts whose effect on the session is remembered (bounds memory when SQL is built dynamically). */
+const MAX_CLASSIFIED_STATEMENTS = 10_000;
+/** How much later than a call's own deadline the server-side statement limit set for it is. */
+const SERVER_LIMIT_MARGIN_MS = 50;
+
+export interface DatabaseEvents {
+  connectionOpened: [{ database: string; serverId: number }];
+  connectionClosed: [{ database: string; serverId: number }];
+  dead: [{ database: string; error: DatabaseError }];
+  recovered: [{ database: string; downtimeMs: number }];
+  slowQuery: [{ database: string; query: string; durationMs: number }];
+  leak: [{ database: string; message: string; stack: string }];
+}
+
+/** A stream of rows: iterate it with `for await`, or pipe `.readable()`. */
+export type RowStream<T> = AsyncIterable<T> & { readable(): Readable };
+
+export class Engine {
+  readonly name: string;
+  readonly dialect: Dialect;
+  readonly driver: Driver;
+  readonly detector: DeadConnectionDetector;
+  readonly pool: Pool;
+  /** What `Database.cancel()` finds behind a promise it returned. */
+  readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
+  /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
+  readonly keepAlive: NodeJS.Timeout;
+  readonly waitForRecoveryMs: number;
+  readonly queryTimeoutMs: number;
+  /** Statement text → whether it may leave state on the session (`sessionReset: 'auto'`). */
+  private readonly sessionChanging = new Map<string, boolean>();
+  private readonly log: ResolvedOptions['logging'];
+  private readonly prepare: boolean;
+  private readonly slowQueryMs: number;
+  readonly interruptGraceMs = CANCEL_GRACE_MS;
+  state: 'open' | 'closing' | 'closed' = 'open';
+  inFlight = 0;
+  idleWaiters: Array<() => void> = [];
+
+  constructor(
+    /** The Database this engine works for: the key of its frames in the async context. */
+    readonly owner: object,
+    readonly options: ResolvedOptions,
+    readonly logger: Logger,
+    readonly events: EventEmitter<DatabaseEvents>,
+  ) {
+    this.name = options.name;
+    this.dialect = options.dialect;
+    this.driver = createDriver(options.dialect, options.settings, options.driver);
+    this.prepare = options.prepare;
+    this.queryTimeoutMs = options.queryTimeoutMs;
+    // Slow-query logging without a threshold of its own uses one second.
+    this.slowQueryMs = options.slowQueryMs || (options.logging.slow ? 1000 : 0);
+    this.log = options.logging;
+    this.waitForRecoveryMs = options.waitForRecoveryMs;
+    this.keepAlive = inBackground(() => setInterval(() => {}, 2 ** 31 - 1));
+    this.keepAlive.unref();
+    const dialectDeath = (error: unknown) => this.driver.classify(error).lost === true;
+    const checker = withTransientErrors(options.deathChecker ?? anyDeath(socketDeathChecker, dialectDeath), options.transientErrors);
+    this.detector = new DeadConnectionDetector({
+      name: this.name,
+      deathChecker: checker,
+      reconnect: options.reconnect,
+      reconnector: () => this.reconnect(),
+      onDeath: (error) => {
+        const e = this.driver.translateError(error);
+        this.logger.warn(`database "${this.name}" marked dead: ${e.message}; reconnecting in the background`);
+        // Fail fast means everyone: the callers already queued for a connection too.
+        this.pool.failWaiters(this.detector.deadError());
+        inBackground(() => this.events.emit('dead', { database: this.name, error: e }));
+      },
+      onRecovered: (downtimeMs) => {
+        this.logger.log(`database "${this.name}" recovered after ${downtimeMs} ms`);
+        this.events.emit('recovered', { database: this.name, downtimeMs });
+      },
+      onHandlerError: (error) => this.logger.error(`a recovery handler of database "${this.name}" threw: ${(error as Error)?.message}`),
+    });
+    this.pool = new Pool(options.pool, {
+      validate: (connection) => connection.ping(),
+      name: this.name,
+      create: () => this.connectDriver(),
+      onCreateError: (error) => this.detector.checkForDeadConnection(error),
+      // One pooled connection that died proves little (a killed session, an idle timeout): the detector checks the server first.
+      onConnectionError: (error) => {
+        if (this.state === 'open') this.detector.suspectDeadConnection(error);
+      },
+      onOpen: (c) => this.events.emit('connectionOpened', { database: this.name, serverId: c.serverId }),
+      onClose: (c) => this.events.emit('connectionClosed', { database: this.name, serverId: c.serverId }),
+      onLeak: (message, stack) => {
+        this.logger.warn(`${message}\n${stack}`);
+        this.events.emit('leak', { database: this.name, message, stack });
+      },
+      reset: async (connection, dirty) => {
+        if (dirty) {
+          if (!connection.resetSession) throw new NotSupported(`${this.dialect} connections cannot be reset`, { dialect: this.dialect });
+          await connection.resetSession();
+        } else await connection.execute(this.driver.endStatements.rollback, [], { rowMode: 'array' });
+        if (connection.transactionStatus !== 'idle' && connection.transactionStatus !== 'unknown') {
+          throw new DatabaseError('the connection is still in a transaction after its reset', { code: 'RESET_FAILED', dialect: this.dialect });
+        }
+      },
+    });
+  }
+
+
+  /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
+  call<T>(options: QueryOptions | undefined, body: (call: CallHandle) => Promise<T>): Promise<T> {
+    const call = new CallHandle(this);
+    if (this.inFlight++ === 0) this.keepAlive.ref();
+    const promise = new Promise<T>((resolve, reject) => {
+      call.reject = reject;
+      const signal = options?.signal;
+      if (signal) {
+        if (signal.aborted) {
+          call.settle();
+          this.callDone();
+          reject(new QueryCanceled('query not sent: its AbortSignal was already aborted', { database: this.name, dialect: this.dialect }));
+          return;
+        }
+        call.watch(signal);
+      }
+      const timeoutMs = options?.timeoutMs ?? this.queryTimeoutMs;
+      if (timeoutMs > 0) call.deadline(timeoutMs);
+      body(call).then(
+        (value) => {
+          call.settle();
+          this.callDone();
+          resolve(value);
+        },
+        (error) => {
+          call.settle();
+          this.callDone();
+          reject(error);
+        },
+      );
+    });
+    const outer = withCallerStack(promise);
+    this.calls.set(outer, call);
+    return outer;
+  }
+
+  callDone(): void {
+    if (--this.inFlight === 0) {
+      this.keepAlive.unref();
+      if (this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  track<R>(fn: () => Promise<R>): Promise<R> {
+    if (this.inFlight++ === 0) this.keepAlive.ref();
+    let p: Promise<R>;
+    try {
+      p = fn();
+    } catch (error) {
+      p = Promise.reject(error);
+    }
+    p.then(
+      () => this.callDone(),
+      () => this.callDone(),
+    );
+    return p;
+  }
+
+  compile(query: string | SqlQuery, params: unknown[] | undefined): { text: string; values: unknown[] } {
+    let text: string;
+    let values: unknown[];
+    if (typeof query === 'string') {
+      text = query;
+      values = params ?? [];
+      if (!Array.isArray(values)) throw new InvalidParameter('params must be an array of values', { query: text });
+    } else if (isSqlQuery(query)) {
+      if (params !== undefined && params.length > 0) {
+        throw new InvalidParameter('a sql`` query carries its own values; pass no params array beside it');
+      }
+      ({ text, values } = query.compile(this.driver.syntax));
+    } else {
+      throw new InvalidParameter(`query must be a string or a sql\`\` template (got ${typeof query})`);
+    }
+    checkParameters(values, this.driver.syntax, text);
+    checkArraysInLists(text, values, this.driver.syntax);
+    return { text, values };
+  }
+
+  /** A statement that may leave state on its session (SET, advisory lock, user variable…) gets its connection reset before reuse. */
+  markIfSessionChanged(lease: Lease, text: string): void {
+    const mode = this.options.sessionReset;
+    if (mode === 'never') return;
+    if (mode === 'always') {
+      lease.dirty = true;
+      return;
+    }
+    let changes = this.sessionChanging.get(text);
+    if (changes === undefined) {
+      changes = this.driver.changesSession?.(text) ?? false;
+      if (this.sessionChanging.size < MAX_CLASSIFIED_STATEMENTS) this.sessionChanging.set(text, changes);
+    }
+    if (changes) lease.dirty = true;
+  }
+
+  /** The driver's options for a statement of this call; the server-side limit only when it differs from the session's. */
+  executeOptions(call: CallHandle, options: QueryOptions | undefined): ExecuteOptions {
+    const exec: ExecuteOptions = { rowMode: options?.rowMode ?? 'object', prepare: options?.prepare ?? this.prepare };
+    const timeoutMs = options?.timeoutMs;
+    // The server's limit is the backstop: a little later than the call's deadline, so that the call's own timeout, which
+    // cancels on the server and gives up the connection, comes first.
+    if (timeoutMs !== undefined && timeoutMs !== this.queryTimeoutMs) exec.statementTimeoutMs = timeoutMs > 0 ? timeoutMs + SERVER_LIMIT_MARGIN_MS : 0;
+    return exec;
+  }
+
+  shape(mode: 'rows' | 'operation', result: ResultSet): unknown {
+    if (mode === 'rows') return result.rows;
+    const out: OperationResult = { affectedRows: result.affectedRows };
+    if (result.insertId !== undefined) out.insertId = result.insertId;
+    if (result.changedRows !== undefined) out.changedRows = result.changedRows;
+    if (result.warningCount !== undefined) out.warningCount = result.warningCount;
+    if (result.message !== undefined) out.message = result.message;
+    if (result.serverStatus !== undefined) out.serverStatus = result.serverStatus;
+    if (result.command !== undefined) out.command = result.command;
+    return out;
+  }
+
+  /** Runs one statement on a connection, under the call's interruption rules; feeds failures to the detector. */
+  async run(connection: Connection, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
+    call.throwIfInterrupted();
+    call.connection = connection;
+    const started = this.slowQueryMs > 0 ? performance.now() : 0;
+    if (this.log.query) this.logger.log(`query: ${text}`);
+    try {
+      return await connection.execute(text, values, exec);
+    } catch (error) {
+      // After an interruption the failure is our own doing (the cancel, or the destroy after the grace period), not news about the server.
+      if (call.interruption) {
+        const e = this.driver.translateError(error);
+        call.statementFailed(e);
+        throw e;
+      }
+      const e = this.failed(error);
+      call.statementFailed(e);
+      if (this.log.error) this.logger.error(`query failed (${e.code}): ${e.message} -- ${text}`);
+      throw this.detector.isDeathError(e) && !wasNotSent(e) ? this.lostUnder(e) : e;
+    } finally {
+      call.connection = undefined;
+      if (started > 0) {
+        const durationMs = performance.now() - started;
+        if (durationMs >= this.slowQueryMs) {
+          if (this.log.slow) this.logger.warn(`slow query (${Math.round(durationMs)} ms): ${text}`);
+          this.events.emit('slowQuery', { database: this.name, query: text, durationMs });
+        }
+      }
+    }
+  }
+
+  /** A connection lost under a call: `ConnectionDead`, keeping what the server or socket said. */
+  lostUnder(e: DatabaseError): ConnectionDead {
+    return new ConnectionDead(`the connection to database "${this.name}" was lost while the statement ran (${e.message}); it may or may not have taken effect`, {
+      mayHaveRun: true,
+      cause: e,
+      query: e.query,
+      sqlState: e.sqlState,
+      errno: e.errno,
+      dialect: this.dialect,
+      database: this.name,
+    });
+  }
+
+  /** Translates an error and tells the detector about it: a connection that died makes it check the server. */
+  failed(error: unknown): DatabaseError {
+    const e = this.driver.translateError(error);
+    if (this.state === 'open') this.detector.suspectDeadConnection(e);
+    return e;
+  }
+
+  /** Refuses work once shutdown began. The detector's fail-fast is in acquire(), which knows whether the call may wait. */
+  assertUsable(): void {
+    if (this.state !== 'open') throw this.closedError();
+  }
+
+  closedError(): DatabaseClosed {
+    return new DatabaseClosed(`database "${this.name}" is closed (the application is shutting down)`, {
+      database: this.name,
+      dialect: this.dialect,
+    });
+  }
+
+  /**
+   * A pool connection for this call. While the detector says dead, and when the connection
+   * cannot be opened because the server is gone, the call fails at once with `ConnectionDead`,
+   * unless it may wait for the reconnect (`waitForRecoveryMs`, per call or module), within its
+   * deadline. A call that would wait for a connection its own code holds fails at once too.
+   */
+  async acquire(call: CallHandle, waitForRecoveryMs = this.waitForRecoveryMs): Promise<Lease> {
+    const acquireTimeoutMs = this.options.pool.acquireTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.detector.isDead) {
+        if (waitForRecoveryMs > 0 && attempt < 2 && (await this.detector.waitForRecovery(call.remainingMs(waitForRecoveryMs)))) continue;
+        call.throwIfInterrupted();
+        throw this.detector.deadError();
+      }
+      if (this.pool.isExhausted()) this.checkSelfDeadlock();
+      let lease: Lease;
+      try {
+        // Within the call's deadline, if it has one: a caller with queryTimeoutMs never waits longer for a connection,
+        // and one whose deadline ran out while waiting gets its QueryTimeout, not the pool's AcquireTimeout.
+        const waitMs = call.remainingMs(acquireTimeoutMs);
+        lease = await this.pool.acquire(waitMs).catch((error: unknown) => {
+          if (error instanceof AcquireTimeout && waitMs < acquireTimeoutMs) call.expire();
+          throw error;
+        });
+      } catch (error) {
+        call.throwIfInterrupted();
+        if (this.state === 'open' && (error instanceof ConnectionDead || this.detector.isDeathError(error))) {
+          // No connection could be opened: the server is gone, and nothing was sent.
+          if (waitForRecoveryMs > 0 && attempt < 2) continue;
+          if (error instanceof ConnectionDead) throw error;
+          if (this.detector.isDead) throw this.detector.deadError();
+          const e = this.driver.translateError(error);
+          throw new ConnectionDead(`no connection to database "${this.name}" could be opened (${e.message}); nothing was sent`, {
+            cause: e,
+            dialect: this.dialect,
+            database: this.name,
+          });
+        }
+        throw this.driver.translateError(error);
+      }
+      if (call.isSettled) {
+        this.pool.release(lease);
+        call.throwIfInterrupted();
+      }
+      return lease;
+    }
+  }
+
+  /**
+   * Every connection of the pool is taken: if the calling code holds them all itself (the
+   * transactions it runs in, suspended by `requiresNew`/`notSupported`, and the streams it is
+   * reading), waiting could never end; it is refused at once.
+   */
+  checkSelfDeadlock(): void {
+    const max = this.pool.options.max;
+    const held = heldLeases(this.owner, (tx) => ((tx as Transaction).holdsConnection ? (tx as Transaction).lease : undefined));
+    if (held.size < max) return;
+    throw new AcquireTimeout(
+      `this call waits for a connection of database "${this.name}", but the calling code itself holds all ${max} of them ` +
+        '(a transaction it runs in, suspended by propagation requiresNew or notSupported, or a stream it is still reading), so it could never get one: ' +
+        `requiresNew, notSupported and a query made while reading a stream each need a connection more than the caller holds. Finish the stream first (or collect its rows), ` +
+        `run the work in the same transaction, or raise pool.max (now ${max})`,
+      { code: 'SELF_DEADLOCK', database: this.name, dialect: this.dialect },
+    );
+  }
+
+  /** Returns a call's connection; after an interruption, only once the cancel went out, and never reused if the cancel may still land. */
+  release(lease: Lease, call?: CallHandle): void {
+    if (call?.interruption) {
+      // A client-side timeout destroys the connection: whatever made it slow (a lock, a stopped backend) may still hold it.
+      if (call.poisoned || call.interruption instanceof QueryTimeout) lease.discard = true;
+      void call.cancelSent.then(() => this.pool.release(lease));
+      return;
+    }
+    this.pool.release(lease);
+  }
+
+  /** @internal The detector's reconnect: one new connection that answers a ping joins the pool. */
+  async reconnect(): Promise<void> {
+    const connection = await this.connectDriver();
+    const limitMs = this.options.settings.connectTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // Bounded like the connect: a server that accepts and then says nothing must not stall the reconnect loop.
+      await Promise.race([
+        connection.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new DatabaseError(`ping got no answer within ${limitMs} ms`, { code: 'CONNECT_TIMEOUT', dialect: this.dialect })), limitMs);
+        }),
+      ]);
+    } catch (error) {
+      connection.destroy();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.pool.adopt(connection);
+  }
+
+  /** The session's connection, refused once it was lost (its state went with it). */
+  async sessionLease(session: DatabaseSession): Promise<Lease> {
+    const lease = await session.connect();
+    if (lease.discard || lease.connection.broken) {
+      throw new ConnectionDead(
+        `the connection of this session of database "${this.name}" was lost, and the session's state (settings, locks, temporary tables) with it; end the session and start a new one`,
+        { database: this.name, dialect: this.dialect },
+      );
+    }
+    return lease;
+  }
+
+  settingsStatement(settings: Array<[string, unknown]>, local: boolean): { text: string; values: unknown[] } {
+    if (!this.driver.settingsStatement) {
+      throw new NotSupported(`database "${this.name}" (${this.dialect}) has no session settings`, { dialect: this.dialect, database: this.name });
+    }
+    return this.driver.settingsStatement(settings, local && this.driver.localSettings === true);
+  }
+
+  /** An iterable whose every iteration opens its own cursor: rows served from batches, one promise per row. */
+  rowStream<T>(options: QueryOptions | undefined, open: (iterator: RowIterator<T>) => Promise<StreamSource>): AsyncIterable<T> & { readable(): Readable } {
+    const cursorOptions = { rowMode: options?.rowMode ?? 'object', batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE } as const;
+    const signal = options?.signal;
+    const timeoutMs = options?.timeoutMs ?? 0;
+    const iterable = {
+      [Symbol.asyncIterator]: () => {
+        const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
+        // Checked between batches: a stream runs for as long as its consumer reads.
+        const interruption =
+          signal || deadline
+            ? () =>
+                signal?.aborted
+                  ? new QueryCanceled('stream canceled by its AbortSignal', { database: this.name, dialect: this.dialect })
+                  : deadline && Date.now() > deadline
+                    ? new QueryTimeout(`stream on database "${this.name}" exceeded its timeout of ${timeoutMs} ms`, { timeoutMs, database: this.name, dialect: this.dialect })
+                    : undefined
+            : undefined;
+        return new RowIterator<T>(open, cursorOptions, (error) => this.failed(error), interruption);
+      },
+      readable: () => Readable.from(iterable, { objectMode: true }),
+    };
+    return iterable;
+  }
+
+  streamFromPool<T>(query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+    const iterable = this.rowStream<T>(options, async () => {
+      const { text, values } = this.compile(query, params);
+      this.assertUsable();
+      if (this.inFlight++ === 0) this.keepAlive.ref();
+      let lease: Lease;
+      try {
+        lease = await this.acquire(new CallHandle(this), options?.waitForRecoveryMs);
+      } catch (error) {
+        this.callDone();
+        throw error;
+      }
+      return {
+        connection: lease.connection,
+        text,
+        values,
+        lease,
+        finish: (error?: unknown) => {
+          if (error !== undefined && this.detector.isDeathError(error)) lease.discard = true;
+          this.pool.release(lease);
+          this.callDone();
+        },
+      };
+    });
+    return {
+      ...iterable,
+      // The code reading the stream holds its connection: a query it makes meanwhile that would need one more than the
+      // pool has is refused at once (checkSelfDeadlock) instead of waiting for ever.
+      [Symbol.asyncIterator]: () => {
+        const iterator = iterable[Symbol.asyncIterator]() as RowIterator<T>;
+        enterHolder(this.owner, iterator);
+        return iterator;
+      },
+    };
+  }
+
+  /**
+   * A new connection; whatever the driver throws comes out translated, so that nothing it
+   * carries (mysql2 puts a malformed URL, password included, in a TypeError's `input`)
+   * reaches the pool, the detector, logs or health output unredacted.
+   */
+  connectDriver(): Promise<Connection> {
+    let pending: Promise<Connection>;
+    try {
+      pending = this.driver.connect();
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    return pending.catch((error: unknown) => {
+      throw this.driver.translateError(error);
+    });
+  }
+
+
+  /** A statement on a pool connection: replayed on a fresh one when it provably was not sent, or when the caller said it is idempotent. */
+  async executeOnPool(call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions, options: QueryOptions | undefined): Promise<ResultSet> {
+    this.assertUsable();
+    let replays = 0;
+    for (let attempt = 0; ; attempt++) {
+      const lease = await this.acquire(call, options?.waitForRecoveryMs);
+      let result: ResultSet;
+      try {
+        result = await this.run(lease.connection, call, text, values, exec);
+      } catch (error) {
+        if (this.detector.isDeathError(error)) lease.discard = true;
+        this.release(lease, call);
+        // A statement that provably never left the client (its connection was already closed: an idle
+        // socket the server or the network reset) runs on a fresh connection, as if nothing happened.
+        if (lease.discard && !call.isSettled && wasNotSent(error) && replays++ < this.options.pool.max) continue;
+        // Replay what may have reached the server only when the caller declared it idempotent.
+        if (options?.retry && attempt === replays && lease.discard && !call.isSettled) {
+          if (!this.detector.isDead || (await this.detector.waitForRecovery(call.remainingMs(this.options.pool.acquireTimeoutMs)))) continue;
+        }
+        throw error;
+      }
+      this.markIfSessionChanged(lease, text);
+      this.release(lease, call);
+      return result;
+    }
+  }
+
+}

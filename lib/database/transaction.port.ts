@@ -1,0 +1,236 @@
+/**
+ * The private port through which a `Database`'s transactions reach it: BEGIN on a pool (or
+ * session) connection, statements and streams inside the transaction, savepoints, COMMIT and
+ * ROLLBACK, the statements that undo session state at its end. Not part of the `Database` a user
+ * injects.
+ */
+import type { Readable } from 'node:stream';
+import { QueryTimeout, TransactionError, type ErrorClass } from '../core/errors.js';
+import type { QueryOptions } from '../core/types.js';
+import type { ExecuteOptions, ResultSet } from '../drivers/driver.js';
+import type { Lease } from '../pool/pool.js';
+import type { SqlQuery } from '../sql/template.js';
+import { currentSession } from '../transactions/transaction.context.js';
+import type { TransactionRunnerHost } from '../transactions/transaction.runner.js';
+import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
+import { CallHandle } from './call.js';
+import type { Engine } from './engine.js';
+import { checkSettings, type DatabaseSession } from './session.js';
+
+export class TransactionPort implements TransactionRunnerHost {
+  constructor(private readonly engine: Engine) {}
+
+  get owner(): object {
+    return this.engine.owner;
+  }
+
+  get name(): string {
+    return this.engine.name;
+  }
+
+  get logger() {
+    return this.engine.logger;
+  }
+
+  classify(error: unknown): ErrorClass {
+    return this.engine.driver.classify(error);
+  }
+
+  async end(tx: Transaction, how: 'commit' | 'rollback'): Promise<'committed' | 'rolledBack'> {
+    const { commit, rollback } = this.engine.driver.endStatements;
+    const result = await this.control(tx, how === 'commit' ? commit : rollback);
+    return how === 'rollback' || this.engine.driver.commitRolledBack?.(result) ? 'rolledBack' : 'committed';
+  }
+
+  /**
+   * Takes a connection and runs BEGIN (and the server-side timeout, and the settings)
+   * on it. Inside a session whose connection runs no transaction, that connection; else one
+   * from the pool, which then gets the session's settings for the length of the transaction.
+   */
+  async begin(options: TransactionOptions): Promise<Transaction> {
+    this.engine.assertUsable();
+    const session = currentSession<DatabaseSession>(this.owner);
+    const onSession = session !== undefined && session.transaction === undefined;
+    let lease: Lease;
+    if (onSession) {
+      lease = await this.engine.sessionLease(session);
+    } else {
+      const call = new CallHandle(this.engine);
+      // Taking the connection for BEGIN is bounded like a query: by queryTimeoutMs, if set.
+      if (this.engine.queryTimeoutMs > 0) call.deadline(this.engine.queryTimeoutMs);
+      try {
+        lease = await this.engine.acquire(call);
+      } finally {
+        call.settle();
+      }
+    }
+    const tx = new Transaction(this, lease, options);
+    tx.ownsConnection = !onSession;
+    tx.session = session;
+    if (onSession) session.transaction = tx;
+    try {
+      const given = typeof options.settings === 'function' ? options.settings() : options.settings;
+      const settings = [...(session && !onSession ? checkSettings(session.settings, 'session') : []), ...checkSettings(given, 'TransactionOptions.settings')];
+      for (const statement of this.engine.driver.beginStatements(options)) await this.control(tx, statement);
+      if (options.timeoutMs && options.timeoutMs > 0) {
+        const statement = this.engine.driver.transactionTimeoutStatement?.(options.timeoutMs);
+        if (statement) await this.control(tx, statement);
+      }
+      if (settings.length > 0) {
+        const statement = this.engine.settingsStatement(settings, true);
+        await this.control(tx, statement.text, statement.values);
+        if (!this.engine.driver.localSettings) tx.settingsToClear = settings.map(([name]) => name);
+      }
+    } catch (error) {
+      await this.finish(tx);
+      throw error;
+    }
+    return tx;
+  }
+
+  async finish(tx: Transaction): Promise<void> {
+    if (tx.state === 'active' || tx.state === 'ending') tx.state = 'rolledBack';
+    const after = [...(this.engine.driver.finishStatements?.(tx.options) ?? [])];
+    const session = tx.ownsConnection ? undefined : (tx.session as DatabaseSession | undefined);
+    if (tx.settingsToClear) {
+      // Settings the dialect cannot scope to the transaction (MySQL user variables) are undone, and the session's own restored.
+      after.push(this.engine.driver.clearSettingsStatement!(tx.settingsToClear));
+    }
+    if (after.length > 0 && !tx.lease.discard && !tx.connection.broken) {
+      try {
+        for (const statement of after) await this.control(tx, statement);
+        const own = session ? checkSettings(session.settings, 'session') : [];
+        if (tx.settingsToClear && own.length > 0) {
+          const restore = this.engine.settingsStatement(own, false);
+          await this.control(tx, restore.text, restore.values);
+        }
+      } catch {
+        tx.lease.discard = true;
+      }
+    }
+    tx.holdsConnection = false;
+    if (tx.ownsConnection) this.engine.pool.release(tx.lease);
+    else if (session && session.transaction === tx) session.transaction = undefined;
+  }
+
+  interrupt(tx: Transaction): void {
+    tx.lease.discard = true;
+    void tx.connection.cancel().catch(() => {});
+  }
+
+  isDeathError(error: unknown): boolean {
+    return this.engine.detector.isDeathError(error);
+  }
+
+  async control(tx: Transaction, text: string, values: unknown[] = []): Promise<ResultSet> {
+    const limitMs = this.engine.queryTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    try {
+      const pending = tx.connection.execute(text, values, { rowMode: 'array' });
+      if (limitMs > 0) {
+        // BEGIN/COMMIT/ROLLBACK/SAVEPOINT get queryTimeoutMs too. No answer: the connection is destroyed, which ends the
+        // statement with a connection error, so an unanswered COMMIT becomes CommitOutcomeUnknown, never a hang.
+        timer = setTimeout(() => {
+          timedOut = true;
+          tx.lease.discard = true;
+          tx.connection.destroy();
+        }, limitMs);
+      }
+      return await pending;
+    } catch (error) {
+      let e = this.engine.failed(error);
+      if (timedOut) {
+        e = new QueryTimeout(`${text} on database "${this.engine.name}" got no answer within ${limitMs} ms (queryTimeoutMs); the connection was destroyed`, {
+          timeoutMs: limitMs,
+          query: text,
+          dialect: this.engine.dialect,
+          database: this.engine.name,
+          cause: e,
+        });
+      }
+      if (this.engine.detector.isDeathError(e)) tx.lease.discard = true;
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  savepointStatement(kind: 'create' | 'release' | 'rollback', name: string): string {
+    return this.engine.driver.savepointStatement(kind, name);
+  }
+
+  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown> {
+    return this.engine.call(options, async (call) => {
+      const { text, values } = this.engine.compile(query, params);
+      return this.engine.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, this.engine.executeOptions(call, options))));
+    });
+  }
+
+  async executeOnTransaction(tx: Transaction, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
+    if (tx.timedOut) {
+      throw new QueryTimeout(`transaction on database "${this.engine.name}" exceeded its timeoutMs (${tx.options.timeoutMs} ms)`, {
+        database: this.engine.name,
+        timeoutMs: tx.options.timeoutMs,
+        query: text,
+      });
+    }
+    tx.assertActive();
+    tx.assertNoStream();
+    // The transaction's own deadline governs the server side inside it.
+    if (tx.options.timeoutMs) exec.statementTimeoutMs = undefined;
+    // Statements of a savepoint level wait while one of its nested scopes is open (see SavepointScope).
+    const scope = tx.currentScope();
+    const admitted = scope.admit();
+    let pending: Promise<ResultSet>;
+    try {
+      if (admitted) {
+        await admitted;
+        tx.assertActive();
+        tx.assertNoStream();
+      }
+      // run() hands the statement to the connection before its first await: its place in the connection's queue is fixed here.
+      pending = this.engine.run(tx.connection, call, text, values, exec);
+    } finally {
+      scope.sent();
+    }
+    let result: ResultSet;
+    try {
+      result = await pending;
+    } catch (error) {
+      if (call.interruption || this.engine.detector.isDeathError(error)) tx.lease.discard = true;
+      throw error;
+    }
+    const ended = tx.checkStillOpen(text);
+    if (ended) throw ended;
+    if (tx.ownsConnection) this.engine.markIfSessionChanged(tx.lease, text);
+    return result;
+  }
+
+  streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+    return this.engine.rowStream<T>(options, async (iterator) => {
+      tx.assertActive();
+      tx.assertNoStream('open a second stream');
+      const { text, values } = this.engine.compile(query, params);
+      const scope = tx.currentScope();
+      const admitted = scope.admit();
+      if (admitted) await admitted;
+      // Closed by the transaction when its interaction ends, if the consumer abandoned it.
+      tx.streams.add(iterator);
+      return {
+        connection: tx.connection,
+        text,
+        values,
+        opened: () => scope.sent(),
+        finish: (error?: unknown) => {
+          if (error !== undefined && this.engine.detector.isDeathError(error)) tx.lease.discard = true;
+          tx.streams.delete(iterator);
+        },
+      };
+    });
+  }
+
+  get interruptGraceMs(): number {
+    return this.engine.interruptGraceMs;
+  }
+}

@@ -1,0 +1,27 @@
+/** Statements of the SQL standard that the shipped dialects write the same way, once names are quoted their way. */
+import type { ErrorClass } from '../core/errors.js';
+import type { SqlSyntax } from '../sql/syntax.js';
+
+export function savepointSql(kind: 'create' | 'release' | 'rollback', name: string, syntax: SqlSyntax): string {
+  const quoted = syntax.quoteIdentifier(name);
+  return kind === 'create' ? `SAVEPOINT ${quoted}` : kind === 'release' ? `RELEASE SAVEPOINT ${quoted}` : `ROLLBACK TO SAVEPOINT ${quoted}`;
+}
+
+/** COMMIT and ROLLBACK. */
+export const STANDARD_END = { commit: 'COMMIT', rollback: 'ROLLBACK' } as const;
+
+/** An error and its causes (at most 4 deep), as records: where a driver looks for codes. */
+export function* causes(error: unknown): Generator<{ code?: unknown; errno?: unknown; sqlState?: unknown; message?: unknown }> {
+  for (let e = error, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    yield e as { code?: unknown; errno?: unknown; sqlState?: unknown; message?: unknown };
+  }
+}
+
+/**
+ * What the SQL standard's own codes mean, for every dialect: SQLSTATE 40001 (serialization
+ * failure) is worth retrying the transaction, whoever raised it (a server, or the app itself).
+ */
+export function classifyStandard(error: unknown): ErrorClass {
+  for (const e of causes(error)) if (e.sqlState === '40001' || e.code === '40001') return { retry: 'serialization' };
+  return {};
+}
