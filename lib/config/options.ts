@@ -4,8 +4,8 @@
  * No message ever contains the password or the URL it came in.
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { ConfigurationError } from '../core/errors.js';
+import { DIALECT_NAMES, dialectOfScheme, profileOf } from '../drivers/registry.js';
 import type { Dialect } from '../core/errors.js';
 import type { ConnectionSettings, Driver } from '../drivers/driver.js';
 import type { PoolOptions } from '../pool/pool.js';
@@ -184,15 +184,7 @@ export interface ResolvedOptions {
   types: Required<TypeOptions>;
 }
 
-const DIALECTS = ['postgres', 'mysql', 'sqlite'] as const;
-const SCHEMES: Record<string, Dialect> = {
-  postgres: 'postgres',
-  postgresql: 'postgres',
-  mysql: 'mysql',
-  mariadb: 'mysql',
-  sqlite: 'sqlite',
-};
-const DEFAULT_PORTS: Record<Dialect, number | undefined> = { postgres: 5432, mysql: 3306, sqlite: undefined };
+const DIALECTS = DIALECT_NAMES;
 
 function fail(option: string, message: string): never {
   throw new ConfigurationError(`DatabaseModule option "${option}" ${message}`, { option });
@@ -224,17 +216,20 @@ interface UrlParts {
 }
 
 type SslMode = 'disable' | 'prefer' | 'require' | 'no-verify' | 'verify-ca' | 'verify-full';
+/** The URL's sslmode of the TLS options it produced, until the dialect completes them (never passed to a client). */
+const sslModes = new WeakMap<object, string>();
 const SSL_MODES: readonly string[] = ['disable', 'allow', 'prefer', 'require', 'no-verify', 'verify-ca', 'verify-full'];
 
 /** Parses a connection URL. Error messages show the scheme only: the URL may hold a password. */
 export function parseUrl(url: string): UrlParts {
   if (typeof url !== 'string' || url.length === 0) fail('url', 'must be a non-empty string such as postgres://user@host/db');
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
-  const dialect = scheme ? SCHEMES[scheme] : undefined;
+  const dialect = scheme ? dialectOfScheme(scheme) : undefined;
   if (!dialect) {
-    fail('url', `has an unknown scheme "${scheme ?? ''}"; accepted: postgres://, postgresql://, mysql://, mariadb://, sqlite:`);
+    const accepted = DIALECTS.flatMap((d) => profileOf(d).schemes.map((s) => (profileOf(d).embedded ? `${s}:` : `${s}://`)));
+    fail('url', `has an unknown scheme "${scheme ?? ''}"; accepted: ${accepted.join(', ')}`);
   }
-  if (dialect === 'sqlite') {
+  if (profileOf(dialect).embedded) {
     let filename = url.slice(scheme!.length + 1);
     if (filename.startsWith('//')) filename = filename.slice(2);
     if (filename === '' ) fail('url', 'needs a file after "sqlite:" (sqlite:./data/app.db) or sqlite::memory:');
@@ -310,12 +305,11 @@ function urlTls(dialect: Dialect, mode: SslMode | null, files: { rootCert: strin
       break;
     case 'verify-ca':
       options.rejectUnauthorized = true;
-      if (dialect === 'mysql') options.verifyIdentity = false;
-      else options.checkServerIdentity = () => undefined;
+      sslModes.set(options, 'verify-ca');
       break;
     case 'verify-full':
       options.rejectUnauthorized = true;
-      if (dialect === 'mysql') options.verifyIdentity = true;
+      sslModes.set(options, 'verify-full');
       break;
     default:
       // No sslmode: verified, with the host name check of the `ssl` option's defaults.
@@ -367,18 +361,9 @@ function resolveSsl(ssl: unknown, dialect: Dialect, host: string | undefined): C
   if (source.ca !== undefined && source.rejectUnauthorized === false) {
     fail('ssl', 'has a ca and rejectUnauthorized: false: the certificate would not be checked against the ca; remove rejectUnauthorized, or the ca');
   }
-  if (dialect === 'mysql' && out.rejectUnauthorized !== false) {
-    const ipHost = host !== undefined && isIP(host) !== 0;
-    if (out.verifyIdentity === true && ipHost) {
-      fail(
-        'ssl',
-        `asks for a host name check (verifyIdentity, sslmode=verify-full) but the host is an IP address (${host}), which mysql2 does not check ` +
-          'against the certificate: connect by the host name in the certificate, or use sslmode=verify-ca / verifyIdentity: false',
-      );
-    }
-    // mysql2 checks the chain by default but not the host name: check it, as Node and pg do, where mysql2 can.
-    if (out.verifyIdentity === undefined && out.checkServerIdentity === undefined) out.verifyIdentity = !ipHost;
-  }
+  const sslmode = sslModes.get(source);
+  const refusal = profileOf(dialect).completeTls?.(out, host, sslmode);
+  if (refusal) fail('ssl', refusal);
   return out;
 }
 
@@ -525,12 +510,13 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   if (password !== undefined && typeof password !== 'string' && typeof password !== 'function') {
     fail('password', 'must be a string or a function returning one');
   }
-  const port = options.port ?? fromUrl?.port ?? DEFAULT_PORTS[dialect];
+  const profile = profileOf(dialect);
+  const port = options.port ?? fromUrl?.port ?? profile.defaultPort;
   if (port !== undefined) checkNumber('port', port, 0, 1);
   if (port !== undefined && port > 65535) fail('port', `must be between 1 and 65535 (got ${port})`);
 
   const filename = options.filename ?? fromUrl?.filename;
-  if (dialect === 'sqlite' && !filename && !driver) fail('filename', 'is required for sqlite (a file path, or ":memory:"), or use url: "sqlite:./data/app.db"');
+  if (profile.embedded && !filename && !driver) fail('filename', `is required for ${dialect} (a file path, or ":memory:"), or use url: "${profile.exampleUrl}"`);
 
   const connectTimeoutMs = checkNumber('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1);
   const queryTimeoutMs = checkNumber('queryTimeoutMs', options.queryTimeoutMs, 0);
@@ -552,7 +538,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   const pool: PoolOptions = {
     min: checkNumber('pool.min', p.min, 0),
     // SQLite: one process per connection and one writer at a time; a few serve concurrent readers.
-    max: checkNumber('pool.max', p.max, dialect === 'sqlite' ? 4 : 10, 1),
+    max: checkNumber('pool.max', p.max, profile.defaultPoolMax, 1),
     idleTimeoutMs: checkNumber('pool.idleTimeoutMs', p.idleTimeoutMs, 30_000),
     acquireTimeoutMs: checkNumber('pool.acquireTimeoutMs', p.acquireTimeoutMs, 10_000, 1),
     maxLifetimeMs: checkNumber('pool.maxLifetimeMs', p.maxLifetimeMs, 1_800_000),
@@ -574,12 +560,17 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     fail('transientErrors', 'must be an array of error codes, errnos or message fragments');
   }
   if (options.deathChecker !== undefined && typeof options.deathChecker !== 'function') fail('deathChecker', 'must be a function (error) => boolean');
-  if (options.warningsAsErrors !== undefined && dialect !== 'mysql') fail('warningsAsErrors', `is a MySQL/MariaDB option (warnings are theirs); this database is ${dialect}`);
+  for (const own of ['warningsAsErrors'] as const) {
+    if (options[own] !== undefined && !profile.ownOptions.includes(own)) {
+      const owners = DIALECTS.filter((d) => profileOf(d).ownOptions.includes(own));
+      fail(own, `is an option of ${owners.join(', ')} (MySQL/MariaDB warnings); this database is ${dialect}`);
+    }
+  }
   for (const key of ['verifyOnStartup', 'prepare', 'warningsAsErrors'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
   }
-  const host = options.host ?? fromUrl?.host ?? (dialect === 'sqlite' ? undefined : '127.0.0.1');
-  const ssl = dialect === 'sqlite' ? undefined : resolveSsl(options.ssl ?? fromUrl?.ssl, dialect, host);
+  const host = options.host ?? fromUrl?.host ?? (profile.embedded ? undefined : '127.0.0.1');
+  const ssl = profile.embedded ? undefined : resolveSsl(options.ssl ?? fromUrl?.ssl, dialect, host);
 
   const settings: ConnectionSettings = {
     name,

@@ -133,6 +133,27 @@ export interface ConnectionSettings {
   types?: { int64: 'number' | 'string' | 'bigint'; tinyint1AsBoolean: boolean };
 }
 
+/** How a dialect is configured: what the options layer asks before any driver exists. */
+export interface DialectProfile {
+  /** URL schemes that name it (`postgres`, `postgresql`). */
+  readonly schemes: readonly string[];
+  /** An example URL, for messages. */
+  readonly exampleUrl: string;
+  /** The server's port when none is given; absent for an embedded database. */
+  readonly defaultPort?: number;
+  /** A file, not a server: no host and no TLS; a `filename` (or `url: '<scheme>:<file>'`) is required. */
+  readonly embedded: boolean;
+  /** `pool.max` when none is given. */
+  readonly defaultPoolMax: number;
+  /** Module options only this dialect takes (`warningsAsErrors`). */
+  readonly ownOptions: readonly string[];
+  /**
+   * Completes TLS options for its client, given the URL's `sslmode` if any (mysql2's
+   * `verifyIdentity`); returns why they cannot be honoured, to refuse them with.
+   */
+  completeTls?(tls: Record<string, unknown>, host: string | undefined, sslmode: string | undefined): string | undefined;
+}
+
 /** PostgreSQL-style notifications: the statements of a dialect that has them. */
 export interface NotificationStatements {
   /** Checks a channel name (InvalidParameter) and returns it quoted, so that no channel can inject SQL. */

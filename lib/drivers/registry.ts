@@ -5,7 +5,10 @@
 import type { Dialect, ErrorClass } from '../core/errors.js';
 import { anyDeath, socketDeathChecker, type DeathChecker } from '../resilience/death-checker.js';
 import type { SqlSyntax } from '../sql/syntax.js';
-import type { ConnectionSettings, Driver } from './driver.js';
+import type { ConnectionSettings, DialectProfile, Driver } from './driver.js';
+import { MYSQL_PROFILE } from './mysql/mysql.profile.js';
+import { POSTGRES_PROFILE } from './postgres/postgres.profile.js';
+import { SQLITE_PROFILE } from './sqlite/sqlite.profile.js';
 import { classifyMysqlError } from './mysql/mysql.errors.js';
 import { classifyStandard } from './standard.js';
 import { MysqlDriver } from './mysql/mysql.driver.js';
@@ -21,21 +24,32 @@ export type DialectFeature = 'notifications' | 'stored procedures';
 
 interface Registration {
   driver: new (settings: ConnectionSettings) => Driver;
+  profile: DialectProfile;
   syntax: SqlSyntax;
   classify(error: unknown): ErrorClass;
   features: readonly DialectFeature[];
 }
 
 const DIALECTS: Record<Dialect, Registration> = {
-  postgres: { driver: PostgresDriver, syntax: POSTGRES_SYNTAX, classify: classifyPostgresError, features: ['notifications', 'stored procedures'] },
-  mysql: { driver: MysqlDriver, syntax: MYSQL_SYNTAX, classify: classifyMysqlError, features: ['stored procedures'] },
-  sqlite: { driver: SqliteDriver, syntax: SQLITE_SYNTAX, classify: classifyStandard, features: [] },
+  postgres: { driver: PostgresDriver, profile: POSTGRES_PROFILE, syntax: POSTGRES_SYNTAX, classify: classifyPostgresError, features: ['notifications', 'stored procedures'] },
+  mysql: { driver: MysqlDriver, profile: MYSQL_PROFILE, syntax: MYSQL_SYNTAX, classify: classifyMysqlError, features: ['stored procedures'] },
+  sqlite: { driver: SqliteDriver, profile: SQLITE_PROFILE, syntax: SQLITE_SYNTAX, classify: classifyStandard, features: [] },
 };
 
 const CLASSIFIERS = Object.fromEntries(Object.entries(DIALECTS).map(([name, r]) => [name, r.classify])) as Record<Dialect, (error: unknown) => ErrorClass>;
 
 /** The shipped dialects' names. */
 export const DIALECT_NAMES: readonly Dialect[] = Object.keys(DIALECTS) as Dialect[];
+
+/** How a shipped dialect is configured. */
+export function profileOf(dialect: Dialect): DialectProfile {
+  return DIALECTS[dialect].profile;
+}
+
+/** The dialect a URL scheme names (`postgresql` → postgres), if any. */
+export function dialectOfScheme(scheme: string): Dialect | undefined {
+  return DIALECT_NAMES.find((name) => DIALECTS[name].profile.schemes.includes(scheme));
+}
 
 /** The shipped dialects that have `feature`. */
 export function dialectsWith(feature: DialectFeature): Dialect[] {
