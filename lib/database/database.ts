@@ -316,7 +316,7 @@ export class Database {
         if (lease.connection.broken || this.engine.detector.isDeathError(error)) lease.discard = true;
         throw error;
       } finally {
-        this.engine.pool.release(lease);
+        lease.pool.release(lease);
       }
     });
   }
@@ -350,7 +350,7 @@ export class Database {
   }
 
   stats(): PoolStats {
-    return this.engine.pool.stats();
+    return this.engine.router.stats();
   }
 
   /** True once shutdown began. */

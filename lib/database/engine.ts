@@ -26,6 +26,7 @@ import type { Connection, Driver, ExecuteOptions, ResultSet } from '../drivers/d
 import { wasNotSent } from '../drivers/not-sent.js';
 import { createDriver } from '../drivers/registry.js';
 import { Pool, type Lease } from '../pool/pool.js';
+import { SinglePoolRouter, type Intent, type PoolRouter } from '../pool/router.js';
 import { anyDeath, socketDeathChecker, withTransientErrors } from '../resilience/death-checker.js';
 import { DeadConnectionDetector } from '../resilience/detector.js';
 import { checkParameters } from '../sql/parameters.js';
@@ -61,7 +62,10 @@ export class Engine {
   readonly dialect: Dialect;
   readonly driver: Driver;
   readonly detector: DeadConnectionDetector;
+  /** The primary's pool (bootstrap, shutdown, stats). */
   readonly pool: Pool;
+  /** Where each call's connection comes from (`pool/router.ts`). */
+  readonly router: PoolRouter;
   /** What `Database.cancel()` finds behind a promise it returned. */
   readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
@@ -107,7 +111,7 @@ export class Engine {
         const e = this.driver.translateError(error);
         this.logger.warn(`database "${this.name}" marked dead: ${e.message}; reconnecting in the background`);
         // Fail fast means everyone: the callers already queued for a connection too.
-        this.pool.failWaiters(this.detector.deadError());
+        for (const pool of this.router.pools()) pool.failWaiters(this.detector.deadError());
         inBackground(() => this.events.emit('dead', { database: this.name, error: e }));
       },
       onRecovered: (downtimeMs) => {
@@ -141,6 +145,7 @@ export class Engine {
         }
       },
     });
+    this.router = new SinglePoolRouter(this.pool);
   }
 
 
@@ -329,21 +334,22 @@ export class Engine {
    * unless it may wait for the reconnect (`waitForRecoveryMs`, per call or module), within its
    * deadline. A call that would wait for a connection its own code holds fails at once too.
    */
-  async acquire(call: CallHandle, waitForRecoveryMs = this.waitForRecoveryMs): Promise<Lease> {
+  async acquire(call: CallHandle, waitForRecoveryMs = this.waitForRecoveryMs, intent: Intent = 'write'): Promise<Lease> {
     const acquireTimeoutMs = this.options.pool.acquireTimeoutMs;
+    const pool = this.router.route(intent);
     for (let attempt = 0; ; attempt++) {
       if (this.detector.isDead) {
         if (waitForRecoveryMs > 0 && attempt < 2 && (await this.detector.waitForRecovery(call.remainingMs(waitForRecoveryMs)))) continue;
         call.throwIfInterrupted();
         throw this.detector.deadError();
       }
-      if (this.pool.isExhausted()) this.checkSelfDeadlock();
+      if (pool.isExhausted()) this.checkSelfDeadlock(pool);
       let lease: Lease;
       try {
         // Within the call's deadline, if it has one: a caller with queryTimeoutMs never waits longer for a connection,
         // and one whose deadline ran out while waiting gets its QueryTimeout, not the pool's AcquireTimeout.
         const waitMs = call.remainingMs(acquireTimeoutMs);
-        lease = await this.pool.acquire(waitMs).catch((error: unknown) => {
+        lease = await pool.acquire(waitMs).catch((error: unknown) => {
           if (error instanceof AcquireTimeout && waitMs < acquireTimeoutMs) call.expire();
           throw error;
         });
@@ -364,7 +370,7 @@ export class Engine {
         throw this.driver.translateError(error);
       }
       if (call.isSettled) {
-        this.pool.release(lease);
+        lease.pool.release(lease);
         call.throwIfInterrupted();
       }
       return lease;
@@ -376,8 +382,8 @@ export class Engine {
    * transactions it runs in, suspended by `requiresNew`/`notSupported`, and the streams it is
    * reading), waiting could never end; it is refused at once.
    */
-  checkSelfDeadlock(): void {
-    const max = this.pool.options.max;
+  checkSelfDeadlock(pool: Pool): void {
+    const max = pool.options.max;
     const held = heldLeases(this.owner, (tx) => ((tx as Transaction).holdsConnection ? (tx as Transaction).lease : undefined));
     if (held.size < max) return;
     throw new AcquireTimeout(
@@ -394,10 +400,10 @@ export class Engine {
     if (call?.interruption) {
       // A client-side timeout destroys the connection: whatever made it slow (a lock, a stopped backend) may still hold it.
       if (call.poisoned || call.interruption instanceof QueryTimeout) lease.discard = true;
-      void call.cancelSent.then(() => this.pool.release(lease));
+      void call.cancelSent.then(() => lease.pool.release(lease));
       return;
     }
-    this.pool.release(lease);
+    lease.pool.release(lease);
   }
 
   /** @internal The detector's reconnect: one new connection that answers a ping joins the pool. */
@@ -419,7 +425,7 @@ export class Engine {
     } finally {
       clearTimeout(timer);
     }
-    this.pool.adopt(connection);
+    this.router.pools()[0].adopt(connection);
   }
 
   /** The session's connection, refused once it was lost (its state went with it). */
@@ -485,7 +491,7 @@ export class Engine {
         lease,
         finish: (error?: unknown) => {
           if (error !== undefined && this.detector.isDeathError(error)) lease.discard = true;
-          this.pool.release(lease);
+          lease.pool.release(lease);
           this.callDone();
         },
       };

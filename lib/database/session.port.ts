@@ -70,7 +70,7 @@ export class SessionPort implements SessionHost {
         await lease.connection.execute(statement.text, statement.values, { rowMode: 'array' });
       } catch (error) {
         lease.discard = true;
-        this.engine.pool.release(lease);
+        lease.pool.release(lease);
         throw this.engine.driver.translateError(error);
       }
     }
@@ -89,7 +89,7 @@ export class SessionPort implements SessionHost {
         await lease.connection.execute(this.engine.driver.clearSettingsStatement(names), [], { rowMode: 'array' }).catch(() => (lease.discard = true));
       }
     }
-    this.engine.pool.release(lease);
+    lease.pool.release(lease);
   }
 
   async executeOnSession(session: DatabaseSession, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {

@@ -109,7 +109,7 @@ export class TransactionPort implements TransactionRunnerHost {
       }
     }
     tx.holdsConnection = false;
-    if (tx.ownsConnection) this.engine.pool.release(tx.lease);
+    if (tx.ownsConnection) tx.lease.pool.release(tx.lease);
     else if (session && session.transaction === tx) session.transaction = undefined;
   }
 

@@ -135,6 +135,8 @@ export interface ConnectionSettings {
 
 /** How a dialect is configured: what the options layer asks before any driver exists. */
 export interface DialectProfile {
+  /** How messages name it (`PostgreSQL`, `MySQL`). */
+  readonly title: string;
   /** URL schemes that name it (`postgres`, `postgresql`). */
   readonly schemes: readonly string[];
   /** An example URL, for messages. */

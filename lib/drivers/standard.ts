@@ -19,9 +19,16 @@ export function* causes(error: unknown): Generator<{ code?: unknown; errno?: unk
 
 /**
  * What the SQL standard's own codes mean, for every dialect: SQLSTATE 40001 (serialization
- * failure) is worth retrying the transaction, whoever raised it (a server, or the app itself).
+ * failure) is worth retrying the transaction, whoever raised it (a server, or the app itself);
+ * class 08 (connection exception, as MySQL's 08S01 for a packet over max_allowed_packet, after
+ * which the server closes the session) means the connection is gone.
  */
 export function classifyStandard(error: unknown): ErrorClass {
-  for (const e of causes(error)) if (e.sqlState === '40001' || e.code === '40001') return { retry: 'serialization' };
-  return {};
+  const out: ErrorClass = {};
+  for (const e of causes(error)) {
+    const state = typeof e.sqlState === 'string' ? e.sqlState : typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+    if (state === '40001') out.retry ??= 'serialization';
+    if (state?.startsWith('08')) out.lost = true;
+  }
+  return out;
 }

@@ -19,7 +19,7 @@ import type { Database } from '../database/database.js';
 import { loadPackage } from '../drivers/load-package.js';
 import { ConfigurationError, DatabaseError, MigrationFailed, NotSupported, QueryTimeout } from '../core/errors.js';
 import type { MigrationSupport } from '../drivers/driver.js';
-import { DIALECT_NAMES } from '../drivers/registry.js';
+import { DIALECT_NAMES, profileOf } from '../drivers/registry.js';
 import { sql } from '../sql/template.js';
 import { compareNames, loadMigrations, type MigrationSource } from './migration-files.js';
 import { resolveMigrationOptions, type ResolvedMigrationOptions } from '../config/migration.options.js';
@@ -236,7 +236,7 @@ export class Migrator {
           ? 'nothing of it was applied (rolled back)'
           : index === 0
             ? 'nothing of it was applied'
-            : `statement${index > 1 ? `s 1–${index}` : ' 1'} stayed applied (${source.transaction ? `${this.db.dialect} commits DDL as it goes` : 'it runs outside a transaction'}) and the migration is not recorded: ` +
+            : `statement${index > 1 ? `s 1–${index}` : ' 1'} stayed applied (${source.transaction ? `${profileOf(this.db.dialect).title} commits DDL as it goes` : 'it runs outside a transaction'}) and the migration is not recorded: ` +
               'undo them by hand or make the migration idempotent (IF NOT EXISTS), then run it again';
         throw new MigrationFailed(
           `migration "${source.name}" (${direction}) failed at statement ${index + 1} of ${statements.length} (line ${statement.line}): ${(error as Error)?.message ?? error}; ${left}`,

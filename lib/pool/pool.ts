@@ -9,9 +9,11 @@
  * idle connections go to waiters in arrival order, a new connection is opened only when
  * nobody returns one, and every hand-off happens in `pulse()`.
  *
- * Invariants: a connection is either idle (in `idle`), busy (in `busy`, validating included),
- * being reset after a release or being opened (`opening` counts both); `idle + busy + opening
- * <= max`. Each pooled connection has one `state`, changed only by `transition()`:
+ * Invariants: a pooled connection is in exactly one queue, and the queue is its state: `idle`,
+ * `busy` (lent), `validating` (pinged before it is lent), `resetting` (cleaned after a release);
+ * `move()` is the only way from one to another. Connections being opened have no entry yet
+ * (`opening` counts them). `idle + busy + validating + resetting + opening <= max`.
+ * Reset and validation are the owner's policy, given as hooks; this file only schedules:
  *
  *   idle ──lend──▶ busy ──release──▶ idle
  *     │              │  └─(inside a transaction, or dirty)──▶ resetting ──reset ok──▶ idle
@@ -61,10 +63,9 @@ export interface PoolHooks {
   /**
    * Makes a released connection clean before anyone else gets it: called when it comes back
    * inside a transaction, or marked `dirty` (session state may have been set on it). Rejects if
-   * it cannot: the connection is then destroyed. Default: ROLLBACK when inside a transaction;
-   * a dirty connection is destroyed.
+   * it cannot: the connection is then destroyed.
    */
-  reset?(connection: Connection, dirty: boolean): Promise<void>;
+  reset(connection: Connection, dirty: boolean): Promise<void>;
   /** The name used in messages: `default`, `analytics`... */
   name: string;
 }
@@ -72,16 +73,20 @@ export interface PoolHooks {
 /** A connection on loan from the pool. Give it back with `pool.release(lease)` exactly once. */
 export interface Lease {
   readonly connection: Connection;
+  /** The pool it came from, and goes back to (`lease.pool.release(lease)`). */
+  readonly pool: Pool;
   /** Set by the owner when the connection must not be reused (timeout, protocol error). */
   discard?: boolean;
   /** Set by the owner when session state may have been set on it (settings, a native borrow): it is reset before reuse. */
   dirty?: boolean;
 }
 
-type EntryState = 'idle' | 'busy' | 'validating' | 'resetting' | 'closed';
+/** `new`: opened, not yet in a queue (it goes to a waiter or to `idle` at once). */
+type EntryState = 'new' | 'idle' | 'busy' | 'validating' | 'resetting' | 'closed';
 
 interface Entry extends Lease {
-  state: EntryState;
+  /** Which queue it is in: changed by `move()` only. */
+  readonly state: EntryState;
   createdAt: number;
   idleSince: number;
   released: boolean;
@@ -107,7 +112,10 @@ const HOUSEKEEPING_TIMEOUT_MS = 5000;
 export class Pool {
   private readonly idle: Entry[] = [];
   private readonly busy = new Set<Entry>();
+  private readonly validating = new Set<Entry>();
+  private readonly resetting = new Set<Entry>();
   private readonly waiters: Waiter[] = [];
+  /** Connections being opened: no entry yet. */
   private opening = 0;
   private closed = false;
   private reaper?: NodeJS.Timeout;
@@ -120,18 +128,23 @@ export class Pool {
 
   stats(): PoolStats {
     return {
-      total: this.idle.length + this.busy.size + this.opening,
+      total: this.total(),
       idle: this.idle.length,
-      busy: this.busy.size,
+      busy: this.busy.size + this.validating.size + this.resetting.size,
       waiting: this.waiters.length,
       max: this.options.max,
     };
   }
 
+  /** Every connection open or being opened. */
+  private total(): number {
+    return this.idle.length + this.busy.size + this.validating.size + this.resetting.size + this.opening;
+  }
+
 
   /** True when a caller asking now would have to wait: no idle connection, and no room to open one. */
   isExhausted(): boolean {
-    return this.idle.length === 0 && this.idle.length + this.busy.size + this.opening >= this.options.max;
+    return this.idle.length === 0 && this.total() >= this.options.max;
   }
 
   /** Rejects every caller waiting for a connection with `error` (the database was marked dead: fail fast). */
@@ -144,7 +157,7 @@ export class Pool {
 
   /** Opens connections until `min` are open. Errors go to `onCreateError`. */
   fill(): void {
-    while (!this.closed && this.idle.length + this.busy.size + this.opening < this.options.min) {
+    while (!this.closed && this.total() < this.options.min) {
       this.open().then(
         (entry) => this.makeIdle(entry),
         () => {},
@@ -164,7 +177,7 @@ export class Pool {
 
   /** Takes in a connection opened elsewhere (the detector's reconnect); closes it if the pool is full or closed. */
   adopt(connection: Connection): void {
-    if (this.closed || this.idle.length + this.busy.size + this.opening >= this.options.max) {
+    if (this.closed || this.total() >= this.options.max) {
       void connection.close().catch(() => connection.destroy());
       return;
     }
@@ -179,7 +192,7 @@ export class Pool {
     if (this.options.leakDetectionMs > 0) takenAt ??= new Error('connection taken here');
     // Fast path: a warm idle connection and nobody ahead in line.
     while (this.waiters.length === 0 && this.idle.length > 0) {
-      const entry = this.idle.pop()!;
+      const entry = this.idle[this.idle.length - 1];
       if (entry.connection.broken) {
         this.destroy(entry);
         continue;
@@ -214,7 +227,6 @@ export class Pool {
     const entry = lease as Entry;
     if (entry.released) throw new DatabaseError('connection released twice', { code: 'DOUBLE_RELEASE' });
     entry.released = true;
-    this.busy.delete(entry);
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
     entry.leakTimer = undefined;
     const c = entry.connection;
@@ -228,26 +240,18 @@ export class Pool {
       this.pulse();
       return;
     }
+    if (entry.state !== 'busy') throw new DatabaseError(`a lease released while ${entry.state}`, { code: 'DOUBLE_RELEASE' });
     const inTransaction = c.transactionStatus === 'transaction' || c.transactionStatus === 'failed';
     if (inTransaction || entry.dirty) {
       // Handed back inside a transaction, or with session state on it: cleaned before anyone else gets it, or dropped.
-      const dirty = entry.dirty === true;
-      this.transition(entry, 'resetting');
-      this.opening++; // counts as "not available" while it is cleaned
-      const reset: Promise<unknown> = this.hooks.reset
-        ? this.hooks.reset(c, dirty)
-        : dirty
-          ? Promise.reject(new DatabaseError('no reset for a dirty connection', { code: 'RESET_UNAVAILABLE' }))
-          : c.execute('ROLLBACK', [], { rowMode: 'array' });
-      this.bounded(entry, reset).then(
+      this.move(entry, 'resetting');
+      this.bounded(entry, this.hooks.reset(c, entry.dirty === true)).then(
         () => {
-          this.opening--;
           if (!c.broken && (c.transactionStatus === 'idle' || c.transactionStatus === 'unknown')) this.makeIdle(entry);
           else this.destroy(entry);
           this.pulse();
         },
         () => {
-          this.opening--;
           this.destroy(entry);
           this.pulse();
         },
@@ -270,15 +274,15 @@ export class Pool {
       if (waiter.timer) clearTimeout(waiter.timer);
       waiter.reject(this.closedError());
     }
-    await Promise.all(this.idle.splice(0).map((entry) => this.closeEntry(entry)));
-    if (this.busy.size > 0 || this.opening > 0) {
+    await Promise.all([...this.idle].map((entry) => this.closeEntry(entry)));
+    if (this.total() > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
         new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
       ]);
       clearTimeout(timer);
-      for (const entry of [...this.busy]) this.destroy(entry);
+      for (const entry of [...this.busy, ...this.validating, ...this.resetting]) this.destroy(entry);
     }
   }
 
@@ -292,8 +296,7 @@ export class Pool {
     entry.released = false;
     entry.discard = false;
     entry.dirty = false;
-    this.transition(entry, 'busy');
-    this.busy.add(entry);
+    this.move(entry, 'busy');
     const leakMs = this.options.leakDetectionMs;
     if (leakMs > 0) {
       const taken = takenAt ?? new Error('connection taken here');
@@ -313,16 +316,14 @@ export class Pool {
   /** A connection idle for longer than `validateAfterIdleMs` answers a ping before it is lent; a dead one is replaced. */
   private async validateThenLend(entry: Entry, timeoutMs: number, takenAt?: Error): Promise<Lease> {
     const started = Date.now();
-    this.transition(entry, 'validating');
-    this.busy.add(entry);
+    this.move(entry, 'validating');
     try {
-      await this.bounded(entry, entry.connection.ping());
+      await this.bounded(entry, this.hooks.validate(entry.connection));
     } catch {
       this.destroy(entry);
       return this.acquire(Math.max(1, timeoutMs - (Date.now() - started)), takenAt);
     }
-    this.busy.delete(entry);
-    if (this.closed || entry.connection.broken) {
+    if (this.closed || entry.connection.broken || entry.state !== 'validating') {
       this.destroy(entry);
       return this.acquire(Math.max(1, timeoutMs - (Date.now() - started)), takenAt);
     }
@@ -343,8 +344,46 @@ export class Pool {
     return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
   }
 
-  private transition(entry: Entry, to: EntryState): void {
-    entry.state = to;
+  /** The one transition: out of the queue of its state, into the queue of `to`. */
+  private move(entry: Entry, to: EntryState): void {
+    switch (entry.state) {
+      case 'idle': {
+        // Usually the last: the stack is taken from its top.
+        const i = this.idle.lastIndexOf(entry);
+        if (i >= 0) this.idle.splice(i, 1);
+        break;
+      }
+      case 'busy':
+        this.busy.delete(entry);
+        break;
+      case 'validating':
+        this.validating.delete(entry);
+        break;
+      case 'resetting':
+        this.resetting.delete(entry);
+        break;
+      case 'new':
+      case 'closed':
+        break;
+    }
+    (entry as { state: EntryState }).state = to;
+    switch (to) {
+      case 'idle':
+        this.idle.push(entry);
+        break;
+      case 'busy':
+        this.busy.add(entry);
+        break;
+      case 'validating':
+        this.validating.add(entry);
+        break;
+      case 'resetting':
+        this.resetting.add(entry);
+        break;
+      case 'new':
+      case 'closed':
+        break;
+    }
   }
 
   private makeIdle(entry: Entry): void {
@@ -360,8 +399,7 @@ export class Pool {
       waiter.resolve(this.lend(entry, waiter.takenAt));
       return;
     }
-    this.transition(entry, 'idle');
-    this.idle.push(entry);
+    this.move(entry, 'idle');
     this.startReaper();
     this.notifyDrained();
   }
@@ -373,7 +411,7 @@ export class Pool {
       return;
     }
     while (this.waiters.length > 0 && this.idle.length > 0) {
-      const entry = this.idle.pop()!;
+      const entry = this.idle[this.idle.length - 1];
       if (entry.connection.broken) {
         this.destroy(entry);
         continue;
@@ -382,8 +420,7 @@ export class Pool {
       if (waiter.timer) clearTimeout(waiter.timer);
       waiter.resolve(this.lend(entry, waiter.takenAt));
     }
-    const total = this.idle.length + this.busy.size + this.opening;
-    const wanted = Math.min(this.waiters.length - this.opening, this.options.max - total);
+    const wanted = Math.min(this.waiters.length - this.opening, this.options.max - this.total());
     for (let i = 0; i < wanted; i++) {
       this.open().then(
         (entry) => this.makeIdle(entry),
@@ -418,7 +455,7 @@ export class Pool {
 
   private register(connection: Connection): Entry {
     const now = Date.now();
-    const entry: Entry = { connection, state: 'busy', createdAt: now, idleSince: now, released: true };
+    const entry: Entry = { connection, pool: this, state: 'new', createdAt: now, idleSince: now, released: true };
     connection.onError((error) => {
       if (entry.state === 'closed') return; // the echo of our own destroy
       this.hooks.onConnectionError?.(error);
@@ -431,9 +468,7 @@ export class Pool {
 
   /** A connection that broke while idle leaves the pool at once (a busy one leaves on release). */
   private evictIdle(entry: Entry): void {
-    const i = this.idle.indexOf(entry);
-    if (i >= 0) {
-      this.idle.splice(i, 1);
+    if (entry.state === 'idle') {
       this.destroy(entry);
       this.fill();
     }
@@ -444,11 +479,10 @@ export class Pool {
   }
 
   private destroy(entry: Entry): void {
-    this.busy.delete(entry);
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
     entry.leakTimer = undefined;
     if (entry.state === 'closed') return;
-    this.transition(entry, 'closed');
+    this.move(entry, 'closed');
     entry.connection.destroy();
     this.hooks.onClose?.(entry.connection);
     this.notifyDrained();
@@ -458,13 +492,13 @@ export class Pool {
   private async closeEntry(entry: Entry): Promise<void> {
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
     if (entry.state === 'closed') return;
-    this.transition(entry, 'closed');
+    this.move(entry, 'closed');
     await entry.connection.close().catch(() => entry.connection.destroy());
     this.hooks.onClose?.(entry.connection);
   }
 
   private notifyDrained(): void {
-    if (this.busy.size === 0 && this.opening === 0 && this.drainWaiters.length > 0) {
+    if (this.total() === this.idle.length && this.drainWaiters.length > 0) {
       for (const resolve of this.drainWaiters.splice(0)) resolve();
     }
   }
@@ -482,12 +516,9 @@ export class Pool {
     const idleMs = this.options.idleTimeoutMs;
     for (let i = 0; i < this.idle.length; ) {
       const entry = this.idle[i];
-      const total = this.idle.length + this.busy.size + this.opening;
-      const stale = idleMs > 0 && now - entry.idleSince >= idleMs && total > this.options.min;
-      if (stale || this.expired(entry)) {
-        this.idle.splice(i, 1);
-        void this.closeEntry(entry);
-      } else i++;
+      const stale = idleMs > 0 && now - entry.idleSince >= idleMs && this.total() > this.options.min;
+      if (stale || this.expired(entry)) void this.closeEntry(entry); // out of `idle` at once
+      else i++;
     }
     if (this.idle.length === 0 && this.reaper) {
       clearInterval(this.reaper);

@@ -6,15 +6,16 @@ import { MYSQL_URL, PG_URL } from './databases.js';
 
 /**
  * Server-side sessions other than the counting one: on PostgreSQL those with `application_name`
- * (when given), on MySQL every client session on database `test` (the suite runs in band).
+ * `scope` (when given), on MySQL those on database `scope` (default `test`, which other test
+ * files running at the same time use too: give a database of the test's own to count exactly).
  */
-export async function serverSessions(dialect: Dialect, applicationName?: string): Promise<number> {
+export async function serverSessions(dialect: Dialect, scope?: string): Promise<number> {
   if (dialect === 'postgres') {
     const client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
     try {
-      const { rows } = applicationName
-        ? await client.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [applicationName])
+      const { rows } = scope
+        ? await client.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [scope])
         : await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
       return rows[0].n;
     } finally {
@@ -23,7 +24,7 @@ export async function serverSessions(dialect: Dialect, applicationName?: string)
   }
   const conn = await mysql.createConnection(MYSQL_URL);
   try {
-    const [rows] = await conn.query("SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' AND DB = 'test'");
+    const [rows] = await conn.query("SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' AND DB = ?", [scope ?? 'test']);
     return Number((rows as Array<{ n: number }>)[0].n);
   } finally {
     await conn.end();

@@ -1,55 +1,7 @@
 import { Pool, type PoolOptions } from '../../lib/pool/pool.js';
 import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../../lib/index.js';
-import type { Connection } from '../../lib/drivers/driver.js';
+import { FakeConnection, FakeDriver } from '../support/fakes.js';
 import { until } from '../support/wait.js';
-
-/** A connection that records what was run on it; no server. */
-class FakeConnection implements Connection {
-  static next = 1;
-  readonly serverId = FakeConnection.next++;
-  transactionStatus: Connection['transactionStatus'] = 'idle';
-  broken = false;
-  closed = false;
-  readonly statements: string[] = [];
-  failRollback = false;
-  private errorHandler?: (e: DatabaseError) => void;
-  private endHandlers: Array<() => void> = [];
-
-  async execute(text: string) {
-    this.statements.push(text);
-    if (text === 'ROLLBACK') {
-      if (this.failRollback) throw new DatabaseError('rollback failed');
-      this.transactionStatus = 'idle';
-    }
-    return { rows: [], affectedRows: 0 };
-  }
-  cursor() {
-    return { read: async () => [], close: async () => {} };
-  }
-  async cancel() {}
-  async ping() {
-    if (this.broken) throw new DatabaseError('broken', { code: 'CONNECTION_LOST' });
-  }
-  async close() {
-    this.closed = true;
-  }
-  destroy() {
-    this.closed = true;
-    this.broken = true;
-  }
-  onError(handler: (e: DatabaseError) => void) {
-    this.errorHandler = handler;
-  }
-  onEnd(handler: () => void) {
-    this.endHandlers.push(handler);
-  }
-  /** The server closed the socket while the connection sat idle. */
-  die() {
-    this.broken = true;
-    this.errorHandler?.(new DatabaseError('reset', { code: 'ECONNRESET' }));
-    for (const h of this.endHandlers) h();
-  }
-}
 
 const defaults: PoolOptions = {
   min: 0,
@@ -61,24 +13,29 @@ const defaults: PoolOptions = {
   validateAfterIdleMs: 30_000,
 };
 
+/** A pool of fake connections with the Database's policy: ping to validate, ROLLBACK to clean a connection released in a transaction. */
 function makePool(options: Partial<PoolOptions> = {}) {
-  const created: FakeConnection[] = [];
+  const driver = new FakeDriver();
+  const created = driver.connections;
   const leaks: Array<{ message: string; stack: string }> = [];
   const pool = new Pool(
     { ...defaults, ...options },
     {
       name: 'unit',
       validate: (c) => c.ping(),
-      create: async () => {
-        const c = new FakeConnection();
-        created.push(c);
-        return c;
+      reset: async (c, dirty) => {
+        if (dirty) throw new DatabaseError('no reset for a dirty connection here');
+        await c.execute('ROLLBACK', [], { rowMode: 'array' });
       },
+      create: () => driver.connect(),
       onLeak: (message, stack) => leaks.push({ message, stack }),
     },
   );
-  return { pool, created, leaks };
+  return { pool, created, leaks, driver };
 }
+
+/** Gone: closed gracefully or destroyed. */
+const gone = (c: FakeConnection) => c.closed || c.destroyed;
 
 describe('Pool (fake connections)', () => {
   it('opens nothing until asked, reuses an idle connection, and never exceeds max', async () => {
@@ -113,27 +70,27 @@ describe('Pool (fake connections)', () => {
   });
 
   it('rolls back a connection released inside a transaction before anyone else gets it', async () => {
-    const { pool } = makePool({ max: 1 });
+    const { pool, driver } = makePool({ max: 1 });
     const lease = await pool.acquire();
     const c = lease.connection as FakeConnection;
     c.transactionStatus = 'transaction';
     pool.release(lease);
     const next = await pool.acquire();
     expect(next.connection).toBe(c);
-    expect(c.statements).toEqual(['ROLLBACK']);
+    expect(driver.log).toEqual([`${c.serverId}: ROLLBACK`]);
     expect(c.transactionStatus).toBe('idle');
   });
 
   it('destroys a connection whose rollback on release fails, and opens a fresh one', async () => {
-    const { pool, created } = makePool({ max: 1 });
+    const { pool, created, driver } = makePool({ max: 1 });
     const lease = await pool.acquire();
     const c = lease.connection as FakeConnection;
     c.transactionStatus = 'failed';
-    c.failRollback = true;
+    driver.script = (text, on) => (text === 'ROLLBACK' && on === c ? new DatabaseError('rollback failed') : undefined);
     pool.release(lease);
     const next = await pool.acquire();
     expect(next.connection).not.toBe(c);
-    expect(c.closed).toBe(true);
+    expect(gone(c)).toBe(true);
     expect(created).toHaveLength(2);
   });
 
@@ -142,7 +99,7 @@ describe('Pool (fake connections)', () => {
     const lease = await pool.acquire();
     lease.discard = true;
     pool.release(lease);
-    expect((lease.connection as FakeConnection).closed).toBe(true);
+    expect(gone(lease.connection as FakeConnection)).toBe(true);
     const next = await pool.acquire();
     expect(next.connection).not.toBe(lease.connection);
   });
@@ -171,7 +128,7 @@ describe('Pool (fake connections)', () => {
     };
     const next = await pool.acquire();
     expect(next.connection).not.toBe(stale);
-    expect(stale.closed).toBe(true);
+    expect(gone(stale)).toBe(true);
   });
 
   it('replaces a connection past its maximum lifetime when it is released', async () => {
@@ -180,7 +137,7 @@ describe('Pool (fake connections)', () => {
     // Time passing, not an event: older than maxLifetimeMs (a busy machine only makes it older).
     await new Promise((r) => setTimeout(r, 20));
     pool.release(lease);
-    expect((lease.connection as FakeConnection).closed).toBe(true);
+    expect(gone(lease.connection as FakeConnection)).toBe(true);
   });
 
   it('warns once, with the stack that took it, about a connection held past leakDetectionMs', async () => {
@@ -215,7 +172,7 @@ describe('Pool (fake connections)', () => {
     expect(closed).toBe(false);
     pool.release(lease);
     await closing;
-    expect((lease.connection as FakeConnection).closed).toBe(true);
+    expect(gone(lease.connection as FakeConnection)).toBe(true);
     await expect(pool.acquire()).rejects.toBeInstanceOf(DatabaseClosed);
   });
 
@@ -223,6 +180,7 @@ describe('Pool (fake connections)', () => {
     const pool = new Pool(defaults, {
       name: 'unit',
       validate: async () => {},
+      reset: async () => {},
       create: async () => {
         throw new DatabaseError('refused', { code: 'ECONNREFUSED' });
       },

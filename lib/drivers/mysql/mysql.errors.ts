@@ -29,7 +29,6 @@ export function classifyMysqlError(error: unknown): ErrorClass {
       out.endsTransaction = true;
     }
     if (e.errno === ER_LOCK_WAIT_TIMEOUT) out.retry ??= 'lock-timeout';
-    if (e.sqlState === '40001') out.retry ??= 'serialization';
     if (e.errno === ER_ACCESS_DENIED || e.code === 'ER_ACCESS_DENIED_ERROR') out.refused ??= 'auth';
     if (e.errno === ER_BAD_DB) out.refused ??= 'unknown-database';
   }

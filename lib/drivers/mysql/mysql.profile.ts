@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { DialectProfile } from '../driver.js';
 
 export const MYSQL_PROFILE: DialectProfile = {
+  title: 'MySQL',
   schemes: ['mysql', 'mariadb'],
   exampleUrl: 'mysql://user:password@host:3306/db',
   defaultPort: 3306,

@@ -2,6 +2,7 @@
 import type { DialectProfile } from '../driver.js';
 
 export const POSTGRES_PROFILE: DialectProfile = {
+  title: 'PostgreSQL',
   schemes: ['postgres', 'postgresql'],
   exampleUrl: 'postgres://user:password@host:5432/db',
   defaultPort: 5432,

@@ -2,6 +2,7 @@
 import type { DialectProfile } from '../driver.js';
 
 export const SQLITE_PROFILE: DialectProfile = {
+  title: 'SQLite',
   schemes: ['sqlite'],
   exampleUrl: 'sqlite:./data/app.db',
   embedded: true,
