@@ -7,7 +7,7 @@ import { jest } from '@jest/globals';
 import { Injectable, Logger } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bootContext, openDatabase } from '../support/app.js';
-import { MYSQL_URL, PG_URL, tempSqliteUrl, uniqueTable } from '../support/databases.js';
+import { describeEachDialect, MYSQL_URL, mysqlCase, PG_URL, sqliteCase, uniqueTable } from '../support/databases.js';
 import {
   DatabaseError,
   DatabaseModule,
@@ -334,19 +334,16 @@ describe('notifications [postgres]', () => {
   });
 });
 
-describe.each([
-  ['mysql', () => MYSQL_URL],
-  ['sqlite', () => tempSqliteUrl()],
-])('notifications [%s]', (dialect, url) => {
+describeEachDialect([mysqlCase, sqliteCase], 'notifications', (c) => {
   it('listen, notify and onResubscribe refuse at once with NotSupported saying notifications need PostgreSQL', async () => {
-    const { db, close } = await openDatabase({ url: url() });
+    const { db, close } = await openDatabase({ url: c.url() });
     try {
       const started = Date.now();
       const listening = db.listen('orders', () => {});
       await expect(listening).rejects.toBeInstanceOf(NotSupported);
       await expect(listening).rejects.toThrow(/needs LISTEN\/NOTIFY notifications.*\(postgres has them\)/);
       await expect(db.notify('orders', 'x')).rejects.toThrow(/postgres has them/);
-      await expect(db.notify('orders', 'x')).rejects.toMatchObject({ code: 'NOT_SUPPORTED', dialect });
+      await expect(db.notify('orders', 'x')).rejects.toMatchObject({ code: 'NOT_SUPPORTED', dialect: c.dialect });
       expect(() => db.onResubscribe(() => {})).toThrow(NotSupported);
       expect(Date.now() - started).toBeLessThan(100);
       expect(db.stats().total).toBe(0); // nothing was sent, no connection opened

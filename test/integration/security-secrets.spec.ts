@@ -1,9 +1,9 @@
 /**
- * Secrets: a dedicated user with a random password on each shared server (dropped afterwards)
- * and, for what needs a server that checks passwords (the shared PostgreSQL trusts 127.0.0.1),
- * a throwaway PostgreSQL cluster with scram-sha-256. Every error, log line, event, health
- * result, stats() and JSON.stringify/util.inspect of every object within reach is collected,
- * and searched for the passwords at the end.
+ * Secrets, one body per server dialect: a dedicated user with a random password on each shared
+ * server (dropped afterwards) and, for what needs a server that checks passwords (the shared
+ * PostgreSQL trusts 127.0.0.1), a throwaway PostgreSQL cluster with scram-sha-256. Every error,
+ * log line, event, health result, stats() and JSON.stringify/util.inspect of every object within
+ * reach is collected, and searched for the passwords at the end.
  */
 import { jest } from '@jest/globals';
 import { inspect } from 'node:util';
@@ -17,8 +17,8 @@ import {
   type DatabaseModuleOptions,
 } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
-import { MYSQL_URL, PG_URL } from '../support/databases.js';
-import { bootWithLogger, CapturingLogger, ridingOutRestarts, waitForServer } from '../support/security.js';
+import { describeEachDialect, MYSQL_URL, PG_URL, serverCases } from '../support/databases.js';
+import { bootWithLogger, CapturingLogger, isRestartError, ridingOutRestarts, waitForServer } from '../support/security.js';
 import { startPostgres, type PostgresServer } from '../support/tls-servers.js';
 
 jest.setTimeout(90_000);
@@ -85,8 +85,6 @@ async function errorOf(promise: Promise<unknown>, where: string): Promise<Databa
   return error as DatabaseError;
 }
 
-const sleepSql = (dialect: string, seconds: number) => (dialect === 'postgres' ? `SELECT pg_sleep(${seconds})` : `SELECT SLEEP(${seconds})`);
-
 afterAll(() => {
   captured.push(...logger.lines.map((text) => ({ where: 'log', text })));
   const leaks = captured.filter(({ text }) => SECRETS.some((secret) => text.includes(secret)));
@@ -96,47 +94,138 @@ afterAll(() => {
   expect(captured.length).toBeGreaterThan(50);
 });
 
-describe('secrets [mysql] (shared server, a dedicated user)', () => {
+/** `url` logging in as `user` with `password` (percent-encoded). */
+function withLogin(url: string, user: string, password: string): string {
+  const u = new URL(url);
+  u.username = user;
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
+/** What differs between the dialects: the dedicated user, the server that checks its password, and how a refusal reads. */
+interface Account {
+  /** Creates the user (no placeholders there: PASSWORD is built of characters that need no escaping in a '…' literal). */
+  create: string[];
+  drop: string;
+  /** Names the user logged in, as `u`; and the name it must be. */
+  whoAmI: string;
+  me: string;
+  /** Ways of logging in with PASSWORD: in a URL (percent-encoded) and through the `password` option. */
+  logins(): DatabaseModuleOptions[];
+  /** The server that checks passwords, logging in as the user, the password left to the `password` option. */
+  checking(): DatabaseModuleOptions;
+  /** A URL of that server, logging in as the user with `password`. */
+  checkingUrl(password: string): string;
+  /** What its refusal of a wrong password carries. */
+  refusal: { fields: Partial<DatabaseError> & { code: string }; message: RegExp };
+  /** Options with the password in them that the bootstrap refuses, and the option the ConfigurationError names. */
+  malformed(): Array<[DatabaseModuleOptions, string]>;
+}
+
+describeEachDialect(serverCases, 'secrets', (c) => {
+  const tag = c.dialect === 'postgres' ? 'pg' : 'mysql';
   const user = `ndbp_sec_${process.pid}_${random()}`;
   let admin: Awaited<ReturnType<typeof openDatabase>>;
-  const url = (password: string) => {
-    const u = new URL(MYSQL_URL);
-    u.username = user;
-    u.password = encodeURIComponent(password);
-    return u.toString();
-  };
+  /** PostgreSQL: the shared server's rule for TCP logins from 127.0.0.1. */
+  let sharedAuth = 'unknown';
+  /**
+   * PostgreSQL: a cluster that checks passwords (scram-sha-256), for what the shared server's
+   * trust cannot show. MySQL needs none: the shared server checks passwords itself.
+   */
+  let strict: PostgresServer | undefined;
+
+  const account: Account =
+    c.dialect === 'postgres'
+      ? {
+          create: [`CREATE ROLE ${user} LOGIN PASSWORD '${PASSWORD}'`],
+          drop: `DROP ROLE IF EXISTS ${user}`,
+          whoAmI: 'SELECT current_user AS u',
+          me: user,
+          logins: () => [
+            { url: withLogin(PG_URL, user, PASSWORD) },
+            { url: strict!.url({ user, password: PASSWORD }) },
+            { url: strict!.url({ user, password: 'x' }), password: PASSWORD },
+          ],
+          checking: () => ({ url: strict!.url({ user, password: 'unused' }) }),
+          checkingUrl: (password) => strict!.url({ user, password }),
+          refusal: { fields: { code: '28P01' }, message: /password authentication failed/ },
+          malformed: () => [
+            [{ url: `postgres://${user}:${PASSWORD}@[bad/test` }, 'url'],
+            [{ url: `postgres://${user}:${encodeURIComponent(PASSWORD)}@h:99999/test` }, 'url'],
+            [{ url: `oracle://${user}:${encodeURIComponent(PASSWORD)}@h/test` }, 'url'],
+            [{ url: `postgres://${user}:${encodeURIComponent(PASSWORD)}@h/test?sslmode=${encodeURIComponent(PASSWORD)}` }, 'url'],
+            [{ url: `postgres://${user}:${encodeURIComponent(PASSWORD)}@h/test`, pool: { max: -1 } }, 'pool.max'],
+          ],
+        }
+      : {
+          create: [`CREATE USER '${user}'@'%' IDENTIFIED BY '${PASSWORD}'`, `GRANT SELECT ON test.* TO '${user}'@'%'`],
+          drop: `DROP USER IF EXISTS '${user}'@'%'`,
+          whoAmI: 'SELECT CURRENT_USER() AS u',
+          me: `${user}@%`,
+          logins: () => [{ url: withLogin(MYSQL_URL, user, PASSWORD) }, { url: MYSQL_URL, user, password: PASSWORD }],
+          checking: () => ({ url: MYSQL_URL, user }),
+          checkingUrl: (password) => withLogin(MYSQL_URL, user, password),
+          refusal: { fields: { code: 'ER_ACCESS_DENIED_ERROR', errno: 1045 }, message: /Access denied/ },
+          malformed: () => [
+            [{ url: `mysql://${user}:${PASSWORD}@host:notaport/test` }, 'url'],
+            [{ url: `mysql://${user}:${encodeURIComponent(PASSWORD)}@[::1/test` }, 'url'],
+            [{ url: `mysql://${user}:%E0%A4%A@h/test` }, 'url'],
+          ],
+        };
+
+  /** Runs `attempt` on the server that checks passwords, riding out restarts when that is the shared one (other suites' fault tests restart it). */
+  const onChecking = <T>(attempt: () => Promise<T>, isRestart?: (value: T) => boolean): Promise<T> =>
+    strict ? attempt() : ridingOutRestarts({ url: c.url() }, attempt, isRestart);
 
   beforeAll(async () => {
-    await waitForServer({ url: MYSQL_URL });
-    admin = await openDatabase({ url: MYSQL_URL });
-    // CREATE USER takes no placeholders: the password is built of characters that need no escaping in a '…' literal.
-    await admin.db.runOperation(`CREATE USER '${user}'@'%' IDENTIFIED BY '${PASSWORD}'`);
-    await admin.db.runOperation(`GRANT SELECT ON test.* TO '${user}'@'%'`);
+    await waitForServer({ url: c.url() });
+    admin = await openDatabase({ url: c.url() });
+    for (const statement of account.create) await admin.db.runOperation(statement);
+    if (c.dialect === 'postgres') {
+      const rules = await admin.db.runQuery<{ type: string; address: string | null; netmask: string | null; auth_method: string }>(
+        "SELECT type, address, netmask, auth_method FROM pg_hba_file_rules WHERE error IS NULL AND type IN ('host', 'hostnossl') ORDER BY line_number",
+      );
+      sharedAuth = rules.find((r) => appliesToLoopback(r.address, r.netmask))?.auth_method ?? 'unknown';
+      strict = await startPostgres({ preferredPort: 5434 });
+      for (const statement of account.create) await strict.psql(statement);
+    }
   });
   afterAll(async () => {
-    await admin?.db.runOperation(`DROP USER IF EXISTS '${user}'@'%'`).catch(() => {});
+    await admin?.db.runOperation(account.drop).catch(() => {});
     await admin?.close();
+    await strict?.stop();
   });
 
-  it('logs in with the password from the URL (percent-encoded) and from the password option', async () => {
-    for (const options of [{ url: url(PASSWORD) }, { url: MYSQL_URL, user, password: PASSWORD }]) {
-      const { db, health, close } = await boot({ ...options, slowQueryMs: 1 });
+  it('logs in as the dedicated user with the password from the URL (percent-encoded) and from the password option', async () => {
+    for (const options of account.logins()) {
+      const { db, health, close } = await boot({ ...options, slowQueryMs: 1, pool: { max: 2, leakDetectionMs: 50 } });
       try {
-        const rows = await ridingOutRestarts({ url: MYSQL_URL }, () => db.runQuery<{ u: string }>('SELECT CURRENT_USER() AS u'));
-        expect(rows[0].u).toBe(`${user}@%`);
+        const rows = await ridingOutRestarts({ url: c.url() }, async () => {
+          const rows = await db.runQuery<{ u: string }>(account.whoAmI);
+          // A connection held past leakDetectionMs: logged and emitted with its stack, never the password.
+          await db.runInteraction(async (tx) => {
+            capture(`${tag} transaction`, tx, { showHidden: false });
+            await tx.runQuery(`SELECT ${c.sleep(0.1)}`);
+          });
+          return rows;
+        });
+        expect(rows[0].u).toBe(account.me);
         capture('health up', await health.pingCheck('database'));
-        captureDatabase('mysql ok', db);
+        captureDatabase(`${tag} ok`, db);
       } finally {
         await close();
       }
     }
   });
 
-  it('refuses a wrong password with ER_ACCESS_DENIED_ERROR, without the password, and without a reconnect storm', async () => {
+  it(`refuses a wrong password with ${account.refusal.fields.code} (on a server that checks passwords), without the password, and without a reconnect storm`, async () => {
+    // On 127.0.0.1 the shared PostgreSQL trusts every login, so a wrong password passes there: the strict cluster shows the refusal.
+    if (sharedAuth === 'trust') {
+      await withBoot({ url: withLogin(c.url(), user, WRONG_PASSWORD) }, async (db) => expect(await db.runQuery('SELECT 1')).toHaveLength(1));
+    }
     let calls = 0;
     const { db, health, close } = await boot({
-      url: MYSQL_URL,
-      user,
+      ...account.checking(),
       password: async () => {
         calls++;
         return WRONG_PASSWORD;
@@ -145,10 +234,9 @@ describe('secrets [mysql] (shared server, a dedicated user)', () => {
     });
     try {
       for (let i = 0; i < 3; i++) {
-        const error = await ridingOutRestarts({ url: MYSQL_URL }, () => errorOf(db.runQuery('SELECT 1'), 'mysql wrong password'), (e) => e.code !== 'ER_ACCESS_DENIED_ERROR');
-        expect(error.code).toBe('ER_ACCESS_DENIED_ERROR');
-        expect(error.errno).toBe(1045);
-        expect(error.message).toMatch(/Access denied/);
+        const error = await onChecking(() => errorOf(db.runQuery('SELECT 1'), `${tag} wrong password`), (e) => e.code !== account.refusal.fields.code);
+        expect(error).toMatchObject(account.refusal.fields);
+        expect(error.message).toMatch(account.refusal.message);
       }
       // Not death: the detector stays alive, and nothing reconnects in the background.
       expect(db.detector.isDead).toBe(false);
@@ -159,18 +247,25 @@ describe('secrets [mysql] (shared server, a dedicated user)', () => {
       expect(calls).toBe(after);
       const down = await health.pingCheck('database');
       expect(down.database.status).toBe('down');
-      capture('health down (wrong password)', down);
-      captureDatabase('mysql wrong password', db);
+      capture(`health down (${tag} wrong password)`, down);
+      captureDatabase(`${tag} wrong password`, db);
     } finally {
       await close();
     }
+    // And at bootstrap, with verifyOnStartup.
+    const boot2 = await onChecking(
+      () => bootWithLogger([DatabaseModule.forRoot({ url: account.checkingUrl(WRONG_PASSWORD), verifyOnStartup: true })], logger).catch((e) => e),
+      (e) => isRestartError((e as Error).cause),
+    );
+    expect(boot2).toBeInstanceOf(DatabaseError);
+    expect(boot2.message).toMatch(account.refusal.message);
+    capture(`${tag} wrong password at startup`, boot2);
   });
 
-  it('calls an async password function once for each new connection', async () => {
+  it('calls an async password function once for each new connection (the server asks for it)', async () => {
     let calls = 0;
     const { db, close } = await boot({
-      url: MYSQL_URL,
-      user,
+      ...account.checking(),
       pool: { max: 3 },
       password: async () => {
         calls++;
@@ -179,165 +274,18 @@ describe('secrets [mysql] (shared server, a dedicated user)', () => {
       },
     });
     try {
-      await ridingOutRestarts({ url: MYSQL_URL }, () => Promise.all([0, 1, 2].map(() => db.runQuery(sleepSql('mysql', 0.2)))));
+      await onChecking(() => Promise.all([0, 1, 2].map(() => db.runQuery(`SELECT ${c.sleep(0.2)}`))));
+      // The health probe has a connection of its own; the pool opened three (and more only where a
+      // restart of the shared server was ridden out: the strict cluster is never restarted).
       const opened = calls;
       expect(opened).toBeGreaterThanOrEqual(3);
+      if (strict) expect(opened).toBe(3);
       for (let i = 0; i < 10; i++) await db.runQuery('SELECT 1');
       // Reused connections ask for nothing.
       expect(calls).toBe(opened);
       expect(db.stats().total).toBeLessThanOrEqual(3);
-      captureDatabase('mysql password function', db);
-      await db.runInteraction(async (tx) => capture('mysql transaction', tx, { showHidden: false }));
-    } finally {
-      await close();
-    }
-  });
-
-  it('keeps the password of a malformed URL out of the ConfigurationError', async () => {
-    for (const bad of [`mysql://${user}:${PASSWORD}@host:notaport/test`, `mysql://${user}:${encodeURIComponent(PASSWORD)}@[::1/test`, `mysql://${user}:%E0%A4%A@h/test`]) {
-      const error = await openDatabase({ url: bad }).catch((e) => e);
-      expect(error).toBeInstanceOf(ConfigurationError);
-      expect(error.option).toBe('url');
-      capture('malformed mysql url', error);
-    }
-  });
-
-  it("keeps a URL handed to mysql2 itself (driverOptions.uri) out of our error and its cause", async () => {
-    const { db, close } = await boot({ url: MYSQL_URL, user, password: PASSWORD, driverOptions: { uri: `mysql://${user}:${PASSWORD}@host:notaport/test` } });
-    try {
-      const error = await errorOf(db.runQuery('SELECT 1'), 'mysql2 malformed uri');
-      expect(inspect(error, { depth: 10 })).not.toContain(PASSWORD);
-      expect(db.detector.isDead).toBe(false);
-    } finally {
-      await close();
-    }
-  });
-
-  it('marks the database dead when the server is unreachable, and logs, reports and emits that without the password', async () => {
-    const { db, health, close } = await boot({ url: `mysql://${user}:${encodeURIComponent(PASSWORD)}@127.0.0.1:1/test`, reconnect: { initialDelayMs: 20, maxDelayMs: 50 }, pool: { acquireTimeoutMs: 300 } });
-    try {
-      await errorOf(db.runQuery('SELECT 1'), 'mysql unreachable');
-      expect(db.detector.isDead).toBe(true);
-      await errorOf(db.runQuery('SELECT 1'), 'mysql dead');
-      const down = await health.pingCheck('database');
-      expect(down.database.status).toBe('down');
-      expect(down.database.state).toBe('dead');
-      capture('health dead', down);
-      captureDatabase('mysql dead', db);
-    } finally {
-      await close();
-    }
-    expect(logger.lines.some((l) => /marked dead/.test(l))).toBe(true);
-  });
-});
-
-describe('secrets [postgres]', () => {
-  const role = `ndbp_sec_${process.pid}_${random()}`;
-  let admin: Awaited<ReturnType<typeof openDatabase>>;
-  /** The shared server's rule for TCP logins from 127.0.0.1. */
-  let sharedAuth = 'unknown';
-  /** A cluster that checks passwords (scram-sha-256), for what the shared server's trust cannot show. */
-  let strict: PostgresServer;
-
-  beforeAll(async () => {
-    await waitForServer({ url: PG_URL });
-    admin = await openDatabase({ url: PG_URL });
-    await admin.db.runOperation(`CREATE ROLE ${role} LOGIN PASSWORD '${PASSWORD}'`);
-    const rules = await admin.db.runQuery<{ type: string; address: string | null; netmask: string | null; auth_method: string }>(
-      "SELECT type, address, netmask, auth_method FROM pg_hba_file_rules WHERE error IS NULL AND type IN ('host', 'hostnossl') ORDER BY line_number",
-    );
-    sharedAuth = rules.find((r) => appliesToLoopback(r.address, r.netmask))?.auth_method ?? 'unknown';
-    strict = await startPostgres({ preferredPort: 5434 });
-    await strict.psql(`CREATE ROLE ${role} LOGIN PASSWORD '${PASSWORD}'`);
-  });
-  afterAll(async () => {
-    await admin?.db.runOperation(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
-    await admin?.close();
-    await strict?.stop();
-  });
-
-  it('logs in as the dedicated role with the password from the URL and from the option', async () => {
-    const shared = new URL(PG_URL);
-    shared.username = role;
-    shared.password = encodeURIComponent(PASSWORD);
-    for (const options of [{ url: shared.toString() }, { url: strict.url({ user: role, password: PASSWORD }) }, { url: strict.url({ user: role, password: 'x' }), password: PASSWORD }]) {
-      const { db, health, close } = await boot({ ...options, slowQueryMs: 1, pool: { max: 2, leakDetectionMs: 50 } });
-      try {
-        const rows = await ridingOutRestarts({ url: PG_URL }, () => db.runQuery<{ u: string }>('SELECT current_user AS u'));
-        expect(rows[0].u).toBe(role);
-        // A connection held past leakDetectionMs: logged and emitted with its stack, never the password.
-        await db.runInteraction(async (tx) => {
-          capture('pg transaction', tx, { showHidden: false });
-          await tx.runQuery(sleepSql('postgres', 0.1));
-        });
-        capture('health up', await health.pingCheck('database'));
-        captureDatabase('pg ok', db);
-      } finally {
-        await close();
-      }
-    }
-  });
-
-  it('refuses a wrong password with 28P01 (on a server that checks passwords), without the password, and without a reconnect storm', async () => {
-    // On 127.0.0.1 the shared server trusts every login, so a wrong password passes there: the strict cluster shows the refusal.
-    if (sharedAuth === 'trust') {
-      const shared = new URL(PG_URL);
-      shared.username = role;
-      shared.password = encodeURIComponent(WRONG_PASSWORD);
-      await withBoot({ url: shared.toString() }, async (db) => expect(await db.runQuery('SELECT 1')).toHaveLength(1));
-    }
-    let calls = 0;
-    const { db, health, close } = await boot({
-      url: strict.url({ user: role, password: 'unused' }),
-      password: async () => {
-        calls++;
-        return WRONG_PASSWORD;
-      },
-      reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
-    });
-    try {
-      for (let i = 0; i < 3; i++) {
-        const error = await errorOf(db.runQuery('SELECT 1'), 'pg wrong password');
-        expect(error.code).toBe('28P01');
-        expect(error.message).toMatch(/password authentication failed/);
-      }
-      expect(db.detector.isDead).toBe(false);
-      const after = calls;
-      expect(after).toBeGreaterThanOrEqual(3);
-      expect(after).toBeLessThanOrEqual(6);
-      await new Promise((r) => setTimeout(r, 600)); // a negative check: a background reconnect would ask for the password again
-      expect(calls).toBe(after);
-      const down = await health.pingCheck('database');
-      expect(down.database.status).toBe('down');
-      capture('health down (pg wrong password)', down);
-      captureDatabase('pg wrong password', db);
-    } finally {
-      await close();
-    }
-    // And at bootstrap, with verifyOnStartup.
-    const boot2 = await bootWithLogger([DatabaseModule.forRoot({ url: strict.url({ user: role, password: WRONG_PASSWORD }), verifyOnStartup: true })], logger).catch((e) => e);
-    expect(boot2).toBeInstanceOf(DatabaseError);
-    expect(boot2.message).toMatch(/password authentication failed/);
-    capture('pg wrong password at startup', boot2);
-  });
-
-  it('calls an async password function once for each new connection (the server asks for it)', async () => {
-    let calls = 0;
-    const { db, close } = await boot({
-      url: strict.url({ user: role, password: 'unused' }),
-      pool: { max: 3 },
-      password: async () => {
-        calls++;
-        return PASSWORD;
-      },
-    });
-    try {
-      await Promise.all([0, 1, 2].map(() => db.runQuery(sleepSql('postgres', 0.2))));
-      // The health probe has a connection of its own; the pool opened three.
-      expect(calls).toBe(3);
-      for (let i = 0; i < 10; i++) await db.runQuery('SELECT 1');
-      expect(calls).toBe(3);
-      captureDatabase('pg password function', db);
+      captureDatabase(`${tag} password function`, db);
+      await db.runInteraction(async (tx) => capture(`${tag} transaction`, tx, { showHidden: false }));
     } finally {
       await close();
     }
@@ -346,7 +294,7 @@ describe('secrets [postgres]', () => {
   it('a password function that rejects fails the call with a DatabaseError, and is tried again on the next call', async () => {
     let calls = 0;
     const { db, close } = await boot({
-      url: strict.url({ user: role, password: 'unused' }),
+      ...account.checking(),
       password: async () => {
         calls++;
         if (calls === 1) throw new Error('vault unavailable');
@@ -354,42 +302,58 @@ describe('secrets [postgres]', () => {
       },
     });
     try {
-      const error = await errorOf(db.runQuery('SELECT 1'), 'pg password function rejects');
+      const error = await errorOf(db.runQuery('SELECT 1'), `${tag} password function rejects`);
       expect(error.message).toMatch(/vault unavailable/);
       expect(db.detector.isDead).toBe(false);
-      expect(await db.runQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+      expect(await onChecking(() => db.runQuery('SELECT 1 AS one'))).toEqual([{ one: 1 }]);
     } finally {
       await close();
     }
   });
 
-  it('keeps the password out of errors for a malformed URL, an unknown scheme and a bad option', async () => {
-    for (const options of [
-      { url: `postgres://${role}:${PASSWORD}@[bad/test` },
-      { url: `postgres://${role}:${encodeURIComponent(PASSWORD)}@h:99999/test` },
-      { url: `oracle://${role}:${encodeURIComponent(PASSWORD)}@h/test` },
-      { url: `postgres://${role}:${encodeURIComponent(PASSWORD)}@h/test?sslmode=${encodeURIComponent(PASSWORD)}` },
-      { url: `postgres://${role}:${encodeURIComponent(PASSWORD)}@h/test`, pool: { max: -1 } },
-    ] as DatabaseModuleOptions[]) {
+  it('keeps the password out of the ConfigurationError of a malformed URL, an unknown scheme and a bad option', async () => {
+    for (const [options, option] of account.malformed()) {
       const error = await bootWithLogger([DatabaseModule.forRoot(options)], logger).catch((e) => e);
       expect(error).toBeInstanceOf(ConfigurationError);
-      capture('pg configuration error', error);
+      expect(error.option).toBe(option);
+      capture(`${tag} configuration error`, error);
     }
   });
 
+  // mysql2 also takes a URL of its own, in its options.
+  if (c.dialect === 'mysql') {
+    it('keeps a URL handed to mysql2 itself (driverOptions.uri) out of our error and its cause', async () => {
+      const { db, close } = await boot({ url: MYSQL_URL, user, password: PASSWORD, driverOptions: { uri: `mysql://${user}:${PASSWORD}@host:notaport/test` } });
+      try {
+        const error = await errorOf(db.runQuery('SELECT 1'), 'mysql2 malformed uri');
+        expect(inspect(error, { depth: 10 })).not.toContain(PASSWORD);
+        expect(db.detector.isDead).toBe(false);
+      } finally {
+        await close();
+      }
+    });
+  }
+
   it('marks the database dead when the server is unreachable, and logs, reports and emits that without the password', async () => {
-    const { db, health, close } = await boot({ url: `postgres://${role}:${encodeURIComponent(PASSWORD)}@127.0.0.1:1/test`, reconnect: { initialDelayMs: 20, maxDelayMs: 50 }, pool: { acquireTimeoutMs: 300 } });
+    const linesBefore = logger.lines.length;
+    const { db, health, close } = await boot({
+      url: `${c.dialect}://${user}:${encodeURIComponent(PASSWORD)}@127.0.0.1:1/test`,
+      reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
+      pool: { acquireTimeoutMs: 300 },
+    });
     try {
-      await errorOf(db.runQuery('SELECT 1'), 'pg unreachable');
+      await errorOf(db.runQuery('SELECT 1'), `${tag} unreachable`);
       expect(db.detector.isDead).toBe(true);
-      await errorOf(db.runQuery('SELECT 1'), 'pg dead');
+      await errorOf(db.runQuery('SELECT 1'), `${tag} dead`);
       const down = await health.pingCheck('database');
+      expect(down.database.status).toBe('down');
       expect(down.database.state).toBe('dead');
       capture('health dead', down);
-      captureDatabase('pg dead', db);
+      captureDatabase(`${tag} dead`, db);
     } finally {
       await close();
     }
+    expect(logger.lines.slice(linesBefore).some((l) => /marked dead/.test(l))).toBe(true);
   });
 });
 

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigurationError, DatabaseError, type Database, type DatabaseModuleOptions } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
-import { MYSQL_URL, PG_URL } from '../support/databases.js';
+import { describeEachDialect, serverCases } from '../support/databases.js';
 import { isRestartError, ridingOutRestarts, waitForServer } from '../support/security.js';
 import {
   foreignHostName,
@@ -144,26 +144,6 @@ describe('TLS [postgres]', () => {
     await withDatabase({ url: server.url({ query: 'sslmode=disable' }) }, async (db) => expect(await encrypted(db)).toBe(false));
   });
 
-  it('sslmode=require refuses a server without TLS', async () => {
-    const ssl = await ridingOutRestarts({ url: PG_URL }, () => withDatabase({ url: PG_URL }, (db) => db.runQuery<{ ssl: string }>('SHOW ssl'))).then(
-      (rows) => rows[0].ssl,
-    );
-    // The shared server runs without TLS; should it ever have it, this case is covered by the mysql suite only.
-    if (ssl !== 'off') return;
-    const url = `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}sslmode=require`;
-    const error = await ridingOutRestarts({ url: PG_URL }, () => failureOf({ url }), isRestartError);
-    expect(error).toBeInstanceOf(DatabaseError);
-    expect((error as DatabaseError).code).toBe('SSL_NOT_SUPPORTED');
-    expect((error as Error).message).toMatch(/does not support SSL/i);
-    const boot = await ridingOutRestarts(
-      { url: PG_URL },
-      () => openDatabase({ url, verifyOnStartup: true }).catch((e) => e),
-      (e) => isRestartError((e as Error).cause),
-    );
-    expect(boot).toBeInstanceOf(DatabaseError);
-    expect(boot.message).toMatch(/does not support SSL/i);
-  });
-
   it('fails the boot with a ConfigurationError when sslrootcert cannot be read', async () => {
     const missing = path.join(workDir, 'no-such-ca.crt');
     const error = await openDatabase({ url: server.url({ query: `sslmode=verify-full&sslrootcert=${encodeURIComponent(missing)}` }) }).catch((e) => e);
@@ -258,19 +238,41 @@ describe('TLS [mysql]', () => {
     expect((error as DatabaseError).code).toBe('ER_ACCESS_DENIED_ERROR');
     expect((error as Error).message).not.toContain(password);
   });
+});
+
+/** `url` with `query` added to its query string. */
+const withQuery = (url: string, query: string) => `${url}${url.includes('?') ? '&' : '?'}${query}`;
+
+/** The shared servers, which run without TLS (and must not be reconfigured): a client that requires TLS is refused. */
+describeEachDialect(serverCases, 'TLS', (c) => {
+  /** Whether the shared server offers TLS, and how the client refuses it when it does not. */
+  const shared =
+    c.dialect === 'postgres'
+      ? {
+          offersTls: (db: Database) => db.runQuery<{ ssl: string }>('SHOW ssl').then((rows) => rows[0].ssl !== 'off'),
+          refusal: { fields: { code: 'SSL_NOT_SUPPORTED' }, message: /does not support SSL/i },
+        }
+      : {
+          offersTls: (db: Database) => db.runQuery<{ Value: string }>("SHOW VARIABLES LIKE 'have_ssl'").then((rows) => rows[0].Value === 'YES'),
+          refusal: { fields: {}, message: /does not support secure connection/i },
+        };
 
   it('sslmode=require refuses a server without TLS', async () => {
-    const [{ Value }] = await ridingOutRestarts({ url: MYSQL_URL }, () =>
-      withDatabase({ url: MYSQL_URL }, (db) => db.runQuery<{ Value: string }>("SHOW VARIABLES LIKE 'have_ssl'")),
-    );
-    if (Value === 'YES') return;
-    await waitForServer({ url: MYSQL_URL });
-    const error = await ridingOutRestarts(
-      { url: MYSQL_URL },
-      () => failureOf({ url: `${MYSQL_URL}${MYSQL_URL.includes('?') ? '&' : '?'}sslmode=require` }),
-      isRestartError,
-    );
+    const offersTls = await ridingOutRestarts({ url: c.url() }, () => withDatabase({ url: c.url() }, shared.offersTls));
+    // Should one shared server ever have TLS, the other dialect's case still covers the refusal.
+    if (offersTls) return;
+    await waitForServer({ url: c.url() });
+    const url = withQuery(c.url(), 'sslmode=require');
+    const error = await ridingOutRestarts({ url: c.url() }, () => failureOf({ url }), isRestartError);
     expect(error).toBeInstanceOf(DatabaseError);
-    expect((error as Error).message).toMatch(/does not support secure connection/i);
+    expect(error).toMatchObject(shared.refusal.fields);
+    expect((error as Error).message).toMatch(shared.refusal.message);
+    const boot = await ridingOutRestarts(
+      { url: c.url() },
+      () => openDatabase({ url, verifyOnStartup: true }).catch((e) => e),
+      (e) => isRestartError((e as Error).cause),
+    );
+    expect(boot).toBeInstanceOf(DatabaseError);
+    expect(boot.message).toMatch(shared.refusal.message);
   });
 });

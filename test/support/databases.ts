@@ -18,6 +18,8 @@ export interface DialectCase {
   p(n: number): string;
   /** Auto-increment primary key column type. */
   serial: string;
+  /** An expression that keeps the server busy `seconds` (`pg_sleep(…)`, `SLEEP(…)`); SQLite has none and throws. */
+  sleep(seconds: number): string;
   /** Server-side sessions open right now (connections of any client), excluding the probe itself. */
   sessions?(): Promise<number>;
 }
@@ -34,6 +36,7 @@ export const postgresCase: DialectCase = {
   url: () => PG_URL,
   p: (n) => `$${n}`,
   serial: 'SERIAL PRIMARY KEY',
+  sleep: (seconds) => `pg_sleep(${seconds})`,
 };
 
 export const mysqlCase: DialectCase = {
@@ -41,6 +44,7 @@ export const mysqlCase: DialectCase = {
   url: () => MYSQL_URL,
   p: () => '?',
   serial: 'INT AUTO_INCREMENT PRIMARY KEY',
+  sleep: (seconds) => `SLEEP(${seconds})`,
 };
 
 export const sqliteCase: DialectCase = {
@@ -48,6 +52,9 @@ export const sqliteCase: DialectCase = {
   url: tempSqliteUrl,
   p: () => '?',
   serial: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+  sleep: () => {
+    throw new Error('SQLite has no function that sleeps');
+  },
 };
 
 export const serverCases = [postgresCase, mysqlCase];
