@@ -1,6 +1,6 @@
 /**
  * The layers of lib/, lowest first: a folder imports only from folders below it (or itself),
- * and no import runs in a circle. `npm run lint:layers` (part of `npm test`) fails otherwise.
+ * and no import runs in a circle. `npm run lint:layers` (part of `npm run check`, which CI runs) fails otherwise.
  * Folders on one line are side by side: neither imports the other.
  */
 const LAYERS = [

@@ -40,7 +40,9 @@ const require = createRequire(import.meta.url);
 for (const entry of ENTRIES) {
   const cjs = join(cjsDir, `${entry}.js`);
   const esm = join(esmDir, `${entry}.js`);
-  const names = Object.keys(require(cjs)).filter((name) => name !== '__esModule' && name !== 'default').sort();
+  const names = Object.keys(require(cjs))
+    .filter((name) => name !== '__esModule' && name !== 'default')
+    .sort();
   if (names.length === 0) throw new Error(`${cjs} exports nothing`);
   let from = relative(dirname(esm), cjs).split(sep).join('/');
   if (!from.startsWith('.')) from = `./${from}`;

@@ -49,8 +49,16 @@ interface Client {
   close(): Promise<void>;
 }
 
-const pgText = { point: 'SELECT id, name FROM bench_items WHERE id = $1', update: 'UPDATE bench_accounts SET balance = balance + 1 WHERE id = $1', balance: 'SELECT balance FROM bench_accounts WHERE id = $1' };
-const myText = { point: 'SELECT id, name FROM bench_items WHERE id = ?', update: 'UPDATE bench_accounts SET balance = balance + 1 WHERE id = ?', balance: 'SELECT balance FROM bench_accounts WHERE id = ?' };
+const pgText = {
+  point: 'SELECT id, name FROM bench_items WHERE id = $1',
+  update: 'UPDATE bench_accounts SET balance = balance + 1 WHERE id = $1',
+  balance: 'SELECT balance FROM bench_accounts WHERE id = $1',
+};
+const myText = {
+  point: 'SELECT id, name FROM bench_items WHERE id = ?',
+  update: 'UPDATE bench_accounts SET balance = balance + 1 WHERE id = ?',
+  balance: 'SELECT balance FROM bench_accounts WHERE id = ?',
+};
 const streamText = 'SELECT id, payload FROM bench_stream';
 
 // ---- this module -------------------------------------------------------------------------
@@ -207,7 +215,7 @@ function knexClient(name: string, dialect: 'postgres' | 'mysql'): Client {
     async open() {
       knex = knexFactory({
         client: dialect === 'postgres' ? 'pg' : 'mysql2',
-        connection: dialect === 'postgres' ? PG_URL : { uri: MYSQL_URL, supportBigNumbers: true, bigNumberStrings: true } as never,
+        connection: dialect === 'postgres' ? PG_URL : ({ uri: MYSQL_URL, supportBigNumbers: true, bigNumberStrings: true } as never),
         pool: { min: 0, max: POOL },
       });
     },
@@ -419,7 +427,10 @@ async function main(): Promise<void> {
     typeormClient('TypeORM query (pg)', 'postgres'),
     moduleClient('nestjs-dbpool (mysql)', 'mysql', MYSQL_URL),
     ...(process.env.BENCH_VARIANTS
-      ? [moduleClient('nestjs-dbpool (pg, prepare)', 'postgres', PG_URL, { prepare: true }), moduleClient('nestjs-dbpool (mysql, prepare)', 'mysql', MYSQL_URL, { prepare: true })]
+      ? [
+          moduleClient('nestjs-dbpool (pg, prepare)', 'postgres', PG_URL, { prepare: true }),
+          moduleClient('nestjs-dbpool (mysql, prepare)', 'mysql', MYSQL_URL, { prepare: true }),
+        ]
       : []),
     mysqlPoolClient('mysql2 pool query', false),
     mysqlPoolClient('mysql2 pool execute', true),

@@ -61,6 +61,7 @@ export {
   NotNullViolation,
   CheckViolation,
   MigrationFailed,
+  ErrorCode,
 } from './core/errors.js';
 export type { Dialect } from './core/errors.js';
 

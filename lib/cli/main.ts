@@ -75,7 +75,8 @@ export async function main(argv: string[], out: (line: string) => void = console
         for (const name of await migrator.pending()) out(name);
         break;
       case 'executed':
-        for (const m of await migrator.executed()) out(`${m.name}\t${m.appliedAt instanceof Date ? m.appliedAt.toISOString() : String(m.appliedAt)}\t${m.durationMs} ms`);
+        for (const m of await migrator.executed())
+          out(`${m.name}\t${m.appliedAt instanceof Date ? m.appliedAt.toISOString() : String(m.appliedAt)}\t${m.durationMs} ms`);
         break;
     }
     return 0;
@@ -110,7 +111,8 @@ function parse(argv: string[]): 'help' | { command: 'up' | 'down' | 'pending' | 
   if (values.help || positionals.length === 0) return 'help';
   const [group, command, ...rest] = positionals;
   if (group !== 'migrate') throw new UsageError(`unknown command "${group}"`);
-  if (!command || !['up', 'down', 'pending', 'executed'].includes(command)) throw new UsageError(`migrate needs up, down, pending or executed (got ${command ?? 'nothing'})`);
+  if (!command || !['up', 'down', 'pending', 'executed'].includes(command))
+    throw new UsageError(`migrate needs up, down, pending or executed (got ${command ?? 'nothing'})`);
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (values.to !== undefined && values.step !== undefined) throw new UsageError('give --to or --step, not both');
   return { command: command as 'up' | 'down' | 'pending' | 'executed', values: values as Record<string, string | undefined> & { quiet?: boolean } };

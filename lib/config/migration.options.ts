@@ -78,7 +78,6 @@ export const DEFAULT_MIGRATIONS_TABLE = 'nestjs_dbpool_migrations';
 export const DEFAULT_LOCK_TIMEOUT_MS = 600_000;
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}(?:\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
 
-
 export interface ResolvedMigrationOptions {
   directory?: string;
   list?: MigrationOptions['list'];
@@ -101,7 +100,8 @@ export function resolveMigrationOptions(options: MigrationOptions): ResolvedMigr
   if (options.directory !== undefined && (typeof options.directory !== 'string' || options.directory === '')) fail('directory', 'must be a folder path');
   if (options.list !== undefined && !Array.isArray(options.list)) fail('list', 'must be an array of { name, up, down? }');
   const table = options.table ?? DEFAULT_MIGRATIONS_TABLE;
-  if (typeof table !== 'string' || !TABLE_NAME.test(table)) fail('table', `must be a plain table name, optionally schema-qualified (got ${JSON.stringify(table)})`);
+  if (typeof table !== 'string' || !TABLE_NAME.test(table))
+    fail('table', `must be a plain table name, optionally schema-qualified (got ${JSON.stringify(table)})`);
   for (const key of ['runOnBoot', 'validateChecksums'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
   }

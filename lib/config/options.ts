@@ -130,7 +130,9 @@ export interface DatabaseModuleOptions {
    * @example
    * requestSettings: (req) => ({ 'app.tenant_id': (req as Request).header('x-tenant-id') ?? null })
    */
-  requestSettings?: (request: unknown) => Record<string, string | number | boolean | null> | undefined | Promise<Record<string, string | number | boolean | null> | undefined>;
+  requestSettings?: (
+    request: unknown,
+  ) => Record<string, string | number | boolean | null> | undefined | Promise<Record<string, string | number | boolean | null> | undefined>;
   /** How values come back, the same on every dialect (README, Types). */
   types?: TypeOptions;
   /**
@@ -232,7 +234,7 @@ export function parseUrl(url: string): UrlParts {
   if (profileOf(dialect).embedded) {
     let filename = url.slice(scheme!.length + 1);
     if (filename.startsWith('//')) filename = filename.slice(2);
-    if (filename === '' ) fail('url', 'needs a file after "sqlite:" (sqlite:./data/app.db) or sqlite::memory:');
+    if (filename === '') fail('url', 'needs a file after "sqlite:" (sqlite:./data/app.db) or sqlite::memory:');
     return { dialect, filename };
   }
   let parsed: URL;
@@ -381,10 +383,37 @@ function resolveLogging(logging: unknown): ResolvedOptions['logging'] {
 /** Every option, nested ones as `pool.max`, for refusing misspelt keys with the nearest valid one. */
 const KNOWN_OPTIONS: Record<string, readonly string[]> = {
   '': [
-    'name', 'isGlobal', 'url', 'driver', 'host', 'port', 'user', 'password', 'database', 'filename', 'ssl', 'pool',
-    'connectTimeoutMs', 'queryTimeoutMs', 'reconnect', 'transientErrors', 'deathChecker', 'waitForRecoveryMs',
-    'verifyOnStartup', 'startupTimeoutMs', 'shutdownTimeoutMs', 'shutdownDelayMs', 'logging', 'sessionReset', 'requestSettings', 'types', 'warningsAsErrors', 'prepare', 'slowQueryMs',
-    'migrations', 'driverOptions',
+    'name',
+    'isGlobal',
+    'url',
+    'driver',
+    'host',
+    'port',
+    'user',
+    'password',
+    'database',
+    'filename',
+    'ssl',
+    'pool',
+    'connectTimeoutMs',
+    'queryTimeoutMs',
+    'reconnect',
+    'transientErrors',
+    'deathChecker',
+    'waitForRecoveryMs',
+    'verifyOnStartup',
+    'startupTimeoutMs',
+    'shutdownTimeoutMs',
+    'shutdownDelayMs',
+    'logging',
+    'sessionReset',
+    'requestSettings',
+    'types',
+    'warningsAsErrors',
+    'prepare',
+    'slowQueryMs',
+    'migrations',
+    'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
   reconnect: ['initialDelayMs', 'baseDelayMs', 'maxDelayMs', 'factor', 'jitter', 'maxRetries', 'random'],
@@ -516,7 +545,8 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   if (port !== undefined && port > 65535) fail('port', `must be between 1 and 65535 (got ${port})`);
 
   const filename = options.filename ?? fromUrl?.filename;
-  if (profile.embedded && !filename && !driver) fail('filename', `is required for ${dialect} (a file path, or ":memory:"), or use url: "${profile.exampleUrl}"`);
+  if (profile.embedded && !filename && !driver)
+    fail('filename', `is required for ${dialect} (a file path, or ":memory:"), or use url: "${profile.exampleUrl}"`);
 
   const connectTimeoutMs = checkNumber('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1);
   const queryTimeoutMs = checkNumber('queryTimeoutMs', options.queryTimeoutMs, 0);
@@ -530,7 +560,8 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   if (!['number', 'string', 'bigint'].includes(types.int64)) fail('types.int64', `must be 'number', 'string' or 'bigint' (got ${describeValue(types.int64)})`);
   if (typeof types.tinyint1AsBoolean !== 'boolean') fail('types.tinyint1AsBoolean', 'must be true or false');
   const sessionReset = options.sessionReset ?? 'auto';
-  if (options.requestSettings !== undefined && typeof options.requestSettings !== 'function') fail('requestSettings', 'must be a function (request) => settings');
+  if (options.requestSettings !== undefined && typeof options.requestSettings !== 'function')
+    fail('requestSettings', 'must be a function (request) => settings');
   if (!['auto', 'always', 'never'].includes(sessionReset)) fail('sessionReset', `must be 'auto', 'always' or 'never' (got ${describeValue(sessionReset)})`);
 
   const p = options.pool ?? {};

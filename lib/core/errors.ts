@@ -13,6 +13,46 @@
 export type Dialect = 'postgres' | 'mysql' | 'sqlite';
 
 /**
+ * The codes of the errors this package raises itself (a server's or driver's own code, such as
+ * `23505` or `ER_DUP_ENTRY`, is kept as it came).
+ */
+export const ErrorCode = {
+  DatabaseError: 'DATABASE_ERROR',
+  ConnectionDead: 'CONNECTION_DEAD',
+  ConnectionLost: 'CONNECTION_LOST',
+  ConnectTimeout: 'CONNECT_TIMEOUT',
+  RollbackFailed: 'ROLLBACK_FAILED',
+  CommitOutcomeUnknown: 'COMMIT_OUTCOME_UNKNOWN',
+  QueryTimeout: 'QUERY_TIMEOUT',
+  QueryCanceled: 'QUERY_CANCELED',
+  CancelNotSupported: 'CANCEL_NOT_SUPPORTED',
+  AcquireTimeout: 'ACQUIRE_TIMEOUT',
+  DatabaseClosed: 'DATABASE_CLOSED',
+  ConfigurationError: 'CONFIGURATION_ERROR',
+  InvalidParameter: 'INVALID_PARAMETER',
+  NotSupported: 'NOT_SUPPORTED',
+  SslNotSupported: 'SSL_NOT_SUPPORTED',
+  StartupFailed: 'STARTUP_FAILED',
+  TransactionError: 'TRANSACTION_ERROR',
+  TransactionAborted: 'TRANSACTION_ABORTED',
+  TransactionEnded: 'TRANSACTION_ENDED',
+  TransactionForbidden: 'TRANSACTION_FORBIDDEN',
+  TransactionOrphanedQueries: 'TRANSACTION_ORPHANED_QUERIES',
+  TransactionRequired: 'TRANSACTION_REQUIRED',
+  TransactionRollbackOnly: 'TRANSACTION_ROLLBACK_ONLY',
+  ImplicitCommit: 'IMPLICIT_COMMIT',
+  SelfDeadlock: 'SELF_DEADLOCK',
+  SessionEnded: 'SESSION_ENDED',
+  StreamOpen: 'STREAM_OPEN',
+  DoubleRelease: 'DOUBLE_RELEASE',
+  ResetFailed: 'RESET_FAILED',
+  MigrationFailed: 'MIGRATION_FAILED',
+  MigrationLockTimeout: 'MIGRATION_LOCK_TIMEOUT',
+  MysqlWarning: 'MYSQL_WARNING',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
  * What an error means for the layers above the driver, as its dialect classifies it
  * (`Driver.classify`): nothing above drivers/ reads a SQLSTATE or an errno.
  */
@@ -51,7 +91,7 @@ export class DatabaseError extends Error {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
     super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
     this.name = new.target.name;
-    this.code = fields.code ?? 'DATABASE_ERROR';
+    this.code = fields.code ?? ErrorCode.DatabaseError;
     if (fields.errno !== undefined) this.errno = fields.errno;
     if (fields.sqlState !== undefined) this.sqlState = fields.sqlState;
     if (fields.query !== undefined) this.query = fields.query;
@@ -88,7 +128,7 @@ export class ConnectionDead extends DatabaseError {
   readonly mayHaveRun: boolean;
   constructor(message: string, fields: DatabaseErrorFields & { nextAttemptAt?: Date; mayHaveRun?: boolean } = {}) {
     const { nextAttemptAt, mayHaveRun, ...rest } = fields;
-    super(message, { code: 'CONNECTION_DEAD', ...rest });
+    super(message, { code: ErrorCode.ConnectionDead, ...rest });
     if (nextAttemptAt) this.nextAttemptAt = nextAttemptAt;
     this.mayHaveRun = mayHaveRun ?? false;
   }
@@ -102,7 +142,7 @@ export class ConnectionDead extends DatabaseError {
 export class RollbackFailed extends DatabaseError {
   readonly originalError: unknown;
   constructor(message: string, originalError: unknown, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'ROLLBACK_FAILED', ...fields });
+    super(message, { code: ErrorCode.RollbackFailed, ...fields });
     this.originalError = originalError;
   }
 }
@@ -113,7 +153,7 @@ export class RollbackFailed extends DatabaseError {
  */
 export class CommitOutcomeUnknown extends DatabaseError {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'COMMIT_OUTCOME_UNKNOWN', ...fields });
+    super(message, { code: ErrorCode.CommitOutcomeUnknown, ...fields });
   }
 }
 
@@ -121,7 +161,7 @@ export class CommitOutcomeUnknown extends DatabaseError {
 export class QueryTimeout extends DatabaseError {
   readonly timeoutMs?: number;
   constructor(message: string, fields: DatabaseErrorFields & { timeoutMs?: number } = {}) {
-    super(message, { code: 'QUERY_TIMEOUT', ...fields });
+    super(message, { code: ErrorCode.QueryTimeout, ...fields });
     if (fields.timeoutMs !== undefined) this.timeoutMs = fields.timeoutMs;
   }
 }
@@ -129,21 +169,21 @@ export class QueryTimeout extends DatabaseError {
 /** The query was canceled through `Database.cancel(promise)` or an `AbortSignal`. */
 export class QueryCanceled extends DatabaseError {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'QUERY_CANCELED', ...fields });
+    super(message, { code: ErrorCode.QueryCanceled, ...fields });
   }
 }
 
 /** Every pool connection stayed busy for `pool.acquireTimeoutMs`. Distinct from `ConnectionDead`. */
 export class AcquireTimeout extends DatabaseError {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'ACQUIRE_TIMEOUT', ...fields });
+    super(message, { code: ErrorCode.AcquireTimeout, ...fields });
   }
 }
 
 /** The `Database` is shutting down or closed and takes no new work. */
 export class DatabaseClosed extends DatabaseError {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'DATABASE_CLOSED', ...fields });
+    super(message, { code: ErrorCode.DatabaseClosed, ...fields });
   }
 }
 
@@ -152,7 +192,7 @@ export class ConfigurationError extends DatabaseError {
   /** The option path, such as `pool.max`. */
   readonly option?: string;
   constructor(message: string, fields: DatabaseErrorFields & { option?: string } = {}) {
-    super(message, { code: 'CONFIGURATION_ERROR', ...fields });
+    super(message, { code: ErrorCode.ConfigurationError, ...fields });
     if (fields.option !== undefined) this.option = fields.option;
   }
 }
@@ -162,7 +202,7 @@ export class InvalidParameter extends DatabaseError {
   /** 1-based position of the offending parameter, when one is to blame. */
   readonly position?: number;
   constructor(message: string, fields: DatabaseErrorFields & { position?: number } = {}) {
-    super(message, { code: 'INVALID_PARAMETER', ...fields });
+    super(message, { code: ErrorCode.InvalidParameter, ...fields });
     if (fields.position !== undefined) this.position = fields.position;
   }
 }
@@ -170,14 +210,14 @@ export class InvalidParameter extends DatabaseError {
 /** A transaction-state misuse: a query on a finished transaction, a propagation rule violated, orphaned queries at commit. */
 export class TransactionError extends DatabaseError {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'TRANSACTION_ERROR', ...fields });
+    super(message, { code: ErrorCode.TransactionError, ...fields });
   }
 }
 
 /** A feature this dialect does not have (LISTEN/NOTIFY on MySQL, say). */
 export class NotSupported extends DatabaseError {
   constructor(message: string, fields: DatabaseErrorFields = {}) {
-    super(message, { code: 'NOT_SUPPORTED', ...fields });
+    super(message, { code: ErrorCode.NotSupported, ...fields });
   }
 }
 
@@ -254,7 +294,7 @@ export class MigrationFailed extends DatabaseError {
   readonly statement?: number;
   constructor(message: string, fields: DatabaseErrorFields & { migration?: string; statement?: number } = {}) {
     const { migration, statement, ...rest } = fields;
-    super(message, { code: 'MIGRATION_FAILED', ...rest });
+    super(message, { code: ErrorCode.MigrationFailed, ...rest });
     if (migration !== undefined) this.migration = migration;
     if (statement !== undefined) this.statement = statement;
   }

@@ -7,6 +7,7 @@
  */
 import type { Connection } from '../drivers/driver.js';
 import { QueryCanceled, QueryTimeout, type DatabaseError, type Dialect } from '../core/errors.js';
+import { settlesWithin } from '../core/timers.js';
 
 const RESOLVED = Promise.resolve();
 
@@ -71,8 +72,7 @@ export class CallHandle {
 
   watch(signal: AbortSignal): void {
     this.signal = signal;
-    this.onAbort = () =>
-      this.interrupt(new QueryCanceled('query canceled by its AbortSignal', { database: this.owner.name, dialect: this.owner.dialect }));
+    this.onAbort = () => this.interrupt(new QueryCanceled('query canceled by its AbortSignal', { database: this.owner.name, dialect: this.owner.dialect }));
     signal.addEventListener('abort', this.onAbort, { once: true });
   }
 
@@ -85,14 +85,7 @@ export class CallHandle {
     this.cancelWentOut = true;
     // A cancel that is not delivered within the grace period is given up on (the connection is
     // destroyed below), so the lease waiting for it is always released.
-    let bound: NodeJS.Timeout | undefined;
-    this.cancelSent = Promise.race([
-      connection.cancel().catch(() => {}),
-      new Promise<void>((resolve) => {
-        bound = setTimeout(resolve, this.owner.interruptGraceMs);
-        bound.unref();
-      }),
-    ]).finally(() => clearTimeout(bound));
+    this.cancelSent = settlesWithin(connection.cancel(), this.owner.interruptGraceMs).then(() => {});
     const grace = setTimeout(() => {
       if (this.connection === connection) connection.destroy();
     }, this.owner.interruptGraceMs);

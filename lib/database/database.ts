@@ -37,6 +37,7 @@ import { DatabaseSession, type SessionOptions } from './session.js';
 import { SessionPort } from './session.port.js';
 import { verifyReachable } from './startup.js';
 import { TransactionPort } from './transaction.port.js';
+import { settlesWithin } from '../core/timers.js';
 
 export type { DatabaseEvents };
 
@@ -156,7 +157,11 @@ export class Database {
    */
   stream<T = Row>(query: SqlQuery, options?: QueryOptions): AsyncIterable<T> & { readable(): Readable };
   stream<T = Row>(query: string | SqlQuery, params?: unknown[], options?: QueryOptions): AsyncIterable<T> & { readable(): Readable };
-  stream<T = Row>(query: string | SqlQuery, paramsOrOptions?: unknown[] | QueryOptions, maybeOptions?: QueryOptions): AsyncIterable<T> & { readable(): Readable } {
+  stream<T = Row>(
+    query: string | SqlQuery,
+    paramsOrOptions?: unknown[] | QueryOptions,
+    maybeOptions?: QueryOptions,
+  ): AsyncIterable<T> & { readable(): Readable } {
     const [params, options] = splitArgs(paramsOrOptions, maybeOptions);
     const work = currentWork<Transaction, DatabaseSession>(this);
     if (work instanceof Transaction) return this.transactions.streamInTransaction<T>(work, query, params, options);
@@ -171,8 +176,8 @@ export class Database {
    * `SELECT @out` on the same connection (inside `runInteraction`).
    */
   callProcedure<T = Row>(name: string, params: unknown[] = []): Promise<T[]> {
-    const procedureCall = this.engine.driver.procedureCall;
-    if (!procedureCall) {
+    const driver = this.engine.driver;
+    if (!driver.procedureCall) {
       return Promise.reject(
         new NotSupported(`${this.dialect} has no stored procedures (database "${this.name}"; ${dialectsWith('stored procedures').join(' and ')} have them)`, {
           dialect: this.dialect,
@@ -183,7 +188,7 @@ export class Database {
     let query: SqlQuery;
     try {
       const args = sql.join(params.map((p) => (isSqlQuery(p) ? p : sql`${p}`)));
-      query = procedureCall(sql`${sql.identifier(...String(name).split('.'))}`, args);
+      query = driver.procedureCall(sql`${sql.identifier(...String(name).split('.'))}`, args);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -369,12 +374,7 @@ export class Database {
     // No new notifications start observers (and their queries) while in-flight work drains.
     await this.listenerValue?.close();
     if (this.engine.inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.engine.idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, this.engine.options.shutdownTimeoutMs))),
-      ]);
-      clearTimeout(timer);
+      await settlesWithin(new Promise<void>((resolve) => this.engine.idleWaiters.push(resolve)), this.engine.options.shutdownTimeoutMs);
     }
     await this.engine.detector.close();
     this.prober.close();
@@ -430,7 +430,13 @@ export class Database {
   }
 
   /** One statement of a call: in the transaction or session of the calling code, else on a pool connection. */
-  private async execute(call: CallHandle, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown> {
+  private async execute(
+    call: CallHandle,
+    mode: 'rows' | 'operation',
+    query: string | SqlQuery,
+    params: unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): Promise<unknown> {
     const { text, values } = this.engine.compile(query, params);
     const exec = this.engine.executeOptions(call, options);
     const work = currentWork<Transaction, DatabaseSession>(this);
@@ -440,10 +446,13 @@ export class Database {
   }
 
   private notSupported(what: string): NotSupported {
-    return new NotSupported(`${what}() needs LISTEN/NOTIFY notifications, which database "${this.name}" (${this.dialect}) does not have (${dialectsWith('notifications').join(', ')} has them)`, {
-      dialect: this.dialect,
-      database: this.name,
-    });
+    return new NotSupported(
+      `${what}() needs LISTEN/NOTIFY notifications, which database "${this.name}" (${this.dialect}) does not have (${dialectsWith('notifications').join(', ')} has them)`,
+      {
+        dialect: this.dialect,
+        database: this.name,
+      },
+    );
   }
 
   toJSON(): Record<string, unknown> {
@@ -456,8 +465,11 @@ export class Database {
 }
 
 /** `(query, params?, options?)` or, after a `sql` template, `(query, options?)`. */
-function splitArgs(paramsOrOptions: unknown[] | QueryOptions | undefined, options: QueryOptions | undefined): [unknown[] | undefined, QueryOptions | undefined] {
+function splitArgs(
+  paramsOrOptions: unknown[] | QueryOptions | undefined,
+  options: QueryOptions | undefined,
+): [unknown[] | undefined, QueryOptions | undefined] {
   if (paramsOrOptions !== null && typeof paramsOrOptions === 'object' && !Array.isArray(paramsOrOptions)) return [undefined, paramsOrOptions];
   // Anything else goes on as params, for compile() to refuse what is not an array.
-  return [paramsOrOptions as unknown[] | undefined, options];
+  return [paramsOrOptions, options];
 }

@@ -18,6 +18,7 @@ import {
   QueryCanceled,
   QueryTimeout,
   type Dialect,
+  ErrorCode,
 } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OperationResult, QueryOptions } from '../core/types.js';
@@ -36,6 +37,7 @@ import type { Transaction } from '../transactions/transaction.js';
 import { CallHandle } from './call.js';
 import { RowIterator, type StreamSource } from './row-iterator.js';
 import type { DatabaseSession } from './session.js';
+import { withTimeout } from '../core/timers.js';
 
 /** How long an interrupted (canceled, timed out) statement may take to stop before its connection is destroyed. */
 const CANCEL_GRACE_MS = 1000;
@@ -141,13 +143,12 @@ export class Engine {
           await connection.resetSession();
         } else await connection.execute(this.driver.endStatements.rollback, [], { rowMode: 'array' });
         if (connection.transactionStatus !== 'idle' && connection.transactionStatus !== 'unknown') {
-          throw new DatabaseError('the connection is still in a transaction after its reset', { code: 'RESET_FAILED', dialect: this.dialect });
+          throw new DatabaseError('the connection is still in a transaction after its reset', { code: ErrorCode.ResetFailed, dialect: this.dialect });
         }
       },
     });
     this.router = new SinglePoolRouter(this.pool);
   }
-
 
   /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
   call<T>(options: QueryOptions | undefined, body: (call: CallHandle) => Promise<T>): Promise<T> {
@@ -298,15 +299,18 @@ export class Engine {
 
   /** A connection lost under a call: `ConnectionDead`, keeping what the server or socket said. */
   lostUnder(e: DatabaseError): ConnectionDead {
-    return new ConnectionDead(`the connection to database "${this.name}" was lost while the statement ran (${e.message}); it may or may not have taken effect`, {
-      mayHaveRun: true,
-      cause: e,
-      query: e.query,
-      sqlState: e.sqlState,
-      errno: e.errno,
-      dialect: this.dialect,
-      database: this.name,
-    });
+    return new ConnectionDead(
+      `the connection to database "${this.name}" was lost while the statement ran (${e.message}); it may or may not have taken effect`,
+      {
+        mayHaveRun: true,
+        cause: e,
+        query: e.query,
+        sqlState: e.sqlState,
+        errno: e.errno,
+        dialect: this.dialect,
+        database: this.name,
+      },
+    );
   }
 
   /** Translates an error and tells the detector about it: a connection that died makes it check the server. */
@@ -391,7 +395,7 @@ export class Engine {
         '(a transaction it runs in, suspended by propagation requiresNew or notSupported, or a stream it is still reading), so it could never get one: ' +
         `requiresNew, notSupported and a query made while reading a stream each need a connection more than the caller holds. Finish the stream first (or collect its rows), ` +
         `run the work in the same transaction, or raise pool.max (now ${max})`,
-      { code: 'SELF_DEADLOCK', database: this.name, dialect: this.dialect },
+      { code: ErrorCode.SelfDeadlock, database: this.name, dialect: this.dialect },
     );
   }
 
@@ -410,20 +414,16 @@ export class Engine {
   async reconnect(): Promise<void> {
     const connection = await this.connectDriver();
     const limitMs = this.options.settings.connectTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
     try {
       // Bounded like the connect: a server that accepts and then says nothing must not stall the reconnect loop.
-      await Promise.race([
+      await withTimeout(
         connection.ping(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DatabaseError(`ping got no answer within ${limitMs} ms`, { code: 'CONNECT_TIMEOUT', dialect: this.dialect })), limitMs);
-        }),
-      ]);
+        limitMs,
+        () => new DatabaseError(`ping got no answer within ${limitMs} ms`, { code: ErrorCode.ConnectTimeout, dialect: this.dialect }),
+      );
     } catch (error) {
       connection.destroy();
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
     this.router.pools()[0].adopt(connection);
   }
@@ -462,7 +462,11 @@ export class Engine {
                 signal?.aborted
                   ? new QueryCanceled('stream canceled by its AbortSignal', { database: this.name, dialect: this.dialect })
                   : deadline && Date.now() > deadline
-                    ? new QueryTimeout(`stream on database "${this.name}" exceeded its timeout of ${timeoutMs} ms`, { timeoutMs, database: this.name, dialect: this.dialect })
+                    ? new QueryTimeout(`stream on database "${this.name}" exceeded its timeout of ${timeoutMs} ms`, {
+                        timeoutMs,
+                        database: this.name,
+                        dialect: this.dialect,
+                      })
                     : undefined
             : undefined;
         return new RowIterator<T>(open, cursorOptions, (error) => this.failed(error), interruption);
@@ -525,7 +529,6 @@ export class Engine {
     });
   }
 
-
   /** A statement on a pool connection: replayed on a fresh one when it provably was not sent, or when the caller said it is idempotent. */
   async executeOnPool(call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions, options: QueryOptions | undefined): Promise<ResultSet> {
     this.assertUsable();
@@ -552,5 +555,4 @@ export class Engine {
       return result;
     }
   }
-
 }

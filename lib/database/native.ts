@@ -2,8 +2,15 @@
 import { NotSupported, QueryTimeout } from '../core/errors.js';
 import type { Connection } from '../drivers/driver.js';
 import type { Engine } from './engine.js';
+import { withTimeout } from '../core/timers.js';
 
-export async function lendNative<C, R>(engine: Engine, connection: Connection, fn: (client: C) => Promise<R> | R, timeoutMs: number, onTimeout: () => void): Promise<R> {
+export async function lendNative<C, R>(
+  engine: Engine,
+  connection: Connection,
+  fn: (client: C) => Promise<R> | R,
+  timeoutMs: number,
+  onTimeout: () => void,
+): Promise<R> {
   const native = connection.native?.() as C | undefined;
   if (native === undefined) {
     throw new NotSupported(`withNativeConnection() has no native client to lend on ${engine.dialect} (database "${engine.name}")`, {
@@ -12,23 +19,19 @@ export async function lendNative<C, R>(engine: Engine, connection: Connection, f
     });
   }
   if (!(timeoutMs > 0)) return await fn(native);
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      connection.destroy();
-      reject(new QueryTimeout(`withNativeConnection() on database "${engine.name}" ran past its timeout of ${timeoutMs} ms; the client was destroyed`, {
+  const work = Promise.resolve().then(() => fn(native));
+  return await withTimeout(
+    work,
+    timeoutMs,
+    () =>
+      new QueryTimeout(`withNativeConnection() on database "${engine.name}" ran past its timeout of ${timeoutMs} ms; the client was destroyed`, {
         timeoutMs,
         database: engine.name,
         dialect: engine.dialect,
-      }));
-    }, timeoutMs);
-  });
-  const work = Promise.resolve().then(() => fn(native));
-  work.catch(() => {}); // it may lose the race and fail later, on the destroyed client
-  try {
-    return await Promise.race([work, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
+      }),
+    () => {
+      onTimeout();
+      connection.destroy();
+    },
+  );
 }

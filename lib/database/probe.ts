@@ -64,5 +64,4 @@ export class Probe {
     }
     return performance.now() - started;
   }
-
 }

@@ -3,7 +3,7 @@
  * its settings, statements and streams on it, and its reset when the session ends.
  */
 import type { Readable } from 'node:stream';
-import { TransactionError } from '../core/errors.js';
+import { TransactionError, ErrorCode } from '../core/errors.js';
 import type { QueryOptions } from '../core/types.js';
 import type { ExecuteOptions, ResultSet } from '../drivers/driver.js';
 import type { Lease } from '../pool/pool.js';
@@ -97,7 +97,7 @@ export class SessionPort implements SessionHost {
     if (session.streams.size > 0) {
       throw new TransactionError(
         'cannot run a statement on this session while one of its streams is still being read: they share its one connection. Finish (or break out of) the stream first, or collect its rows',
-        { database: this.engine.name, code: 'STREAM_OPEN' },
+        { database: this.engine.name, code: ErrorCode.StreamOpen },
       );
     }
     try {
@@ -108,14 +108,19 @@ export class SessionPort implements SessionHost {
     }
   }
 
-  streamInSession<T>(session: DatabaseSession, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+  streamInSession<T>(
+    session: DatabaseSession,
+    query: string | SqlQuery,
+    params: unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): AsyncIterable<T> & { readable(): Readable } {
     return this.engine.rowStream<T>(options, async (iterator) => {
       const { text, values } = this.engine.compile(query, params);
       const lease = await this.engine.sessionLease(session);
       if (session.streams.size > 0) {
         throw new TransactionError('cannot open a second stream on this session while another is still being read: they share its one connection', {
           database: this.engine.name,
-          code: 'STREAM_OPEN',
+          code: ErrorCode.StreamOpen,
         });
       }
       session.streams.add(iterator);
@@ -130,5 +135,4 @@ export class SessionPort implements SessionHost {
       };
     });
   }
-
 }

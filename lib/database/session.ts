@@ -12,7 +12,7 @@
  * }, { settings: { 'app.tenant_id': tenantId } }); // sent as parameters (set_config / user variables)
  */
 import type { Readable } from 'node:stream';
-import { InvalidParameter, TransactionError } from '../core/errors.js';
+import { InvalidParameter, TransactionError, ErrorCode } from '../core/errors.js';
 import type { Lease } from '../pool/pool.js';
 import type { SqlQuery } from '../sql/template.js';
 import type { LeaseHolder } from '../transactions/transaction.context.js';
@@ -163,7 +163,7 @@ export class DatabaseSession implements LeaseHolder {
 
   private endedError(): TransactionError {
     return new TransactionError(`this session of database "${this.host.name}" has ended; its connection went back to the pool`, {
-      code: 'SESSION_ENDED',
+      code: ErrorCode.SessionEnded,
       database: this.host.name,
     });
   }

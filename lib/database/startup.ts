@@ -1,9 +1,9 @@
 /** The boot's check that the server answers (verifyOnStartup, migrations at boot). */
-import { DatabaseError } from '../core/errors.js';
+import { DatabaseError, ErrorCode } from '../core/errors.js';
 import type { Engine } from './engine.js';
 
 function bootNeedsServer(engine: Engine): string {
-return engine.options.verifyOnStartup ? 'verifyOnStartup' : 'migrations.runOnBoot';
+  return engine.options.verifyOnStartup ? 'verifyOnStartup' : 'migrations.runOnBoot';
 }
 
 /**
@@ -25,13 +25,14 @@ export async function verifyReachable(engine: Engine): Promise<void> {
     const where = `database "${engine.name}" (${engine.driver.describe()})`;
     if (!engine.detector.isDeathError(e)) {
       const refused = engine.driver.classify(e).refused;
-      const why = refused === 'auth'
-        ? 'authentication failed: check user and password'
-        : refused === 'unknown-database'
-          ? 'the server has no such database: check the database name'
-          : 'the server refused the connection';
+      const why =
+        refused === 'auth'
+          ? 'authentication failed: check user and password'
+          : refused === 'unknown-database'
+            ? 'the server has no such database: check the database name'
+            : 'the server refused the connection';
       throw new DatabaseError(`${where}: ${why} (${e.message}). ${bootNeedsServer(engine)} stops the boot; retrying would not help`, {
-        code: 'STARTUP_FAILED',
+        code: ErrorCode.StartupFailed,
         cause: e,
         dialect: engine.dialect,
         database: engine.name,
@@ -44,7 +45,7 @@ export async function verifyReachable(engine: Engine): Promise<void> {
           (engine.options.verifyOnStartup
             ? 'Check the server and the connection options, raise startupTimeoutMs, or set verifyOnStartup: false to start without it and connect lazily'
             : 'Check the server and the connection options, raise startupTimeoutMs, or set migrations.runOnBoot: false and run them with the nestjs-dbpool command'),
-        { code: 'STARTUP_FAILED', cause: e, dialect: engine.dialect, database: engine.name },
+        { code: ErrorCode.StartupFailed, cause: e, dialect: engine.dialect, database: engine.name },
       );
     }
   }

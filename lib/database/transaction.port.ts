@@ -5,7 +5,7 @@
  * injects.
  */
 import type { Readable } from 'node:stream';
-import { QueryTimeout, TransactionError, type ErrorClass } from '../core/errors.js';
+import { QueryTimeout, type ErrorClass } from '../core/errors.js';
 import type { QueryOptions } from '../core/types.js';
 import type { ExecuteOptions, ResultSet } from '../drivers/driver.js';
 import type { Lease } from '../pool/pool.js';
@@ -160,7 +160,13 @@ export class TransactionPort implements TransactionRunnerHost {
     return this.engine.driver.savepointStatement(kind, name);
   }
 
-  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown> {
+  runInTransaction(
+    tx: Transaction,
+    mode: 'rows' | 'operation',
+    query: string | SqlQuery,
+    params: unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): Promise<unknown> {
     return this.engine.call(options, async (call) => {
       const { text, values } = this.engine.compile(query, params);
       return this.engine.shape(mode, await tx.track(this.executeOnTransaction(tx, call, text, values, this.engine.executeOptions(call, options))));
@@ -207,7 +213,12 @@ export class TransactionPort implements TransactionRunnerHost {
     return result;
   }
 
-  streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T> & { readable(): Readable } {
+  streamInTransaction<T>(
+    tx: Transaction,
+    query: string | SqlQuery,
+    params: unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): AsyncIterable<T> & { readable(): Readable } {
     return this.engine.rowStream<T>(options, async (iterator) => {
       tx.assertActive();
       tx.assertNoStream('open a second stream');

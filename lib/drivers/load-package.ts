@@ -16,7 +16,7 @@ export async function loadPackage<T>(pkg: string, dialect: Dialect, importer: ()
       missing
         ? `${purpose} needs the "${pkg}" package, which is not installed: npm install ${pkg}`
         : `${purpose} needs the "${pkg}" package, which is installed but failed to load (${(error as Error)?.message ?? error}); ` +
-          `reinstall it for this Node version and platform: npm rebuild ${pkg} (or npm install ${pkg})`,
+            `reinstall it for this Node version and platform: npm rebuild ${pkg} (or npm install ${pkg})`,
       { option: 'driver', dialect, cause: error },
     );
   }

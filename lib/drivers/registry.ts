@@ -31,12 +31,21 @@ interface Registration {
 }
 
 const DIALECTS: Record<Dialect, Registration> = {
-  postgres: { driver: PostgresDriver, profile: POSTGRES_PROFILE, syntax: POSTGRES_SYNTAX, classify: classifyPostgresError, features: ['notifications', 'stored procedures'] },
+  postgres: {
+    driver: PostgresDriver,
+    profile: POSTGRES_PROFILE,
+    syntax: POSTGRES_SYNTAX,
+    classify: classifyPostgresError,
+    features: ['notifications', 'stored procedures'],
+  },
   mysql: { driver: MysqlDriver, profile: MYSQL_PROFILE, syntax: MYSQL_SYNTAX, classify: classifyMysqlError, features: ['stored procedures'] },
   sqlite: { driver: SqliteDriver, profile: SQLITE_PROFILE, syntax: SQLITE_SYNTAX, classify: classifyStandard, features: [] },
 };
 
-const CLASSIFIERS = Object.fromEntries(Object.entries(DIALECTS).map(([name, r]) => [name, r.classify])) as Record<Dialect, (error: unknown) => ErrorClass>;
+const CLASSIFIERS = Object.fromEntries(Object.entries(DIALECTS).map(([name, r]) => [name, (error: unknown) => r.classify(error)])) as Record<
+  Dialect,
+  (error: unknown) => ErrorClass
+>;
 
 /** The shipped dialects' names. */
 export const DIALECT_NAMES: readonly Dialect[] = Object.keys(DIALECTS) as Dialect[];
@@ -75,4 +84,7 @@ export function createDriver(dialect: Dialect, settings: ConnectionSettings, cus
  * @example
  * defaultDeathChecker(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })); // true
  */
-export const defaultDeathChecker: DeathChecker = anyDeath(socketDeathChecker, ...Object.values(CLASSIFIERS).map((classify) => (e: unknown) => classify(e).lost === true));
+export const defaultDeathChecker: DeathChecker = anyDeath(
+  socketDeathChecker,
+  ...Object.values(CLASSIFIERS).map((classify) => (e: unknown) => classify(e).lost === true),
+);

@@ -13,7 +13,7 @@ export const STANDARD_END = { commit: 'COMMIT', rollback: 'ROLLBACK' } as const;
 /** An error and its causes (at most 4 deep), as records: where a driver looks for codes. */
 export function* causes(error: unknown): Generator<{ code?: unknown; errno?: unknown; sqlState?: unknown; message?: unknown }> {
   for (let e = error, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    yield e as { code?: unknown; errno?: unknown; sqlState?: unknown; message?: unknown };
+    yield e;
   }
 }
 

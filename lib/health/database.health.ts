@@ -45,14 +45,19 @@ export class DatabaseHealthIndicator {
     try {
       db = this.moduleRef.get(name === DEFAULT_DATABASE ? Database : namedDatabaseToken(name), { strict: false });
     } catch {
-      return compose(key, 'down', { message: `no database named "${name}" in this application; import DatabaseModule.forRoot(${name === DEFAULT_DATABASE ? '' : `{ name: '${name}', … }`})` });
+      return compose(key, 'down', {
+        message: `no database named "${name}" in this application; import DatabaseModule.forRoot(${name === DEFAULT_DATABASE ? '' : `{ name: '${name}', … }`})`,
+      });
     }
     if (!(db instanceof Database)) return compose(key, 'up', { state: 'not a Database (overridden provider): not checked' });
     return compose(key, ...(await checkOne(db, options.timeoutMs ?? 1000)));
   }
 
   /** One result for every database of this application, each under its name: for a single readiness endpoint. */
-  async pingCheckAll<Key extends string = 'database'>(key: Key = 'database' as Key, options: Omit<PingCheckOptions, 'connection'> = {}): Promise<HealthIndicatorResult<Key>> {
+  async pingCheckAll<Key extends string = 'database'>(
+    key: Key = 'database' as Key,
+    options: Omit<PingCheckOptions, 'connection'> = {},
+  ): Promise<HealthIndicatorResult<Key>> {
     const dbs = this.databases();
     const results = await Promise.all(dbs.map((db) => checkOne(db, options.timeoutMs ?? 1000)));
     const details: Record<string, unknown> = {};
@@ -82,14 +87,14 @@ async function checkOne(db: Database, timeoutMs: number): Promise<[HealthStatus,
   if (db.isClosed || db.shuttingDown) return ['down', { ...base, state: 'shutting_down', message: 'the application is shutting down' }];
   const detector = db.detector;
   if (detector.isDead) {
-    const last = detector.lastError as { message?: string } | undefined;
+    const last: unknown = detector.lastError;
     return [
       'down',
       {
         ...base,
         state: 'dead',
         deadSince: detector.deadSince?.toISOString(),
-        lastError: last?.message ?? String(last ?? ''),
+        lastError: last instanceof Error ? last.message : typeof last === 'string' ? last : '',
         nextAttemptAt: detector.nextAttemptAt?.toISOString(),
       },
     ];

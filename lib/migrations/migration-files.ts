@@ -23,7 +23,6 @@ export interface MigrationSource {
   origin: string;
 }
 
-const CODE_EXTENSIONS = ['js', 'mjs', 'cjs', 'ts', 'mts', 'cts'];
 const FILE = /^(\d[^.]*)(?:\.(?!down\.)([A-Za-z0-9]+))?(?:\.(down))?\.(sql|js|mjs|cjs|ts|mts|cts)$/;
 /** In a SQL file: run it outside a transaction (PostgreSQL). */
 const NO_TRANSACTION = /^\s*--\s*nestjs-dbpool:\s*no-transaction\s*$/m;
@@ -47,10 +46,10 @@ function scanDirectory(directory: string, dialect: Dialect, dialects: readonly s
   const folder = resolve(directory);
   let names: string[];
   try {
-    if (!statSync(folder).isDirectory()) throw new Error('not a directory');
     names = readdirSync(folder);
   } catch (error) {
-    throw new ConfigurationError(`migrations.directory "${directory}" cannot be read (${(error as Error).message}): give the folder of the migration files`, {
+    const why = statSync(folder, { throwIfNoEntry: false })?.isDirectory() === false ? 'not a directory' : (error as Error).message;
+    throw new ConfigurationError(`migrations.directory "${directory}" cannot be read (${why}): give the folder of the migration files`, {
       option: 'migrations.directory',
       cause: error,
     });
@@ -97,10 +96,13 @@ async function loadModule(path: string, role: 'up' | 'down'): Promise<{ up?: Mig
       code === 'ERR_UNKNOWN_FILE_EXTENSION' || /\.(ts|mts|cts)$/.test(path)
         ? ': a TypeScript migration needs a TypeScript loader (node --import tsx …), or point migrations.directory at the compiled .js files'
         : '';
-    throw new ConfigurationError(`migration file ${path} failed to load (${(error as Error).message})${hint}`, { option: 'migrations.directory', cause: error });
+    throw new ConfigurationError(`migration file ${path} failed to load (${(error as Error).message})${hint}`, {
+      option: 'migrations.directory',
+      cause: error,
+    });
   }
   const exports = (loaded.up === undefined && loaded.default && typeof loaded.default === 'object' ? loaded.default : loaded) as Record<string, unknown>;
-  const main = role === 'up' ? exports.up : exports.down ?? exports.up;
+  const main = role === 'up' ? exports.up : (exports.down ?? exports.up);
   if (typeof main !== 'function') {
     throw new ConfigurationError(
       role === 'up'
@@ -141,13 +143,20 @@ function checkListEntry(entry: unknown, index: number): Migration {
 }
 
 /** The migrations of `directory` and `list` for `dialect`, in the order they apply. */
-export async function loadMigrations(dialect: Dialect, dialects: readonly string[], directory: string | undefined, list: readonly Migration[] | undefined): Promise<MigrationSource[]> {
+export async function loadMigrations(
+  dialect: Dialect,
+  dialects: readonly string[],
+  directory: string | undefined,
+  list: readonly Migration[] | undefined,
+): Promise<MigrationSource[]> {
   const out = new Map<string, MigrationSource>();
   if (directory !== undefined) {
     for (const [name, files] of scanDirectory(directory, dialect, dialects)) {
       if (!files.up) {
         if (files.down) {
-          throw new ConfigurationError(`migration "${name}" has a down file (${files.down.path}) but no up file for ${dialect}`, { option: 'migrations.directory' });
+          throw new ConfigurationError(`migration "${name}" has a down file (${files.down.path}) but no up file for ${dialect}`, {
+            option: 'migrations.directory',
+          });
         }
         continue;
       }
@@ -175,7 +184,9 @@ export async function loadMigrations(dialect: Dialect, dialects: readonly string
   (list ?? []).forEach((entry, index) => {
     const m = checkListEntry(entry, index);
     if (out.has(m.name)) {
-      throw new ConfigurationError(`migration "${m.name}" is both in migrations.list and a file (${out.get(m.name)!.origin}); keep one`, { option: 'migrations.list' });
+      throw new ConfigurationError(`migration "${m.name}" is both in migrations.list and a file (${out.get(m.name)!.origin}); keep one`, {
+        option: 'migrations.list',
+      });
     }
     out.set(m.name, {
       name: m.name,

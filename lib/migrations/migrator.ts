@@ -17,7 +17,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Database } from '../database/database.js';
 import { loadPackage } from '../drivers/load-package.js';
-import { ConfigurationError, DatabaseError, MigrationFailed, NotSupported, QueryTimeout } from '../core/errors.js';
+import { ConfigurationError, DatabaseError, MigrationFailed, NotSupported, QueryTimeout, ErrorCode } from '../core/errors.js';
 import type { MigrationSupport } from '../drivers/driver.js';
 import { DIALECT_NAMES, profileOf } from '../drivers/registry.js';
 import { sql } from '../sql/template.js';
@@ -84,7 +84,10 @@ export class Migrator {
   private get support(): MigrationSupport {
     const support = this.db.driver.migrations;
     if (!support) {
-      throw new NotSupported(`database "${this.db.name}" (${this.db.dialect}): its driver does not support migrations`, { dialect: this.db.dialect, database: this.db.name });
+      throw new NotSupported(`database "${this.db.name}" (${this.db.dialect}): its driver does not support migrations`, {
+        dialect: this.db.dialect,
+        database: this.db.name,
+      });
     }
     return support;
   }
@@ -150,7 +153,9 @@ export class Migrator {
         throw unwrap(error, this.db);
       }
       if (done.length > 0) {
-        this.db.logger.log(`${direction === 'up' ? 'applied' : 'reverted'} ${done.length} migration(s) in ${Date.now() - started} ms: ${done.map((m) => m.name).join(', ')}`);
+        this.db.logger.log(
+          `${direction === 'up' ? 'applied' : 'reverted'} ${done.length} migration(s) in ${Date.now() - started} ms: ${done.map((m) => m.name).join(', ')}`,
+        );
       }
       return { names: done.map((m) => m.name), waitedMs };
     });
@@ -194,11 +199,14 @@ export class Migrator {
 
   private async revert(source: MigrationSource, executed: Set<string>): Promise<void> {
     if (source.down === undefined) {
-      throw new MigrationFailed(`migration "${source.name}" cannot be reverted: it has no down step (a ${source.name}.down.sql file, or down(db) in its module)`, {
-        migration: source.name,
-        database: this.db.name,
-        dialect: this.db.dialect,
-      });
+      throw new MigrationFailed(
+        `migration "${source.name}" cannot be reverted: it has no down step (a ${source.name}.down.sql file, or down(db) in its module)`,
+        {
+          migration: source.name,
+          database: this.db.name,
+          dialect: this.db.dialect,
+        },
+      );
     }
     const down = source.down;
     await this.inTransaction(source, async () => {
@@ -223,7 +231,10 @@ export class Migrator {
         await step(this.db);
       } catch (error) {
         const left = transactional ? 'nothing of it was applied (rolled back)' : 'what it did before the error stays applied';
-        throw new MigrationFailed(`migration "${source.name}" (${direction}) failed: ${(error as Error)?.message ?? error}; ${left}`, { ...fields, cause: error });
+        throw new MigrationFailed(`migration "${source.name}" (${direction}) failed: ${(error as Error)?.message ?? error}; ${left}`, {
+          ...fields,
+          cause: error,
+        });
       }
       return;
     }
@@ -247,7 +258,10 @@ export class Migrator {
   }
 
   private async createTable(): Promise<void> {
-    const quoted = this.options.table.split('.').map((part) => this.db.driver.syntax.quoteIdentifier(part)).join('.');
+    const quoted = this.options.table
+      .split('.')
+      .map((part) => this.db.driver.syntax.quoteIdentifier(part))
+      .join('.');
     await this.db.runOperation(this.support.tableStatement(quoted), undefined, { prepare: false, timeoutMs: 0 });
   }
 
@@ -260,14 +274,19 @@ export class Migrator {
       throw error;
     }
     return rows
-      .map((r) => ({ name: r.name, checksum: r.checksum === null ? null : String(r.checksum).trim(), appliedAt: r.applied_at, durationMs: Number(r.duration_ms) }))
+      .map((r) => ({
+        name: r.name,
+        checksum: r.checksum === null ? null : String(r.checksum).trim(),
+        appliedAt: r.applied_at,
+        durationMs: Number(r.duration_ms),
+      }))
       .sort((a, b) => compareNames(a.name, b.name));
   }
 
   /** Runs `work` holding this database's migration lock, waiting for another instance that holds it. */
   private async locked<R>(work: (waitedMs: number) => Promise<R>): Promise<R> {
     const lock = this.support.lock;
-    if (lock.kind === 'write-transaction') return this.inWriteTransaction(lock.busy, work);
+    if (lock.kind === 'write-transaction') return this.inWriteTransaction((error) => lock.busy(error), work);
     return this.db.session(async () => {
       const waitedMs = await this.acquire(lock);
       try {
@@ -285,18 +304,23 @@ export class Migrator {
     const started = Date.now();
     const [first] = await this.db.runQuery<{ got: unknown }>(lock.attempt(this.lockName), { timeoutMs: 0, prepare: false });
     if (isTrue(first?.got)) return 0;
-    this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another instance is migrating (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
+    this.db.logger.log(
+      `waiting for the migration lock of database "${this.db.name}": another instance is migrating (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`,
+    );
     const timedOut = (cause?: unknown) =>
       new MigrationFailed(
         `another instance held the migration lock of database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms): ` +
           `a long migration, or one that hangs (${lock.holder}). Raise lockTimeoutMs, or see what that instance is doing`,
-        { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: this.db.dialect, cause },
+        { code: ErrorCode.MigrationLockTimeout, database: this.db.name, dialect: this.db.dialect, cause },
       );
     const seconds = Math.max(1, Math.ceil(lockTimeoutMs / 1000));
     let row: { got: unknown } | undefined;
     try {
       // Bounded twice: by the server's own wait (where the statement has one), and by this call's deadline.
-      [row] = await this.db.runQuery<{ got: unknown }>(lock.wait(this.lockName, seconds), { timeoutMs: lockTimeoutMs + LOCK_DEADLINE_MARGIN_MS, prepare: false });
+      [row] = await this.db.runQuery<{ got: unknown }>(lock.wait(this.lockName, seconds), {
+        timeoutMs: lockTimeoutMs + LOCK_DEADLINE_MARGIN_MS,
+        prepare: false,
+      });
     } catch (error) {
       if (error instanceof QueryTimeout) throw timedOut(error);
       throw error;
@@ -335,12 +359,14 @@ export class Migrator {
         if (Date.now() - started >= lockTimeoutMs) {
           throw new MigrationFailed(
             `another process held the write lock of database "${this.db.name}" for more than migrations.lockTimeoutMs (${lockTimeoutMs} ms); raise it, or see what holds it`,
-            { code: 'MIGRATION_LOCK_TIMEOUT', database: this.db.name, dialect: this.db.dialect, cause: error },
+            { code: ErrorCode.MigrationLockTimeout, database: this.db.name, dialect: this.db.dialect, cause: error },
           );
         }
         if (!logged) {
           logged = true;
-          this.db.logger.log(`waiting for the migration lock of database "${this.db.name}": another process holds its write lock (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`);
+          this.db.logger.log(
+            `waiting for the migration lock of database "${this.db.name}": another process holds its write lock (up to migrations.lockTimeoutMs, ${lockTimeoutMs} ms)`,
+          );
         }
         await delay(Math.min(200, 10 * 2 ** Math.min(attempt, 5)));
       }
@@ -357,5 +383,9 @@ function unwrap(error: unknown, db: Database): unknown {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof DatabaseError) return e;
   }
-  return new MigrationFailed(`migrations of database "${db.name}": ${(error as Error)?.message ?? error}`, { database: db.name, dialect: db.dialect, cause: error });
+  return new MigrationFailed(`migrations of database "${db.name}": ${(error as Error)?.message ?? error}`, {
+    database: db.name,
+    dialect: db.dialect,
+    cause: error,
+  });
 }

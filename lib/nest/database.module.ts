@@ -80,7 +80,7 @@ class DatabaseLifecycle implements OnModuleInit, OnApplicationBootstrap, BeforeA
   private siblings(): DatabaseLifecycle[] {
     return this.discovery
       .getProviders()
-      .map((wrapper) => wrapper.instance)
+      .map((wrapper) => wrapper.instance as unknown)
       .filter((instance): instance is DatabaseLifecycle => instance instanceof DatabaseLifecycle);
   }
 
@@ -89,7 +89,7 @@ class DatabaseLifecycle implements OnModuleInit, OnApplicationBootstrap, BeforeA
     if (twins.length > 0) {
       throw new ConfigurationError(
         `DatabaseModule registers database "${this.db.name}" ${twins.length + 1} times in this application; ` +
-          'each forRoot/forRootAsync needs its own name (DatabaseModule.forRoot({ name: \'analytics\', … })), or import the module once (isGlobal: true)',
+          "each forRoot/forRootAsync needs its own name (DatabaseModule.forRoot({ name: 'analytics', … })), or import the module once (isGlobal: true)",
         { option: 'name', database: this.db.name },
       );
     }

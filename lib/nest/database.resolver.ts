@@ -28,13 +28,13 @@ export function databaseOf(instance: unknown, name: string, where: string): Data
   if (!moduleRef) {
     throw new ConfigurationError(
       `${where} was called on an object Nest did not create (made with new, or a method called without its object), ` +
-        'so it cannot tell which application\'s database to use. Get the instance from Nest (inject it), ' +
+        "so it cannot tell which application's database to use. Get the instance from Nest (inject it), " +
         'or call db.runInteraction() yourself',
       { option: 'Transactional', database: name },
     );
   }
   let byName = resolved.get(moduleRef);
-  if (!byName) resolved.set(moduleRef, (byName = new Map()));
+  if (!byName) resolved.set(moduleRef, (byName = new Map<string, Database>()));
   let db = byName.get(name);
   if (!db) {
     let found: unknown;

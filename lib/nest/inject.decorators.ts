@@ -8,8 +8,7 @@ import { DEFAULT_DATABASE, getConnectionToken, getDatabaseToken } from './databa
  * constructor(@InjectDatabase() private readonly db: Database,
  *             @InjectDatabase('analytics') private readonly analytics: Database) {}
  */
-export const InjectDatabase = (name: string = DEFAULT_DATABASE): ParameterDecorator & PropertyDecorator =>
-  Inject(getDatabaseToken(name));
+export const InjectDatabase = (name: string = DEFAULT_DATABASE): ParameterDecorator & PropertyDecorator => Inject(getDatabaseToken(name));
 
 /**
  * Injects a `DatabaseSession` of the database named `name` for the current HTTP request: one

@@ -24,7 +24,7 @@ export class NotifyExplorer {
     for (const wrapper of this.discovery.getProviders()) {
       const instance = wrapper.instance as Record<string, unknown> | undefined;
       if (!instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) continue;
-      const prototype = Object.getPrototypeOf(instance);
+      const prototype = Object.getPrototypeOf(instance) as object | null;
       if (!prototype) continue;
       for (const method of this.scanner.getAllMethodNames(prototype)) {
         const handler = instance[method];
@@ -36,7 +36,9 @@ export class NotifyExplorer {
             await db.listen(entry.channel, (n) => (handler as (n: unknown) => unknown).call(instance, n), { waitForServer: true });
           } catch (error) {
             const owner = (instance.constructor as { name?: string } | undefined)?.name ?? 'provider';
-            db.logger.error(`@OnNotify('${entry.channel}') on ${owner}.${method} could not LISTEN on database "${db.name}": ${(error as Error)?.message ?? error}`);
+            db.logger.error(
+              `@OnNotify('${entry.channel}') on ${owner}.${method} could not LISTEN on database "${db.name}": ${(error as Error)?.message ?? error}`,
+            );
             throw error;
           }
         }

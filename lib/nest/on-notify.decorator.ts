@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { ON_NOTIFY_METADATA } from './database.constants.js';
+import { ConfigurationError } from '../core/errors.js';
 
 export interface OnNotifyOptions {
   /** The named database. Default: `'default'`. */
@@ -29,7 +30,7 @@ export const OnNotify =
   (channel: string, options: OnNotifyOptions = {}): MethodDecorator =>
   (_target, _key, descriptor) => {
     const handler = descriptor.value as object | undefined;
-    if (typeof handler !== 'function') throw new TypeError('@OnNotify() decorates methods only');
+    if (typeof handler !== 'function') throw new ConfigurationError('@OnNotify() decorates methods only');
     const entries = (Reflect.getMetadata(ON_NOTIFY_METADATA, handler) as OnNotifyMetadata[] | undefined) ?? [];
     Reflect.defineMetadata(ON_NOTIFY_METADATA, [...entries, { channel, connection: options.connection }], handler);
     return descriptor;

@@ -16,7 +16,7 @@
  * channels were deaf and for how long, so the app can catch up on what it missed.
  */
 import type { Connection, Notification, NotificationStatements } from '../drivers/driver.js';
-import { DatabaseClosed, DatabaseError, InvalidParameter } from '../core/errors.js';
+import { DatabaseClosed, DatabaseError, InvalidParameter, ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DeadConnectionDetector } from '../resilience/detector.js';
 
@@ -54,7 +54,6 @@ export interface ListenerHost {
 
 /** Keepalive interval of the listener connection. A ping unanswered for a whole interval drops the connection. */
 export const LISTENER_KEEPALIVE_MS = 10_000;
-
 
 /** The drain hands the event loop back after this long, so a burst of notifications cannot starve I/O. */
 const DRAIN_BUDGET_MS = 10;
@@ -291,13 +290,18 @@ export class Listener {
     this.keepalive = setInterval(() => {
       if (pinging) {
         // No answer for a whole interval: a black hole, which TCP alone may take minutes to notice.
-        lost(new DatabaseError(`keepalive ping got no answer within ${this.keepaliveMs} ms`, { code: 'CONNECTION_LOST', database: this.host.name }));
+        lost(new DatabaseError(`keepalive ping got no answer within ${this.keepaliveMs} ms`, { code: ErrorCode.ConnectionLost, database: this.host.name }));
         return;
       }
       pinging = true;
       connection.ping().then(
         () => (pinging = false),
-        (error) => lost(error instanceof DatabaseError ? error : new DatabaseError(String((error as Error)?.message ?? error), { code: 'CONNECTION_LOST', cause: error })),
+        (error) =>
+          lost(
+            error instanceof DatabaseError
+              ? error
+              : new DatabaseError(String((error as Error)?.message ?? error), { code: ErrorCode.ConnectionLost, cause: error }),
+          ),
       );
     }, this.keepaliveMs);
     this.keepalive.unref();

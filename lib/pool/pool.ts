@@ -1,7 +1,7 @@
 /**
  * The connection pool of one `Database`.
  *
- * Why not tarn (knex's pool engine), as DESIGN.md prefers: tarn has no maximum lifetime, no
+ * Why not tarn (knex's pool engine): tarn has no maximum lifetime, no
  * leak detection, no "hand out only clean" reset on release and no validation of connections
  * that sat idle; each would be a wrapper around tarn's own bookkeeping (two sets of counters
  * to keep in step), and its acquire path allocates a pending-operation object, a timeout and
@@ -25,12 +25,13 @@
  * back in time, or past its lifetime is destroyed, never handed out again. Errors a connection
  * reports after it was closed are ignored: they are the echo of our own destroy.
  */
-import { AcquireTimeout, DatabaseClosed, DatabaseError } from '../core/errors.js';
+import { AcquireTimeout, DatabaseClosed, DatabaseError, ErrorCode } from '../core/errors.js';
 import type { Connection } from '../drivers/driver.js';
 import type { PoolStats } from '../core/types.js';
 
 export type { PoolStats };
 import { inBackground } from '../core/background.js';
+import { settlesWithin, withTimeout } from '../core/timers.js';
 
 export interface PoolOptions {
   /** Connections kept open even when idle. Default: 0. */
@@ -141,7 +142,6 @@ export class Pool {
     return this.idle.length + this.busy.size + this.validating.size + this.resetting.size + this.opening;
   }
 
-
   /** True when a caller asking now would have to wait: no idle connection, and no room to open one. */
   isExhausted(): boolean {
     return this.idle.length === 0 && this.total() >= this.options.max;
@@ -225,7 +225,7 @@ export class Pool {
   /** Gives a connection back. A second release of the same lease throws. */
   release(lease: Lease): void {
     const entry = lease as Entry;
-    if (entry.released) throw new DatabaseError('connection released twice', { code: 'DOUBLE_RELEASE' });
+    if (entry.released) throw new DatabaseError('connection released twice', { code: ErrorCode.DoubleRelease });
     entry.released = true;
     if (entry.leakTimer) clearTimeout(entry.leakTimer);
     entry.leakTimer = undefined;
@@ -240,7 +240,7 @@ export class Pool {
       this.pulse();
       return;
     }
-    if (entry.state !== 'busy') throw new DatabaseError(`a lease released while ${entry.state}`, { code: 'DOUBLE_RELEASE' });
+    if (entry.state !== 'busy') throw new DatabaseError(`a lease released while ${entry.state}`, { code: ErrorCode.DoubleRelease });
     const inTransaction = c.transactionStatus === 'transaction' || c.transactionStatus === 'failed';
     if (inTransaction || entry.dirty) {
       // Handed back inside a transaction, or with session state on it: cleaned before anyone else gets it, or dropped.
@@ -276,12 +276,7 @@ export class Pool {
     }
     await Promise.all([...this.idle].map((entry) => this.closeEntry(entry)));
     if (this.total() > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
-      ]);
-      clearTimeout(timer);
+      await settlesWithin(new Promise<void>((resolve) => this.drainWaiters.push(resolve)), timeoutMs);
       for (const entry of [...this.busy, ...this.validating, ...this.resetting]) this.destroy(entry);
     }
   }
@@ -300,14 +295,16 @@ export class Pool {
     const leakMs = this.options.leakDetectionMs;
     if (leakMs > 0) {
       const taken = takenAt ?? new Error('connection taken here');
-      entry.leakTimer = inBackground(() => setTimeout(() => {
-        entry.leakTimer = undefined;
-        const stack = taken.stack ?? '';
-        this.hooks.onLeak?.(
-          `a connection of database "${this.hooks.name}" has been held for more than ${leakMs} ms (pool.leakDetectionMs) and not released`,
-          stack,
-        );
-      }, leakMs));
+      entry.leakTimer = inBackground(() =>
+        setTimeout(() => {
+          entry.leakTimer = undefined;
+          const stack = taken.stack ?? '';
+          this.hooks.onLeak?.(
+            `a connection of database "${this.hooks.name}" has been held for more than ${leakMs} ms (pool.leakDetectionMs) and not released`,
+            stack,
+          );
+        }, leakMs),
+      );
       entry.leakTimer.unref();
     }
     return entry;
@@ -332,16 +329,12 @@ export class Pool {
 
   /** Settles like `work`, or rejects and destroys the connection if it does not answer within the housekeeping bound. */
   private bounded<T>(entry: Entry, work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        entry.connection.destroy();
-        reject(new DatabaseError(`connection did not answer within ${HOUSEKEEPING_TIMEOUT_MS} ms`, { code: 'CONNECTION_LOST' }));
-      }, HOUSEKEEPING_TIMEOUT_MS);
-      timer.unref();
-    });
-    work.catch(() => {}); // it may settle after the timeout: nobody else awaits it
-    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+    return withTimeout(
+      work,
+      HOUSEKEEPING_TIMEOUT_MS,
+      () => new DatabaseError(`connection did not answer within ${HOUSEKEEPING_TIMEOUT_MS} ms`, { code: ErrorCode.ConnectionLost }),
+      () => entry.connection.destroy(),
+    );
   }
 
   /** The one transition: out of the queue of its state, into the queue of `to`. */
@@ -514,10 +507,11 @@ export class Pool {
   private reap(): void {
     const now = Date.now();
     const idleMs = this.options.idleTimeoutMs;
-    for (let i = 0; i < this.idle.length; ) {
+    for (let i = 0; i < this.idle.length;) {
       const entry = this.idle[i];
       const stale = idleMs > 0 && now - entry.idleSince >= idleMs && this.total() > this.options.min;
-      if (stale || this.expired(entry)) void this.closeEntry(entry); // out of `idle` at once
+      if (stale || this.expired(entry))
+        void this.closeEntry(entry); // out of `idle` at once
       else i++;
     }
     if (this.idle.length === 0 && this.reaper) {

@@ -10,14 +10,30 @@
  * @example
  * socketDeathChecker(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })); // true
  */
+import { ErrorCode } from '../core/errors.js';
 export type DeathChecker = (error: unknown) => boolean;
 
 const SOCKET_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN',
-  'ECONNABORTED', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_SOCKET_CLOSED', 'ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END',
-  'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC', 'EPROTO',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ECONNABORTED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ERR_SOCKET_CLOSED',
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_WRITE_AFTER_END',
+  'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC',
+  'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC',
+  'EPROTO',
   // ours, from the drivers
-  'CONNECTION_LOST', 'CONNECT_TIMEOUT',
+  ErrorCode.ConnectionLost,
+  ErrorCode.ConnectTimeout,
 ]);
 
 const MESSAGES = [/connection (?:is )?closed/i, /socket hang up/i, /client network socket disconnected before secure tls connection/i];

@@ -10,6 +10,7 @@
  * const call = new RetryingCall(fetchRate, 'EUR');
  * const rate = await call.start(backoff({ maxRetries: 5 }), (e) => isTransient(e));
  */
+import { DatabaseError, ErrorCode } from '../core/errors.js';
 import { backoff } from './backoff.js';
 import { systemClock, sleep, type Clock } from './clock.js';
 
@@ -53,6 +54,6 @@ export class RetryingCall<A extends unknown[], R> {
 
   /** Stops waiting; the pending `start()` rejects. */
   cancel(): void {
-    this.abort.abort(new Error('RetryingCall canceled'));
+    this.abort.abort(new DatabaseError('the retrying call was canceled', { code: ErrorCode.DatabaseClosed }));
   }
 }

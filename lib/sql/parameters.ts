@@ -29,9 +29,14 @@ export function checkParameters(values: readonly unknown[], syntax: SqlSyntax, q
     switch (typeof v) {
       case 'number':
         if (Number.isInteger(v) ? !Number.isSafeInteger(v) : !Number.isFinite(v)) {
-          throw bad(i, Number.isFinite(v)
-            ? `the number ${v} is outside the safe integer range and has already lost precision; pass a bigint or a string`
-            : `${v} cannot be stored exactly by every dialect; pass null, or the string '${v}' for a PostgreSQL float column`, dialect, query);
+          throw bad(
+            i,
+            Number.isFinite(v)
+              ? `the number ${v} is outside the safe integer range and has already lost precision; pass a bigint or a string`
+              : `${v} cannot be stored exactly by every dialect; pass null, or the string '${v}' for a PostgreSQL float column`,
+            dialect,
+            query,
+          );
         }
         break;
       case 'undefined':
@@ -39,7 +44,12 @@ export function checkParameters(values: readonly unknown[], syntax: SqlSyntax, q
       case 'string':
         if (v.includes('\0')) throw bad(i, 'contains a NUL character, which text columns cannot hold; pass a Buffer for binary data', dialect, query);
         if (!isWellFormed(v)) {
-          throw bad(i, 'contains a lone UTF-16 surrogate, which UTF-8 cannot encode (it would be stored as U+FFFD); pass a well-formed string, or a Buffer', dialect, query);
+          throw bad(
+            i,
+            'contains a lone UTF-16 surrogate, which UTF-8 cannot encode (it would be stored as U+FFFD); pass a well-formed string, or a Buffer',
+            dialect,
+            query,
+          );
         }
         break;
       case 'bigint':

@@ -96,9 +96,7 @@ export function splitStatements(script: string, syntax: ScriptSyntax): ScriptSta
  * that closes its BEGIN (CASE … END counted too).
  */
 function insideTriggerBody(current: string): boolean {
-  const code = current
-    .replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ')
-    .replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]/g, ' ');
+  const code = current.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]/g, ' ');
   if (!/^\s*CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b/i.test(code)) return false;
   let depth = 0;
   for (const [word] of code.matchAll(/\b(?:BEGIN|CASE|END)\b/gi)) depth += word.toUpperCase() === 'END' ? -1 : 1;

@@ -71,7 +71,7 @@ export class SqlQuery {
       const flat = this.values.every((v) => !isFragment(v));
       if (flat) {
         let texts = templateTexts.get(this.strings);
-        if (texts === undefined) templateTexts.set(this.strings, (texts = new Map()));
+        if (texts === undefined) templateTexts.set(this.strings, (texts = new Map<SqlSyntax, string>()));
         this.cache = texts;
       } else this.cache = new Map();
     }
@@ -169,7 +169,6 @@ export function checkIdentifier(name: string): void {
   }
 }
 
-
 type Sql = {
   (strings: TemplateStringsArray, ...values: unknown[]): SqlQuery;
   /**
@@ -203,35 +202,32 @@ type Sql = {
   raw(text: string): SqlQuery;
 };
 
-export const sql: Sql = Object.assign(
-  (strings: TemplateStringsArray, ...values: unknown[]) => new SqlQuery(strings, values),
-  {
-    identifier: (...names: string[]) => {
-      if (names.length === 0) throw new InvalidParameter('sql.identifier needs at least one name');
-      for (const n of names) checkIdentifier(n);
-      return new IdentifierFragment(names);
-    },
-    join: (parts: readonly unknown[], separator: SqlQuery = new SqlQuery([', '], [])) => {
-      if (parts.length === 0) return new SqlQuery([''], []);
-      const strings = [''];
-      const values: unknown[] = [];
-      parts.forEach((part, i) => {
-        if (i > 0) {
-          values.push(separator);
-          strings.push('');
-        }
-        values.push(part);
-        strings.push('');
-      });
-      return new SqlQuery(strings, values);
-    },
-    raw: (text: string) => new SqlQuery([String(text)], []),
-    in: (list: readonly unknown[]) => {
-      if (!Array.isArray(list)) throw new InvalidParameter(`sql.in() needs an array of values (got ${typeof list})`);
-      return new ListFragment(list);
-    },
+export const sql: Sql = Object.assign((strings: TemplateStringsArray, ...values: unknown[]) => new SqlQuery(strings, values), {
+  identifier: (...names: string[]) => {
+    if (names.length === 0) throw new InvalidParameter('sql.identifier needs at least one name');
+    for (const n of names) checkIdentifier(n);
+    return new IdentifierFragment(names);
   },
-);
+  join: (parts: readonly unknown[], separator: SqlQuery = new SqlQuery([', '], [])) => {
+    if (parts.length === 0) return new SqlQuery([''], []);
+    const strings = [''];
+    const values: unknown[] = [];
+    parts.forEach((part, i) => {
+      if (i > 0) {
+        values.push(separator);
+        strings.push('');
+      }
+      values.push(part);
+      strings.push('');
+    });
+    return new SqlQuery(strings, values);
+  },
+  raw: (text: string) => new SqlQuery([String(text)], []),
+  in: (list: readonly unknown[]) => {
+    if (!Array.isArray(list)) throw new InvalidParameter(`sql.in() needs an array of values (got ${typeof list})`);
+    return new ListFragment(list);
+  },
+});
 
 export function isSqlQuery(value: unknown): value is SqlQuery {
   if (value instanceof SqlQuery) return true;

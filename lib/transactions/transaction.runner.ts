@@ -3,23 +3,10 @@
  * BEGIN / COMMIT / ROLLBACK with the rules the README states (rollback rules, RollbackFailed,
  * CommitOutcomeUnknown, the leak guard, afterCommit hooks, retry on serialization failure).
  */
-import {
-  CommitOutcomeUnknown,
-  ConfigurationError,
-  DatabaseError,
-  QueryTimeout,
-  RollbackFailed,
-  TransactionError,
-} from '../core/errors.js';
+import { CommitOutcomeUnknown, ConfigurationError, DatabaseError, QueryTimeout, RollbackFailed, TransactionError, ErrorCode } from '../core/errors.js';
 import { backoff } from '../resilience/backoff.js';
 import { currentTransaction, runWithTransaction } from './transaction.context.js';
-import {
-  isRetryableTransactionError,
-  matches,
-  Transaction,
-  type TransactionHost,
-  type TransactionOptions,
-} from './transaction.js';
+import { isRetryableTransactionError, matches, Transaction, type TransactionHost, type TransactionOptions } from './transaction.js';
 
 /** What the runner needs from the Database beyond what a Transaction needs (the same private port). */
 export interface TransactionRunnerHost extends TransactionHost {
@@ -52,7 +39,7 @@ export class InteractionControl {
 
   cancel(error: DatabaseError): void {
     if (this.refusal !== undefined) {
-      throw new TransactionError(this.refusal, { code: 'CANCEL_NOT_SUPPORTED', database: error.database });
+      throw new TransactionError(this.refusal, { code: ErrorCode.CancelNotSupported, database: error.database });
     }
     if (this.canceled !== undefined) return;
     this.canceled = error;
@@ -93,7 +80,7 @@ export function runTransactional<R>(
       if (!current) {
         return Promise.reject(
           new TransactionError(`propagation "mandatory" needs an active transaction on database "${host.name}", and there is none`, {
-            code: 'TRANSACTION_REQUIRED',
+            code: ErrorCode.TransactionRequired,
           }),
         );
       }
@@ -102,7 +89,7 @@ export function runTransactional<R>(
       if (current) {
         return Promise.reject(
           new TransactionError(`propagation "never" forbids an active transaction, and database "${host.name}" has one`, {
-            code: 'TRANSACTION_FORBIDDEN',
+            code: ErrorCode.TransactionForbidden,
           }),
         );
       }
@@ -140,7 +127,7 @@ function inTestTransaction<R>(current: Transaction, propagation: string, options
 export async function runRolledBack<R>(host: TransactionRunnerHost, fn: (tx: Transaction) => Promise<R>): Promise<R> {
   if (currentTransaction<Transaction>(host.owner)) {
     throw new TransactionError(`withRollback() runs inside a transaction of database "${host.name}" already; call it at the top of the test`, {
-      code: 'TRANSACTION_FORBIDDEN',
+      code: ErrorCode.TransactionForbidden,
       database: host.name,
     });
   }
@@ -194,8 +181,8 @@ async function beginWithRetry<R>(
   }
   if (attempts === 1) return runOnce(host, options, fn, control);
   const delays = backoff({
-    initialDelayMs: typeof retry === 'object' ? retry.initialDelayMs ?? 5 : 5,
-    maxDelayMs: typeof retry === 'object' ? retry.maxDelayMs ?? 500 : 500,
+    initialDelayMs: typeof retry === 'object' ? (retry.initialDelayMs ?? 5) : 5,
+    maxDelayMs: typeof retry === 'object' ? (retry.maxDelayMs ?? 500) : 500,
     jitter: 0.5,
   });
   for (let attempt = 1; ; attempt++) {
@@ -286,7 +273,7 @@ async function runOnce<R>(
       const failure = new TransactionError(
         `${orphans} ${orphans === 1 ? 'query was' : 'queries were'} still running when the interaction returned, ` +
           'so the transaction was rolled back instead of committing part of the work; await every query (Promise.all) before returning',
-        { code: 'TRANSACTION_ORPHANED_QUERIES', database: host.name },
+        { code: ErrorCode.TransactionOrphanedQueries, database: host.name },
       );
       await rollback(host, tx, failure);
       throw failure;
@@ -299,7 +286,7 @@ async function runOnce<R>(
     if (tx.rollbackOnlyCause !== undefined) {
       const failure = new TransactionError(
         `transaction rolled back because a joined inner call failed: ${(tx.rollbackOnlyCause as Error)?.message ?? tx.rollbackOnlyCause}`,
-        { code: 'TRANSACTION_ROLLBACK_ONLY', cause: tx.rollbackOnlyCause, database: host.name },
+        { code: ErrorCode.TransactionRollbackOnly, cause: tx.rollbackOnlyCause, database: host.name },
       );
       await rollback(host, tx, failure);
       throw failure;
@@ -323,7 +310,7 @@ async function runOnce<R>(
 function endedOnServer(tx: Transaction): never {
   tx.state = 'committed';
   tx.dropHooks();
-  throw tx.endedOnServer;
+  throw tx.endedOnServer!;
 }
 
 async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<void> {
@@ -356,7 +343,7 @@ async function commit(host: TransactionRunnerHost, tx: Transaction): Promise<voi
     throw new TransactionError(
       'the server rolled the transaction back at COMMIT because a statement inside it had failed (and its error was caught)' +
         (tx.statementError !== undefined ? `: ${(tx.statementError as Error)?.message ?? tx.statementError}` : ''),
-      { code: 'TRANSACTION_ABORTED', database: host.name, cause: tx.statementError },
+      { code: ErrorCode.TransactionAborted, database: host.name, cause: tx.statementError },
     );
   }
   tx.state = 'committed';
@@ -393,6 +380,6 @@ function abortedError(host: TransactionRunnerHost, cause: unknown): TransactionE
   return new TransactionError(
     `the server rolled the transaction back when a statement failed (${(cause as Error)?.message ?? cause}), ` +
       'and the interaction went on; nothing was committed',
-    { code: 'TRANSACTION_ABORTED', cause, database: host.name },
+    { code: ErrorCode.TransactionAborted, cause, database: host.name },
   );
 }

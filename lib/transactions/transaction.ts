@@ -12,7 +12,7 @@
 import type { OperationResult, QueryOptions } from '../core/types.js';
 import type { Logger } from '../core/logger.js';
 import type { Connection, IsolationLevel } from '../drivers/driver.js';
-import { RollbackFailed, TransactionError, type DatabaseError, type ErrorClass } from '../core/errors.js';
+import { RollbackFailed, TransactionError, type DatabaseError, type ErrorClass, ErrorCode } from '../core/errors.js';
 import type { Lease } from '../pool/pool.js';
 import type { SqlQuery } from '../sql/template.js';
 import { currentScope, runWithTransaction } from './transaction.context.js';
@@ -81,7 +81,13 @@ export interface TransactionHost {
   readonly logger: Logger;
   /** What an error means, as the dialect classifies it. */
   classify(error: unknown): ErrorClass;
-  runInTransaction(tx: Transaction, mode: 'rows' | 'operation', query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): Promise<unknown>;
+  runInTransaction(
+    tx: Transaction,
+    mode: 'rows' | 'operation',
+    query: string | SqlQuery,
+    params: unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): Promise<unknown>;
   streamInTransaction<T>(tx: Transaction, query: string | SqlQuery, params: unknown[] | undefined, options: QueryOptions | undefined): AsyncIterable<T>;
   /** Runs a control statement (BEGIN, SAVEPOINT, COMMIT...) on the transaction's connection. */
   control(tx: Transaction, text: string): Promise<unknown>;
@@ -101,7 +107,7 @@ export class SavepointScope {
   private waiting: Array<{ kind: 'statement' | 'scope'; grant(): void; fail(error: unknown): void }> = [];
   /** Statements let through and not yet handed to the connection: a SAVEPOINT must go after them. */
   private sending = 0;
-  private closedBy?: unknown;
+  private closedBy?: Error;
   private idleWaiters: Array<() => void> = [];
 
   constructor(readonly name?: string) {}
@@ -166,7 +172,7 @@ export class SavepointScope {
   }
 
   /** The transaction ended: whatever still waits here is refused with `error`. */
-  close(error: unknown): void {
+  close(error: Error): void {
     this.closedBy = error;
     for (const w of this.waiting.splice(0)) w.fail(error);
     for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -290,11 +296,10 @@ export class Transaction {
           await this.host.control(this, this.host.savepointStatement('release', name));
         } catch (rollbackError) {
           this.lease.discard = true;
-          throw new RollbackFailed(
-            `rollback to savepoint failed (${(rollbackError as Error).message}); the original error is in originalError`,
-            error,
-            { cause: rollbackError, database: this.host.name },
-          );
+          throw new RollbackFailed(`rollback to savepoint failed (${(rollbackError as Error).message}); the original error is in originalError`, error, {
+            cause: rollbackError,
+            database: this.host.name,
+          });
         }
         // What failed inside the savepoint was undone with it, so it no longer dooms the
         // transaction (Spring resets rollback-only on a rollback to savepoint too).
@@ -309,7 +314,7 @@ export class Transaction {
       scope.close(
         new TransactionError('this savepoint scope has ended; a query issued after its function returned would run outside it. Await every query inside it.', {
           database: this.host.name,
-          code: 'TRANSACTION_ENDED',
+          code: ErrorCode.TransactionEnded,
         }),
       );
       parent.leave(scope);
@@ -337,7 +342,7 @@ export class Transaction {
       if (this.endedOnServer !== undefined) {
         throw new TransactionError(
           `an earlier statement ended this transaction on the server (${this.endedOnServer.message}); this statement would run outside it, in autocommit, so it was refused`,
-          { database: this.host.name, code: 'IMPLICIT_COMMIT', cause: this.endedOnServer },
+          { database: this.host.name, code: ErrorCode.ImplicitCommit, cause: this.endedOnServer },
         );
       }
       if (this.canceled !== undefined) throw this.canceled;
@@ -345,7 +350,7 @@ export class Transaction {
       throw new TransactionError(
         `the server already rolled this transaction back (${(this.abortCause as Error)?.message ?? this.abortCause}); ` +
           'a later statement would run outside it, in autocommit. Let the error end the interaction (retry re-runs it).',
-        { database: this.host.name, code: 'TRANSACTION_ABORTED', cause: this.abortCause },
+        { database: this.host.name, code: ErrorCode.TransactionAborted, cause: this.abortCause },
       );
     }
     throw this.endedError();
@@ -361,7 +366,7 @@ export class Transaction {
     throw new TransactionError(
       `cannot ${what} on this transaction while one of its streams is still being read: it shares the transaction's one ` +
         'connection, and would wait behind the open cursor for ever. Finish (or break out of) the stream first, or collect its rows into an array and loop over that',
-      { database: this.host.name, code: 'STREAM_OPEN' },
+      { database: this.host.name, code: ErrorCode.StreamOpen },
     );
   }
 
@@ -377,7 +382,7 @@ export class Transaction {
         'MySQL and MariaDB commit implicitly before and after DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE, CREATE INDEX …), LOCK TABLES, ' +
         'and account or replication statements; a COMMIT or ROLLBACK sent as a statement ends it on every dialect. ' +
         'Later statements of this interaction are refused and it fails. Run DDL outside transactions (in a migration)',
-      { database: this.host.name, code: 'IMPLICIT_COMMIT', query },
+      { database: this.host.name, code: ErrorCode.ImplicitCommit, query },
     );
     return this.endedOnServer;
   }
@@ -446,7 +451,7 @@ export class Transaction {
     return new TransactionError(
       `this transaction has already ${this.state === 'active' || this.state === 'ending' ? 'ended its interaction' : this.state === 'committed' ? 'committed' : 'rolled back'}; ` +
         'a query issued after its interaction returned would run outside it. Await every query inside the interaction.',
-      { database: this.host.name, code: 'TRANSACTION_ENDED' },
+      { database: this.host.name, code: ErrorCode.TransactionEnded },
     );
   }
 }
@@ -454,7 +459,7 @@ export class Transaction {
 export function matches(matcher: ErrorMatcher | undefined, error: unknown): boolean {
   if (!matcher) return false;
   if (typeof matcher === 'function') return matcher(error);
-  return matcher.some((cls) => error instanceof (cls as abstract new (...args: never[]) => unknown));
+  return matcher.some((cls) => error instanceof cls);
 }
 
 /**
@@ -465,7 +470,7 @@ export function matches(matcher: ErrorMatcher | undefined, error: unknown): bool
  */
 export function isRetryableTransactionError(error: unknown, classify: (error: unknown) => ErrorClass): boolean {
   const e = error as DatabaseError | undefined;
-  if (e instanceof TransactionError && (e.code === 'TRANSACTION_ABORTED' || e.code === 'TRANSACTION_ROLLBACK_ONLY')) {
+  if (e instanceof TransactionError && (e.code === ErrorCode.TransactionAborted || e.code === ErrorCode.TransactionRollbackOnly)) {
     return e.cause !== undefined && isRetryableTransactionError(e.cause, classify);
   }
   return classify(error).retry !== undefined;

@@ -29,11 +29,7 @@ export class AccountsController {
   /** `POST /accounts/transfer {"from": 1, "to": 2, "amount": 30}` → every balance after it. */
   @Post('transfer')
   @HttpCode(200)
-  transfer(
-    @Body('from', ParseIntPipe) from: number,
-    @Body('to', ParseIntPipe) to: number,
-    @Body('amount', ParseIntPipe) amount: number,
-  ): Promise<Account[]> {
+  transfer(@Body('from', ParseIntPipe) from: number, @Body('to', ParseIntPipe) to: number, @Body('amount', ParseIntPipe) amount: number): Promise<Account[]> {
     return this.transfers.transfer(from, to, amount);
   }
 }

@@ -85,7 +85,10 @@ async function boot(cwd: string, main: string, probe: string, env: Record<string
   child.once('exit', () => (exited = true));
   const deadline = Date.now() + 30_000;
   for (let i = 0; i < 3000 && Date.now() < deadline && !exited; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}${probe}`).then((r) => r.status === 200, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}${probe}`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) return { child, port, stderr: () => stderr };
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -140,11 +143,13 @@ describe('the packed tarball in fresh Nest 11 (CommonJS) and Nest 12 (ESM) apps'
     const appTsconfig = JSON.parse((await readFile(path.join(work, 'nest11-cjs', 'tsconfig.json'), 'utf8')).replace(/^\s*\/\/.*$/gm, ''));
     await writeFile(
       path.join(readmeDir, 'tsconfig.json'),
-      JSON.stringify({ ...appTsconfig, compilerOptions: { ...appTsconfig.compilerOptions, rootDir: './src', outDir: './dist', strict: true }, include: ['src'] }),
+      JSON.stringify({
+        ...appTsconfig,
+        compilerOptions: { ...appTsconfig.compilerOptions, rootDir: './src', outDir: './dist', strict: true },
+        include: ['src'],
+      }),
     );
-    await Promise.all(
-      [...APPS.map((app) => path.join(work, app)), readmeDir].map((dir) => mustRun(process.execPath, [TSC, '-p', 'tsconfig.json'], dir)),
-    );
+    await Promise.all([...APPS.map((app) => path.join(work, app)), readmeDir].map((dir) => mustRun(process.execPath, [TSC, '-p', 'tsconfig.json'], dir)));
     const admin = new pg.Client({ connectionString: README_DB_URL });
     await admin.connect();
     try {

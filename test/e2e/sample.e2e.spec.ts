@@ -74,10 +74,13 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
   let url: string;
   let release: (() => Promise<void>) | undefined;
 
-  beforeAll(async () => {
-    url = c.url();
-    if (c.dialect !== 'sqlite') release = await lockServer(c.dialect);
-  }, (LOCK_WAIT_S + 10) * 1000);
+  beforeAll(
+    async () => {
+      url = c.url();
+      if (c.dialect !== 'sqlite') release = await lockServer(c.dialect);
+    },
+    (LOCK_WAIT_S + 10) * 1000,
+  );
 
   afterAll(async () => {
     await release?.();
@@ -106,7 +109,10 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
     });
 
     it("greets a user with the tutorial's exact sentence", async () => {
-      const res = await http.get('/users/yoen').expect(200).expect('Content-Type', /text\/plain/);
+      const res = await http
+        .get('/users/yoen')
+        .expect(200)
+        .expect('Content-Type', /text\/plain/);
       expect(res.text).toBe("Mr 'Yoen Van der Veld' is connected under 'yoen'");
       expect((await http.get('/users/esteban').expect(200)).text).toBe("Mr 'Estebán Garcia Marquez' is connected under 'esteban'");
       expect((await http.get('/users/mohamed').expect(200)).text).toBe("Mr 'Mohamed Al Ghâlib' is connected under 'mohamed'");
@@ -114,7 +120,12 @@ describeEachDialect(allCases, 'sample app', (c: DialectCase) => {
 
     it('streams every user with the accented names as they were written (GET /users)', async () => {
       const res = await http.get('/users').expect(200);
-      expect(res.text.trim().split('\n').map((line) => JSON.parse(line))).toEqual([
+      expect(
+        res.text
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line)),
+      ).toEqual([
         { login: 'esteban', name: 'Garcia Marquez', forname: 'Estebán' },
         { login: 'mohamed', name: 'Al Ghâlib', forname: 'Mohamed' },
         { login: 'yoen', name: 'Van der Veld', forname: 'Yoen' },

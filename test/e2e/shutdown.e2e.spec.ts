@@ -115,7 +115,12 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
     expect(firstRefusal).toBeGreaterThanOrEqual(DELAY_MS - 100);
     // The request in flight when the server stopped accepting finished with all its rows.
     expect(streamed.status).toBe(200);
-    expect(streamed.body.trim().split('\n').map((line) => JSON.parse(line).login)).toEqual(['esteban', 'mohamed', 'yoen']);
+    expect(
+      streamed.body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).login),
+    ).toEqual(['esteban', 'mohamed', 'yoen']);
     // Nest's shutdown hooks end by raising the signal again, as a process without handlers would die of it.
     expect(exit.code === 0 || exit.signal === 'SIGTERM').toBe(true);
     expect(exit.at - sigtermAt).toBeLessThan(DELAY_MS + 8000);

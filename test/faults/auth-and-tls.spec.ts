@@ -20,7 +20,11 @@ describeEachDialect(serverCases, 'faults: authentication and TLS failures are no
   const cases: Array<{ name: string; options: Partial<DatabaseModuleOptions>; code: (e: DatabaseError) => boolean }> = [
     c.dialect === 'postgres'
       ? { name: 'an unknown role (28000)', options: { user: `ndbp_no_such_role_${process.pid}` }, code: (e) => e.code === '28000' }
-      : { name: 'a wrong password (ER_ACCESS_DENIED_ERROR)', options: { password: 'wrong-password' }, code: (e) => e.code === 'ER_ACCESS_DENIED_ERROR' && !e.message.includes('wrong-password') },
+      : {
+          name: 'a wrong password (ER_ACCESS_DENIED_ERROR)',
+          options: { password: 'wrong-password' },
+          code: (e) => e.code === 'ER_ACCESS_DENIED_ERROR' && !e.message.includes('wrong-password'),
+        },
     {
       name: 'TLS the server cannot do',
       options: { ssl: { rejectUnauthorized: true } },

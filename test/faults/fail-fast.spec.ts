@@ -49,7 +49,11 @@ describeEachDialect(serverCases, 'faults: fail fast', (c) => {
     await faults.proxy.setMode('refuse');
     const outcome = await runScript(
       `job-wait-${c.dialect}`,
-      jobScript(faults.proxy.url(c.url()), 'connectTimeoutMs: 2000, reconnect: { maxDelayMs: 200 }', "db.runQuery('SELECT 1', [], { waitForRecoveryMs: 1500 })"),
+      jobScript(
+        faults.proxy.url(c.url()),
+        'connectTimeoutMs: 2000, reconnect: { maxDelayMs: 200 }',
+        "db.runQuery('SELECT 1', [], { waitForRecoveryMs: 1500 })",
+      ),
       15_000,
     );
     expect(outcome.killed).toBe(false);

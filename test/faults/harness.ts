@@ -142,7 +142,10 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
 }
 
 /** Settles with the promise's outcome, or `'pending'` if it did not settle within `timeoutMs`. */
-export async function settleWithin<T>(promise: Promise<T>, timeoutMs: number): Promise<{ status: 'fulfilled'; value: T } | { status: 'rejected'; reason: unknown } | { status: 'pending' }> {
+export async function settleWithin<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+): Promise<{ status: 'fulfilled'; value: T } | { status: 'rejected'; reason: unknown } | { status: 'pending' }> {
   let timer: NodeJS.Timeout | undefined;
   const pending = new Promise<{ status: 'pending' }>((resolve) => (timer = setTimeout(() => resolve({ status: 'pending' }), timeoutMs)));
   try {
@@ -213,14 +216,14 @@ export async function openAdmin(c: DialectCase): Promise<Admin> {
     client.on('error', () => {});
     await client.connect();
     return {
-      query: async <T,>(text: string, params: unknown[] = []) => (await client.query(text, params)).rows as T[],
+      query: async <T>(text: string, params: unknown[] = []) => (await client.query(text, params)).rows as T[],
       close: () => client.end().catch(() => {}),
     };
   }
   const conn = await mysql.createConnection(MYSQL_URL);
   conn.on('error', () => {});
   return {
-    query: async <T,>(text: string, params: unknown[] = []) => {
+    query: async <T>(text: string, params: unknown[] = []) => {
       const [rows] = await conn.query(text, params);
       return (Array.isArray(rows) ? rows : []) as T[];
     },

@@ -46,7 +46,8 @@ describeEachDialect(serverCases, 'faults: idle connections and leaks', (c) => {
         // PostgreSQL: a per-session setting, nothing global to change.
         driverOptions: c.dialect === 'postgres' ? { options: '-c idle_session_timeout=2000' } : undefined,
       });
-    const openThree = (db: Database) => Promise.all([1, 2, 3].map(() => db.runQuery<{ id: number }>(`${serverIdSql}, ${c.dialect === 'postgres' ? 'pg_sleep(0.05)' : 'SLEEP(0.05)'}`)));
+    const openThree = (db: Database) =>
+      Promise.all([1, 2, 3].map(() => db.runQuery<{ id: number }>(`${serverIdSql}, ${c.dialect === 'postgres' ? 'pg_sleep(0.05)' : 'SLEEP(0.05)'}`)));
     let stale: number[];
     if (c.dialect === 'mysql') {
       // SET GLOBAL only for the moment it takes to open the pool's sessions (they copy it at connect), then put it back.
@@ -93,7 +94,16 @@ describeEachDialect(serverCases, 'faults: idle connections and leaks', (c) => {
     // A session the server closed is not an outage: the detector never marked the database dead.
     expect(f.deadEvents).toBe(0);
     expect(stale.every((id) => f!.closed.includes(id))).toBe(true);
-    report('5-idle-timeout', c.dialect, { serverTimeoutS: 2, idleMs, staleSessions: stale.length, queries: results.length, failures: failures.length, staleHandedOut: 0, firstBatchMs: firstMs, deadEvents: f.deadEvents });
+    report('5-idle-timeout', c.dialect, {
+      serverTimeoutS: 2,
+      idleMs,
+      staleSessions: stale.length,
+      queries: results.length,
+      failures: failures.length,
+      staleHandedOut: 0,
+      firstBatchMs: firstMs,
+      deadEvents: f.deadEvents,
+    });
   }, 20_000);
 
   it('6. pool exhausted by leaked connections: AcquireTimeout after acquireTimeoutMs, and one leak warning per connection naming the stack that took it', async () => {
@@ -150,7 +160,13 @@ describeEachDialect(serverCases, 'faults: idle connections and leaks', (c) => {
     await stream.return?.();
     expect(await waitFor(() => db.stats().busy === 0, 3000)).toBe(true);
     expect(await db.runQuery('SELECT 1 AS n')).toHaveLength(1);
-    const frame = (name: string) => (leaks.find((l) => l.stack.includes(name))?.stack.split('\n').find((line) => line.includes(name)) ?? '').trim();
+    const frame = (name: string) =>
+      (
+        leaks
+          .find((l) => l.stack.includes(name))
+          ?.stack.split('\n')
+          .find((line) => line.includes(name)) ?? ''
+      ).trim();
     report('6-leak', c.dialect, {
       poolMax: 2,
       acquireTimeoutMs: ACQUIRE_MS,

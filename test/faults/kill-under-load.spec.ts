@@ -5,7 +5,18 @@
  */
 import { AcquireTimeout, ConnectionDead } from '../../lib/index.js';
 import { describeEachDialect, serverCases, uniqueTable } from '../support/databases.js';
-import { useFaultsLock, killOwnSessions, openAdmin, openFaultDb, recordProcessErrors, report, settleWithin, sleep, type Admin, type FaultDb } from './harness.js';
+import {
+  useFaultsLock,
+  killOwnSessions,
+  openAdmin,
+  openFaultDb,
+  recordProcessErrors,
+  report,
+  settleWithin,
+  sleep,
+  type Admin,
+  type FaultDb,
+} from './harness.js';
 
 const WRITERS = 32;
 const WARMUP_MS = 2000;

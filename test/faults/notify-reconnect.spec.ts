@@ -78,10 +78,7 @@ describe('@OnNotify while the server is unreachable at boot [postgres, fault pro
     await proxy.setMode('refuse');
     let app: INestApplicationContext | undefined;
     try {
-      app = await bootContext(
-        [DatabaseModule.forRoot({ url: proxy.url(PG_URL), connectTimeoutMs: 1000, reconnect: { maxDelayMs: 200 } })],
-        [Subscriber],
-      );
+      app = await bootContext([DatabaseModule.forRoot({ url: proxy.url(PG_URL), connectTimeoutMs: 1000, reconnect: { maxDelayMs: 200 } })], [Subscriber]);
       const db = app.get<Database>(getDatabaseToken());
       const subscriber = app.get(Subscriber);
       const infos: ResubscribeInfo[] = [];
@@ -155,7 +152,10 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
       seqAtHook = out.last;
       infos.push(info);
       // The hook runs once the database takes calls again: the place to query what was missed.
-      catchUp = await db.runQuery<{ ok: number }>('SELECT 1 AS ok').then((rows) => rows[0].ok, (error: Error) => error);
+      catchUp = await db.runQuery<{ ok: number }>('SELECT 1 AS ok').then(
+        (rows) => rows[0].ok,
+        (error: Error) => error,
+      );
     });
 
     await waitFor(() => received.length >= 20, 5000, 'notifications before the fault');
@@ -184,7 +184,15 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
     expect(infos[0].downtimeMs).toBeLessThan(5000);
     expect(catchUp).toBe(1);
     expect(db.detector.state).toBe('alive');
-    report('notify-reset-600ms', 'postgres', { downtimeMs: infos[0].downtimeMs, recoveredAfterMs, sent: last, received: received.length, missed, duplicates: received.length - new Set(received).size, deaths });
+    report('notify-reset-600ms', 'postgres', {
+      downtimeMs: infos[0].downtimeMs,
+      recoveredAfterMs,
+      sent: last,
+      received: received.length,
+      missed,
+      duplicates: received.length - new Set(received).size,
+      deaths,
+    });
   });
 
   it('a single reset of every connection is repaired at once, without marking the database dead', async () => {
@@ -212,12 +220,28 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
     expect(infos[0].downtimeMs).toBeLessThan(1000);
     expect(deaths).toBe(0);
     expect(await db.runQuery<{ n: number }>('SELECT 1 AS n')).toEqual([{ n: 1 }]);
-    report('notify-reset-once', 'postgres', { downtimeMs: infos[0].downtimeMs, sent: last, received: received.length, missed: last - received.length, duplicates: received.length - new Set(received).size, deaths });
+    report('notify-reset-once', 'postgres', {
+      downtimeMs: infos[0].downtimeMs,
+      sent: last,
+      received: received.length,
+      missed: last - received.length,
+      duplicates: received.length - new Set(received).size,
+      deaths,
+    });
   });
 
   it('a black-holed listener connection is found by the keepalive ping and replaced once traffic flows again', async () => {
     const ch = channel('hole');
-    const listener = new Listener({ name: db.name, logger: db.logger, detector: db.detector, statements: POSTGRES_NOTIFICATIONS, openDedicatedConnection: () => db.openDedicatedConnection() }, 200); // keepalive every 200 ms (the default is 10 s)
+    const listener = new Listener(
+      {
+        name: db.name,
+        logger: db.logger,
+        detector: db.detector,
+        statements: POSTGRES_NOTIFICATIONS,
+        openDedicatedConnection: () => db.openDedicatedConnection(),
+      },
+      200,
+    ); // keepalive every 200 ms (the default is 10 s)
     try {
       const received: number[] = [];
       const infos: ResubscribeInfo[] = [];
@@ -247,7 +271,14 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
       // Deaf from the moment the keepalive found the black hole until the proxy passed traffic again.
       expect(infos[0].downtimeMs).toBeGreaterThanOrEqual(1000);
       expect(infos[0].downtimeMs).toBeLessThan(6000);
-      report('notify-blackhole', 'postgres', { keepaliveMs: 200, foundAfterMs, downtimeMs: infos[0].downtimeMs, sent: last, received: received.length, duplicates: received.length - new Set(received).size });
+      report('notify-blackhole', 'postgres', {
+        keepaliveMs: 200,
+        foundAfterMs,
+        downtimeMs: infos[0].downtimeMs,
+        sent: last,
+        received: received.length,
+        duplicates: received.length - new Set(received).size,
+      });
     } finally {
       await listener.close();
     }
@@ -309,6 +340,12 @@ describe('notifications across reconnects [postgres, fault proxy]', () => {
     for (let i = seqAtHook + 1; i <= last; i++) expect(received).toContain(i);
     expect(db.listener!.connectionId).not.toBe(pid);
     expect(deaths).toBe(0);
-    report('notify-terminate-backend', 'postgres', { downtimeMs: infos[0].downtimeMs, sent: last, received: received.length, missed: last - received.length, deaths });
+    report('notify-terminate-backend', 'postgres', {
+      downtimeMs: infos[0].downtimeMs,
+      sent: last,
+      received: received.length,
+      missed: last - received.length,
+      deaths,
+    });
   });
 });

@@ -86,10 +86,13 @@ describeEachDialect(serverCases, 'faults: poisoned release', (c) => {
         } else if (r < 0.6 && depth < 3) {
           count('nested');
           // Through the async context: db.* joins the transaction, 'nested' makes a savepoint.
-          const inner = db.runInteraction(async () => {
-            await db.runOperation(insert, [key, depth]);
-            if (random() < 0.5) throw new Poison('poison in nested');
-          }, { propagation: 'nested' });
+          const inner = db.runInteraction(
+            async () => {
+              await db.runOperation(insert, [key, depth]);
+              if (random() < 0.5) throw new Poison('poison in nested');
+            },
+            { propagation: 'nested' },
+          );
           if (random() < 0.5) await inner.catch(() => {});
           else await inner;
         } else if (r < 0.7) {
@@ -144,8 +147,12 @@ describeEachDialect(serverCases, 'faults: poisoned release', (c) => {
           const e = error as { code?: string; sqlState?: string };
           const expected =
             error instanceof Poison ||
-            e.sqlState === '23505' || e.sqlState === '25P02' || e.code === 'ER_DUP_ENTRY' ||
-            e.code === 'TRANSACTION_ABORTED' || e.code === 'TRANSACTION_ROLLBACK_ONLY' || e.code === 'TRANSACTION_ORPHANED_QUERIES';
+            e.sqlState === '23505' ||
+            e.sqlState === '25P02' ||
+            e.code === 'ER_DUP_ENTRY' ||
+            e.code === 'TRANSACTION_ABORTED' ||
+            e.code === 'TRANSACTION_ROLLBACK_ONLY' ||
+            e.code === 'TRANSACTION_ORPHANED_QUERIES';
           if (!expected) stats.unexpected.push(error);
         }
         await check(db);
@@ -158,7 +165,8 @@ describeEachDialect(serverCases, 'faults: poisoned release', (c) => {
 
     // Every pool connection, held at once so each is checked.
     const max = db.stats().max;
-    const holdSql = c.dialect === 'postgres' ? 'SELECT now() = statement_timestamp() AS outside, pg_sleep(0.2)' : 'SELECT @@in_transaction = 0 AS outside, SLEEP(0.2)';
+    const holdSql =
+      c.dialect === 'postgres' ? 'SELECT now() = statement_timestamp() AS outside, pg_sleep(0.2)' : 'SELECT @@in_transaction = 0 AS outside, SLEEP(0.2)';
     const all = await Promise.all(Array.from({ length: max }, () => db.runQuery<{ outside: unknown }>(holdSql, [], { prepare: false })));
     const finalInside = all.filter(([r]) => !(r.outside === true || Number(r.outside) === 1)).length;
 

@@ -94,11 +94,7 @@ describeEachDialect(serverCases, 'faults: proxy outages', (c) => {
       const t0 = Date.now();
       const kind = i % 4;
       const p: Promise<unknown> =
-        kind === 0
-          ? db.runInteraction((tx) => tx.runQuery('SELECT 1 AS n'))
-          : kind === 1
-            ? db.runOperation('SELECT 1')
-            : db.runQuery('SELECT 1 AS n');
+        kind === 0 ? db.runInteraction((tx) => tx.runQuery('SELECT 1 AS n')) : kind === 1 ? db.runOperation('SELECT 1') : db.runQuery('SELECT 1 AS n');
       calls.push(settleWithin(p, 5000).then((outcome) => ({ ms: Date.now() - t0, outcome })));
       await sleep(50); // pacing: one call every 50 ms
     }

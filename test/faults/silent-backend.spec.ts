@@ -33,7 +33,7 @@ describeEachDialect(serverCases, 'faults: alive but silent backend', (c) => {
     expect(processErrors.list).toEqual([]);
   });
 
-  it('7. the silent backend\'s caller times out, its connection is destroyed, and the other callers are unaffected', async () => {
+  it("7. the silent backend's caller times out, its connection is destroyed, and the other callers are unaffected", async () => {
     if (c.dialect === 'mysql') proxy = await FaultProxy.start(3306);
     f = await openFaultDb(c, 'silent', { pool: { max: OTHERS + 1 } }, proxy);
     const { db } = f;
@@ -66,14 +66,18 @@ describeEachDialect(serverCases, 'faults: alive but silent backend', (c) => {
       const t0 = Date.now();
       if (c.dialect === 'postgres') {
         victim = db.runQuery(`SELECT pg_sleep(0.5) AS ${marker}`, [], { timeoutMs: VICTIM_TIMEOUT_MS });
-        const found = await waitFor(async () => {
-          const rows = await admin.query<{ pid: number }>(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%' || $2 || '%'",
-            [f!.appName, marker],
-          );
-          if (rows.length === 1) victimId = Number(rows[0].pid);
-          return victimId !== undefined;
-        }, 400, 5);
+        const found = await waitFor(
+          async () => {
+            const rows = await admin.query<{ pid: number }>(
+              "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%' || $2 || '%'",
+              [f!.appName, marker],
+            );
+            if (rows.length === 1) victimId = Number(rows[0].pid);
+            return victimId !== undefined;
+          },
+          400,
+          5,
+        );
         expect(found).toBe(true);
         process.kill(victimId!, 'SIGSTOP');
         stoppedPid = victimId;

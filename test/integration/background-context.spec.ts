@@ -76,12 +76,14 @@ describeEachDialect(serverCases, 'background work started inside a transaction',
       db.events.on('recovered', () => {
         recoveredQuery = db.runQuery('SELECT 2 AS two').catch((e: Error) => e.message);
       });
-      await db.runInteraction(async () => {
-        await db.runQuery('SELECT 1 AS one');
-        await proxy.setMode('refuse');
-        proxy.resetAll();
-        await db.runQuery('SELECT 1 AS one').catch(() => {});
-      }).catch(() => {});
+      await db
+        .runInteraction(async () => {
+          await db.runQuery('SELECT 1 AS one');
+          await proxy.setMode('refuse');
+          proxy.resetAll();
+          await db.runQuery('SELECT 1 AS one').catch(() => {});
+        })
+        .catch(() => {});
       await eventually(() => (db.detector.isDead ? true : undefined), 5000);
       await proxy.setMode('pass');
       await eventually(() => recoveredQuery, 10_000);

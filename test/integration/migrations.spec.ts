@@ -51,7 +51,12 @@ function standalone(url: string, extra: Record<string, unknown> = {}): Database 
   return new Database(resolveOptions({ url, name: 'mig', ...extra }), new CapturingLogger() as never);
 }
 
-async function boot(url: string, migrations: Record<string, unknown>, logger: LoggerService, extra: Record<string, unknown> = {}): Promise<INestApplicationContext> {
+async function boot(
+  url: string,
+  migrations: Record<string, unknown>,
+  logger: LoggerService,
+  extra: Record<string, unknown> = {},
+): Promise<INestApplicationContext> {
   const moduleRef = await Test.createTestingModule({ imports: [DatabaseModule.forRoot({ url, migrations, ...extra })] })
     .setLogger(logger)
     .compile();
@@ -157,13 +162,18 @@ describeEachDialect(allCases, 'migrations', (c: DialectCase) => {
   it('applies files in numeric order, SQL with quotes, comments and several statements, and JS modules given the Database', async () => {
     const directory = dir({
       '10_last.sql': "INSERT INTO ordered (v) VALUES ('ten; with a semicolon');",
-      '2_second.mjs': "export async function up(db) { await db.runOperation(\"INSERT INTO ordered (v) VALUES ('two -- not a comment')\"); }\n",
-      '1_first.sql': "-- the table; with a comment\nCREATE TABLE ordered (v VARCHAR(100) NOT NULL);\n/* a block; comment */\nINSERT INTO ordered (v) VALUES ('one');\n",
+      '2_second.mjs': 'export async function up(db) { await db.runOperation("INSERT INTO ordered (v) VALUES (\'two -- not a comment\')"); }\n',
+      '1_first.sql':
+        "-- the table; with a comment\nCREATE TABLE ordered (v VARCHAR(100) NOT NULL);\n/* a block; comment */\nINSERT INTO ordered (v) VALUES ('one');\n",
     });
     const db = database();
     const done = await new Migrator(db, { directory }).up();
     expect(done.names).toEqual(['1_first', '2_second', '10_last']);
-    expect((await db.runQuery<{ v: string }>('SELECT v FROM ordered')).map((r) => r.v).sort()).toEqual(['one', 'ten; with a semicolon', 'two -- not a comment']);
+    expect((await db.runQuery<{ v: string }>('SELECT v FROM ordered')).map((r) => r.v).sort()).toEqual([
+      'one',
+      'ten; with a semicolon',
+      'two -- not a comment',
+    ]);
   });
 
   it('a failing statement fails the boot with MigrationFailed naming the migration, the statement and what stayed applied', async () => {
@@ -215,7 +225,12 @@ describeEachDialect(allCases, 'migrations', (c: DialectCase) => {
 
   it('boots an older version of the app on a database a newer one migrated, with a warning', async () => {
     const db = database();
-    await new Migrator(db, { list: [{ name: '001_a', up: 'CREATE TABLE v1 (id INTEGER)' }, { name: '002_b', up: 'CREATE TABLE v2 (id INTEGER)' }] }).up();
+    await new Migrator(db, {
+      list: [
+        { name: '001_a', up: 'CREATE TABLE v1 (id INTEGER)' },
+        { name: '002_b', up: 'CREATE TABLE v2 (id INTEGER)' },
+      ],
+    }).up();
     const logger = new CapturingLogger();
     const app = await boot(url, { list: [{ name: '001_a', up: 'CREATE TABLE v1 (id INTEGER)' }] }, logger);
     open.push(app);
@@ -226,7 +241,8 @@ describeEachDialect(allCases, 'migrations', (c: DialectCase) => {
     const directory = dir({
       '001_t.sql': 'CREATE TABLE downable (id INTEGER NOT NULL);',
       '001_t.down.sql': 'DROP TABLE downable;',
-      '002_row.cjs': "exports.up = (db) => db.runOperation('INSERT INTO downable (id) VALUES (7)');\nexports.down = (db) => db.runOperation('DELETE FROM downable WHERE id = 7');\n",
+      '002_row.cjs':
+        "exports.up = (db) => db.runOperation('INSERT INTO downable (id) VALUES (7)');\nexports.down = (db) => db.runOperation('DELETE FROM downable WHERE id = 7');\n",
       '003_no_down.sql': 'CREATE TABLE no_down (id INTEGER);',
     });
     const db = database();
@@ -292,7 +308,9 @@ describeEachDialect(allCases, 'migrations', (c: DialectCase) => {
     const usage = await cli('migrate', 'sideways').catch((e: { code: number; stderr: string }) => e);
     expect(usage).toMatchObject({ code: 2 });
     expect((usage as { stderr: string }).stderr).toContain('migrate needs up, down, pending or executed');
-    const broken = await run(process.execPath, [BIN, 'migrate', 'up', '--dir', join(directory, 'missing')], { env }).catch((e: { code: number; stderr: string }) => e);
+    const broken = await run(process.execPath, [BIN, 'migrate', 'up', '--dir', join(directory, 'missing')], { env }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(broken).toMatchObject({ code: 1 });
     expect((broken as { stderr: string }).stderr).toContain('migrations.directory');
   }, 90_000);
@@ -302,7 +320,9 @@ describe('migration options', () => {
   it('refuses bad options at bootstrap, naming them', () => {
     expect(() => resolveOptions({ url: 'sqlite::memory:', migrations: { dir: 'x' } as never })).toThrow(/"migrations.dir"; did you mean migrations.directory/);
     expect(() => resolveOptions({ url: 'sqlite::memory:', migrations: {} })).toThrow(ConfigurationError);
-    expect(() => resolveOptions({ url: 'sqlite::memory:', migrations: { directory: 'm', table: 'drop table x' } })).toThrow(/migrations.table must be a plain table name/);
+    expect(() => resolveOptions({ url: 'sqlite::memory:', migrations: { directory: 'm', table: 'drop table x' } })).toThrow(
+      /migrations.table must be a plain table name/,
+    );
     expect(() => resolveOptions({ url: 'sqlite::memory:', migrations: { directory: 'm', lockTimeoutMs: -1 } })).toThrow(/migrations.lockTimeoutMs/);
   });
 

@@ -187,12 +187,23 @@ describeEachDialect(allCases, 'errors, stacks and logging', (c) => {
   it('DatabaseError.database names the database, and the stack names the calling function', async () => {
     const app = await appOn(c.url());
     try {
-      const error = (await app.get(Caller).findBroken().catch((e: unknown) => e)) as DatabaseError;
+      const error = (await app
+        .get(Caller)
+        .findBroken()
+        .catch((e: unknown) => e)) as DatabaseError;
       expect(error).toBeInstanceOf(DatabaseError);
       expect(error.database).toBe('default');
-      expect(error.stack?.split('\n').filter((l) => l.includes(' at ')).map((l) => l.trim())).toContainEqual(expect.stringMatching(/^at (async )?Caller\.findBroken/));
+      expect(
+        error.stack
+          ?.split('\n')
+          .filter((l) => l.includes(' at '))
+          .map((l) => l.trim()),
+      ).toContainEqual(expect.stringMatching(/^at (async )?Caller\.findBroken/));
     } finally {
-      await app.get(Database).runOperation(`DROP TABLE ${TABLE}`).catch(() => {});
+      await app
+        .get(Database)
+        .runOperation(`DROP TABLE ${TABLE}`)
+        .catch(() => {});
       await app.close();
     }
   });
@@ -242,7 +253,7 @@ describeEachDialect(serverCases, 'withNativeConnection', (c) => {
     });
     const [{ id: after }] = await db.runQuery<{ id: number }>(id);
     expect(Number(after)).toBe(Number(before)); // reset, not replaced
-    const probe = c.dialect === 'postgres' ? 'SELECT current_setting(\'application_name\') AS v' : 'SELECT @borrowed AS v';
+    const probe = c.dialect === 'postgres' ? "SELECT current_setting('application_name') AS v" : 'SELECT @borrowed AS v';
     const [{ v }] = await db.runQuery<{ v: string | null }>(probe);
     expect(v).not.toBe(c.dialect === 'postgres' ? 'borrowed' : 'yes');
   });
@@ -313,9 +324,14 @@ describeEachDialect(serverCases, 'verifyOnStartup', (c) => {
   });
 
   it('a wrong password fails the boot at once, saying authentication failed', async () => {
-    const url = c.dialect === 'postgres' ? c.url().replace('postgres://postgres@', `postgres://ndbp_nobody_${process.pid}:x@`) : c.url().replace('root@', 'root:wrong-password@');
+    const url =
+      c.dialect === 'postgres'
+        ? c.url().replace('postgres://postgres@', `postgres://ndbp_nobody_${process.pid}:x@`)
+        : c.url().replace('root@', 'root:wrong-password@');
     const started = Date.now();
-    const error = (await bootContext([DatabaseModule.forRoot({ url, verifyOnStartup: true, startupTimeoutMs: 10_000 })]).catch((e: unknown) => e)) as DatabaseError;
+    const error = (await bootContext([DatabaseModule.forRoot({ url, verifyOnStartup: true, startupTimeoutMs: 10_000 })]).catch(
+      (e: unknown) => e,
+    )) as DatabaseError;
     expect(error.code).toBe('STARTUP_FAILED');
     expect(error.message).toMatch(/authentication failed/);
     expect(error.message).not.toContain('wrong-password');

@@ -287,7 +287,7 @@ describe('notifications [postgres]', () => {
 
     const sentAt = performance.now();
     // 10 notifications on each channel, each channel's burst in one statement.
-    await Promise.all(channels.map((ch) => db.runQuery("SELECT pg_notify($1, i::text) FROM generate_series(1, 10) AS i", [ch])));
+    await Promise.all(channels.map((ch) => db.runQuery('SELECT pg_notify($1, i::text) FROM generate_series(1, 10) AS i', [ch])));
     const expected = Array.from({ length: 10 }, (_, i) => String(i + 1));
 
     const latencies: number[] = [];
@@ -382,10 +382,7 @@ describe('@OnNotify [postgres]', () => {
       }
     }
 
-    const app = await bootContext(
-      [DatabaseModule.forRoot({ url: PG_URL }), DatabaseModule.forRoot({ name: 'analytics', url: PG_URL })],
-      [Subscriber],
-    );
+    const app = await bootContext([DatabaseModule.forRoot({ url: PG_URL }), DatabaseModule.forRoot({ name: 'analytics', url: PG_URL })], [Subscriber]);
     try {
       const main = app.get<Database>(getDatabaseToken());
       const analytics = app.get<Database>(getDatabaseToken('analytics'));

@@ -17,7 +17,8 @@ import { openDatabase } from '../support/app.js';
 import { allCases, describeEachDialect, uniqueTable, type DialectCase } from '../support/databases.js';
 import { syntaxOf } from '../../lib/drivers/registry.js';
 
-const id = (c: DialectCase) => (c.dialect === 'mysql' ? 'INT AUTO_INCREMENT PRIMARY KEY' : c.dialect === 'postgres' ? 'SERIAL PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT');
+const id = (c: DialectCase) =>
+  c.dialect === 'mysql' ? 'INT AUTO_INCREMENT PRIMARY KEY' : c.dialect === 'postgres' ? 'SERIAL PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT';
 
 describeEachDialect(allCases, 'portable errors', (c) => {
   let db: Database;
@@ -41,7 +42,9 @@ describeEachDialect(allCases, 'portable errors', (c) => {
     await close();
   });
   const insert = (values: Record<string, unknown>) =>
-    db.runOperation(sql`INSERT INTO ${sql.identifier(child)} (id, parent_id, name, qty, code) VALUES (${values.id}, ${values.parent_id ?? null}, ${values.name === undefined ? 'n' : values.name}, ${values.qty ?? 1}, ${values.code ?? null})`);
+    db.runOperation(
+      sql`INSERT INTO ${sql.identifier(child)} (id, parent_id, name, qty, code) VALUES (${values.id}, ${values.parent_id ?? null}, ${values.name === undefined ? 'n' : values.name}, ${values.qty ?? 1}, ${values.code ?? null})`,
+    );
 
   it('a taken unique value is a UniqueViolation, keeping the native code, naming the constraint where the server does', async () => {
     const error = await insert({ id: 2, code: 'taken' }).catch((e) => e);
@@ -51,7 +54,7 @@ describeEachDialect(allCases, 'portable errors', (c) => {
     if (c.dialect === 'sqlite') expect(error).toMatchObject({ table: child, column: 'code' });
     else expect(error.constraint).toBe(`${child}_code`);
     if (c.dialect === 'postgres') expect(error.table).toBe(child);
-    expect(JSON.stringify(error)).toContain('"constraint"' in error ? error.constraint ?? '' : '');
+    expect(JSON.stringify(error)).toContain('"constraint"' in error ? (error.constraint ?? '') : '');
   });
 
   it('a duplicate primary key is a UniqueViolation too', async () => {
@@ -210,7 +213,10 @@ describeEachDialect(allCases, 'the same value, the same type', (c) => {
       const { db: booleans, close: closeBooleans } = await openDatabase({ url, name: 'booleans', types: { tinyint1AsBoolean: true } });
       try {
         expect((await booleans.runQuery<{ flag: unknown }>(`SELECT flag FROM ${t} ORDER BY id`)).map((r) => r.flag)).toEqual([true, false]);
-        expect((await booleans.runQuery<{ flag: unknown }>(`SELECT flag FROM ${t} ORDER BY id`, [], { prepare: false })).map((r) => r.flag)).toEqual([true, false]);
+        expect((await booleans.runQuery<{ flag: unknown }>(`SELECT flag FROM ${t} ORDER BY id`, [], { prepare: false })).map((r) => r.flag)).toEqual([
+          true,
+          false,
+        ]);
       } finally {
         await closeBooleans();
       }
@@ -301,7 +307,8 @@ describeEachDialect(allCases, 'writes mean the same', (c) => {
 
   it('an insert that finds its key taken can be told from one that inserted (ON CONFLICT DO NOTHING / ON DUPLICATE KEY UPDATE)', async () => {
     if (c.dialect === 'mysql') {
-      const upsert = (name: string) => db.runOperation(sql`INSERT INTO ${sql.identifier(t)} (login, name) VALUES (${'u1'}, ${name}) ON DUPLICATE KEY UPDATE name = VALUES(name)`);
+      const upsert = (name: string) =>
+        db.runOperation(sql`INSERT INTO ${sql.identifier(t)} (login, name) VALUES (${'u1'}, ${name}) ON DUPLICATE KEY UPDATE name = VALUES(name)`);
       expect((await upsert('a')).affectedRows).toBe(1); // inserted
       expect((await upsert('a')).affectedRows).toBe(0); // there already, nothing changed
       expect((await upsert('b')).affectedRows).toBe(2); // there already, updated
@@ -319,7 +326,9 @@ describeEachDialect(allCases, 'writes mean the same', (c) => {
       expect(quiet.warningCount).toBe(1);
       const { db: strict, close: closeStrict } = await openDatabase({ url: c.url(), name: 'strict', warningsAsErrors: true });
       try {
-        const error = await strict.runOperation(sql`INSERT IGNORE INTO ${sql.identifier(t)} (login, name) VALUES (${'trunc2'}, ${'x'.repeat(30)})`).catch((e) => e);
+        const error = await strict
+          .runOperation(sql`INSERT IGNORE INTO ${sql.identifier(t)} (login, name) VALUES (${'trunc2'}, ${'x'.repeat(30)})`)
+          .catch((e) => e);
         expect(error).toBeInstanceOf(DatabaseError);
         expect(error.code).toBe('MYSQL_WARNING');
         expect(error.message).toMatch(/Data truncated|too long/i);

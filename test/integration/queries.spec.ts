@@ -101,9 +101,7 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
   });
 
   it('keeps the unique-violation codes of the server', async () => {
-    const error = await db
-      .runOperation(`INSERT INTO ${table} (login, name) VALUES (${p(1)}, ${p(2)})`, ['alice', 'dup'])
-      .catch((e) => e);
+    const error = await db.runOperation(`INSERT INTO ${table} (login, name) VALUES (${p(1)}, ${p(2)})`, ['alice', 'dup']).catch((e) => e);
     expect(error).toBeInstanceOf(DatabaseError);
     if (c.dialect === 'postgres') expect(error.sqlState).toBe('23505');
     if (c.dialect === 'mysql') expect(error.code).toBe('ER_DUP_ENTRY');
@@ -111,9 +109,7 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
   });
 
   it('serves 200 concurrent queries on a pool of max 4', async () => {
-    const results = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => db.runQuery<{ n: number }>(`SELECT ${p(1)} AS n`, [i], { rowMode: 'object' })),
-    );
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => db.runQuery<{ n: number }>(`SELECT ${p(1)} AS n`, [i], { rowMode: 'object' })));
     expect(results.map((r) => Number(r[0].n))).toEqual(Array.from({ length: 200 }, (_, i) => i));
     const stats = db.stats();
     expect(stats.max).toBe(c.dialect === 'sqlite' ? stats.max : 4);

@@ -118,13 +118,15 @@ describeEachDialect(serverCases, 'query control', (c) => {
   });
 
   it('a stream inside a transaction uses the transaction connection', async () => {
-    await db.runInteraction(async () => {
-      await db.runOperation(`INSERT INTO ${table} VALUES (100001, 'in-tx')`);
-      const rows: unknown[] = [];
-      for await (const row of db.stream(`SELECT v FROM ${table} WHERE id = 100001`)) rows.push(row);
-      expect(rows).toEqual([{ v: 'in-tx' }]);
-      throw new Error('roll back');
-    }).catch(() => {});
+    await db
+      .runInteraction(async () => {
+        await db.runOperation(`INSERT INTO ${table} VALUES (100001, 'in-tx')`);
+        const rows: unknown[] = [];
+        for await (const row of db.stream(`SELECT v FROM ${table} WHERE id = 100001`)) rows.push(row);
+        expect(rows).toEqual([{ v: 'in-tx' }]);
+        throw new Error('roll back');
+      })
+      .catch(() => {});
     expect(await db.runQuery(`SELECT v FROM ${table} WHERE id = 100001`)).toHaveLength(0);
   });
 
@@ -187,7 +189,6 @@ describe('callProcedure', () => {
     }
   });
 });
-
 
 describe('prepared statement cache [postgres]', () => {
   it('keeps at most 256 statements per connection, deallocating the least recently used', async () => {

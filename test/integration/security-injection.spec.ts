@@ -8,15 +8,7 @@
 import { jest } from '@jest/globals';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import {
-  ConfigurationError,
-  DatabaseError,
-  InvalidParameter,
-  sql,
-  type Database,
-  type DatabaseModuleOptions,
-  type Dialect,
-} from '../../lib/index.js';
+import { ConfigurationError, DatabaseError, InvalidParameter, sql, type Database, type DatabaseModuleOptions, type Dialect } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
 import { allCases, describeEachDialect, uniqueTable, type DialectCase } from '../support/databases.js';
 import { ridingOutRestarts, waitForServer } from '../support/security.js';
@@ -35,8 +27,38 @@ const hostileUnit = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      "'", '"', '`', '\\', ';', '--', '#', '/*', '*/', '$1', '$$', '$tag$', '?', ':name', '%', '_', '\n', '\r', '\t', ' ', '\u001a', '\u00a0',
-      '\u2028', '\ufeff', '\u0000', "' OR '1'='1", '"; DROP TABLE victims; --', '`; DROP TABLE victims; --', "\\'; DROP TABLE victims; --", 'ä', '€', '😀',
+      "'",
+      '"',
+      '`',
+      '\\',
+      ';',
+      '--',
+      '#',
+      '/*',
+      '*/',
+      '$1',
+      '$$',
+      '$tag$',
+      '?',
+      ':name',
+      '%',
+      '_',
+      '\n',
+      '\r',
+      '\t',
+      ' ',
+      '\u001a',
+      '\u00a0',
+      '\u2028',
+      '\ufeff',
+      '\u0000',
+      "' OR '1'='1",
+      '"; DROP TABLE victims; --',
+      '`; DROP TABLE victims; --',
+      "\\'; DROP TABLE victims; --",
+      'ä',
+      '€',
+      '😀',
     ),
   },
   { weight: 3, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }) },
@@ -342,7 +364,9 @@ describeEachDialect(allCases, 'injection and hostile input', (c: DialectCase) =>
       const big = 'x'.repeat(5 * 1024 * 1024) + 'ä€😀'.repeat(400_000);
       const hash = (s: string) => createHash('sha256').update(s).digest('hex');
       await db.runOperation(sql`INSERT INTO ${sql.identifier(store)} (v) VALUES (${big})`);
-      const rows = await db.runQuery<{ h: number; v: string }>(sql`SELECT v FROM ${sql.identifier(store)} WHERE id = (SELECT MAX(id) FROM ${sql.identifier(store)})`);
+      const rows = await db.runQuery<{ h: number; v: string }>(
+        sql`SELECT v FROM ${sql.identifier(store)} WHERE id = (SELECT MAX(id) FROM ${sql.identifier(store)})`,
+      );
       expect(rows[0].v.length).toBe(big.length);
       expect(hash(rows[0].v)).toBe(hash(big));
       await db.runOperation(sql`DELETE FROM ${sql.identifier(store)} WHERE v = ${big}`);

@@ -8,14 +8,7 @@
 import { jest } from '@jest/globals';
 import { inspect } from 'node:util';
 import { DatabaseHealthIndicator } from '../../lib/health/index.js';
-import {
-  ConfigurationError,
-  DatabaseError,
-  DatabaseModule,
-  getDatabaseToken,
-  type Database,
-  type DatabaseModuleOptions,
-} from '../../lib/index.js';
+import { ConfigurationError, DatabaseError, DatabaseModule, getDatabaseToken, type Database, type DatabaseModuleOptions } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
 import { describeEachDialect, MYSQL_URL, PG_URL, serverCases } from '../support/databases.js';
 import { bootWithLogger, CapturingLogger, isRestartError, ridingOutRestarts, waitForServer } from '../support/security.js';
@@ -234,7 +227,10 @@ describeEachDialect(serverCases, 'secrets', (c) => {
     });
     try {
       for (let i = 0; i < 3; i++) {
-        const error = await onChecking(() => errorOf(db.runQuery('SELECT 1'), `${tag} wrong password`), (e) => e.code !== account.refusal.fields.code);
+        const error = await onChecking(
+          () => errorOf(db.runQuery('SELECT 1'), `${tag} wrong password`),
+          (e) => e.code !== account.refusal.fields.code,
+        );
         expect(error).toMatchObject(account.refusal.fields);
         expect(error.message).toMatch(account.refusal.message);
       }

@@ -79,8 +79,7 @@ describe('TLS [postgres]', () => {
     await server?.stop();
   });
 
-  const encrypted = (db: Database) =>
-    db.runQuery<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').then((rows) => rows[0].ssl);
+  const encrypted = (db: Database) => db.runQuery<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').then((rows) => rows[0].ssl);
 
   it('connects with sslmode=verify-full and sslrootcert when the CA and the host name match', async () => {
     for (const host of ['127.0.0.1', 'localhost']) {
@@ -130,7 +129,9 @@ describe('TLS [postgres]', () => {
       );
     }
     // verify-ca still checks the chain.
-    const wrongCa = await failureOf({ url: server.url({ host: '127.0.0.2', query: `sslmode=verify-ca&sslrootcert=${encodeURIComponent(certs.otherCaFile)}` }) });
+    const wrongCa = await failureOf({
+      url: server.url({ host: '127.0.0.2', query: `sslmode=verify-ca&sslrootcert=${encodeURIComponent(certs.otherCaFile)}` }),
+    });
     expect(wrongCa).toBeInstanceOf(DatabaseError);
   });
 
@@ -173,16 +174,13 @@ describe('TLS [mysql]', () => {
   beforeAll(async () => {
     if (foreign && foreign.address !== '127.0.0.1' && !extra.includes(foreign.address)) extra.push(foreign.address);
     server = await startMariadb({ certificates: certs, extraAddresses: extra, preferredPort: 3307 });
-    await server.sql(
-      `CREATE DATABASE test; CREATE USER '${user}'@'%' IDENTIFIED BY '${password}' REQUIRE SSL; GRANT ALL ON test.* TO '${user}'@'%';`,
-    );
+    await server.sql(`CREATE DATABASE test; CREATE USER '${user}'@'%' IDENTIFIED BY '${password}' REQUIRE SSL; GRANT ALL ON test.* TO '${user}'@'%';`);
   });
   afterAll(async () => {
     await server?.stop();
   });
 
-  const tlsVersion = (db: Database) =>
-    db.runQuery<{ Value: string }>("SHOW SESSION STATUS LIKE 'Ssl_version'").then((rows) => rows[0]?.Value ?? '');
+  const tlsVersion = (db: Database) => db.runQuery<{ Value: string }>("SHOW SESSION STATUS LIKE 'Ssl_version'").then((rows) => rows[0]?.Value ?? '');
 
   it('connects with ssl { ca }, verifying the chain and the host name', async () => {
     await withDatabase({ url: url('localhost'), ssl: { ca: certs.ca }, verifyOnStartup: true }, async (db) => {

@@ -175,7 +175,11 @@ describeEachDialect(serverCases, '@InjectConnection() per HTTP request', (c) => 
 
   it('gives each request its own pinned session with its tenant, released when the response is sent', async () => {
     const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => request(app.getHttpServer()).get('/tenant').set('x-tenant', `t${i % 2}`)),
+      Array.from({ length: 20 }, (_, i) =>
+        request(app.getHttpServer())
+          .get('/tenant')
+          .set('x-tenant', `t${i % 2}`),
+      ),
     );
     results.forEach((res, i) => {
       expect(res.status).toBe(200);
@@ -184,7 +188,9 @@ describeEachDialect(serverCases, '@InjectConnection() per HTTP request', (c) => 
     const db = app.get(Database);
     for (let i = 0; i < 100 && db.stats().busy > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(db.stats().busy).toBe(0);
-    const leftovers = await Promise.all([1, 2].map(() => db.runInteraction(async () => (await db.runQuery<{ v: unknown }>(readSetting(c, 'app.tenant_id')))[0].v)));
+    const leftovers = await Promise.all(
+      [1, 2].map(() => db.runInteraction(async () => (await db.runQuery<{ v: unknown }>(readSetting(c, 'app.tenant_id')))[0].v)),
+    );
     for (const v of leftovers) expect(unset(v)).toBe(true);
   });
 });
@@ -303,7 +309,16 @@ describeEachDialect(serverCases, 'tenant isolation under load', (c) => {
       expect(unexpected).toEqual([]);
       expect(injected).toBeGreaterThan(0);
       expect(leftovers.filter((v) => !unset(v))).toEqual([]);
-      report('tenant-isolation', c.dialect, { callers: CALLERS, durationS: DURATION_MS / 1000, calls, injectedFailures: injected, otherTenantRows: leaked, unexpectedErrors: unexpected.length, pooledConnections: total, connectionsWithTenantLeft: leftovers.filter((v) => !unset(v)).length });
+      report('tenant-isolation', c.dialect, {
+        callers: CALLERS,
+        durationS: DURATION_MS / 1000,
+        calls,
+        injectedFailures: injected,
+        otherTenantRows: leaked,
+        unexpectedErrors: unexpected.length,
+        pooledConnections: total,
+        connectionsWithTenantLeft: leftovers.filter((v) => !unset(v)).length,
+      });
     } finally {
       await app.close();
     }

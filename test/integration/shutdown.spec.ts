@@ -29,10 +29,7 @@ describeEachDialect(allCases, 'process exit after app.close()', (c) => {
       console.log('closed');
     `;
     // Decorators need a compiler: write the module as plain JS instead.
-    const js = script.replace(
-      /@Module\(([\s\S]*?)\)\s*class AppModule \{\}/,
-      'class AppModule {}\nModule($1)(AppModule);',
-    );
+    const js = script.replace(/@Module\(([\s\S]*?)\)\s*class AppModule \{\}/, 'class AppModule {}\nModule($1)(AppModule);');
     const file = path.join(root, 'dist', `exit-check-${c.dialect}-${process.pid}.mjs`);
     fs.writeFileSync(file, js);
     try {

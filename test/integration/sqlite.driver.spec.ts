@@ -12,8 +12,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const OBJECT = { rowMode: 'object' } as const;
 const ARRAY = { rowMode: 'array' } as const;
 /** About 1–2 s of pure CPU inside SQLite on the test machine. */
-const LONG_QUERY =
-  'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 5000000) SELECT count(*) AS n FROM c';
+const LONG_QUERY = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 5000000) SELECT count(*) AS n FROM c';
 
 function settings(filename: string, driverOptions?: Record<string, unknown>) {
   return { filename, connectTimeoutMs: 5000, statementTimeoutMs: 0, driverOptions };
@@ -233,11 +232,7 @@ describe('SqliteDriver on a file', () => {
   it('streams in batches, and an early break leaves the connection usable', async () => {
     const c = await connect();
     await c.execute('CREATE TABLE many (n INTEGER)', [], OBJECT);
-    await c.execute(
-      'WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM s WHERE n < 1000) INSERT INTO many SELECT n FROM s',
-      [],
-      OBJECT,
-    );
+    await c.execute('WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM s WHERE n < 1000) INSERT INTO many SELECT n FROM s', [], OBJECT);
     const seen: unknown[] = [];
     for await (const row of rowsOf(c, 'SELECT n FROM many ORDER BY n', [], { rowMode: 'object', batchSize: 10 })) {
       seen.push(row);
@@ -534,7 +529,13 @@ describe('SqliteDriver compiled to JavaScript, in its own process', () => {
 
 /** Rows of a driver cursor, one at a time; closes the cursor when the loop ends early. */
 async function* rowsOf(
-  c: { cursor(text: string, values: unknown[], options: { rowMode: 'object' | 'array'; batchSize: number }): { read(): Promise<unknown[]>; close(): Promise<void> } },
+  c: {
+    cursor(
+      text: string,
+      values: unknown[],
+      options: { rowMode: 'object' | 'array'; batchSize: number },
+    ): { read(): Promise<unknown[]>; close(): Promise<void> };
+  },
   text: string,
   values: unknown[],
   options: { rowMode: 'object' | 'array'; batchSize: number },

@@ -59,13 +59,17 @@ describeEachDialect(serverCases, 'streaming 1,000,000 rows in bounded memory', (
       ? `SELECT g AS id, 'row number ' || g AS label FROM generate_series(1, ${ROWS}) g`
       : `SELECT seq AS id, CONCAT('row number ', seq) AS label FROM seq_1_to_${ROWS}`;
 
-  run('counts every row exactly with RSS growth under 64 MB, where fetching all grows far more', async () => {
-    const streamed = await child(c.url(), `for await (const row of db.stream(${JSON.stringify(query)})) rows++;`);
-    const fetched = await child(c.url(), `rows = (await db.runQuery(${JSON.stringify(query)})).length;`);
-    console.log(`STREAM ${c.dialect} rows=${streamed.rows} streamRssMb=${streamed.rssGrowthMb.toFixed(1)} fetchAllRssMb=${fetched.rssGrowthMb.toFixed(1)}`);
-    expect(streamed.rows).toBe(ROWS);
-    expect(fetched.rows).toBe(ROWS);
-    expect(streamed.rssGrowthMb).toBeLessThan(64);
-    expect(fetched.rssGrowthMb).toBeGreaterThan(streamed.rssGrowthMb * 2);
-  }, 120_000);
+  run(
+    'counts every row exactly with RSS growth under 64 MB, where fetching all grows far more',
+    async () => {
+      const streamed = await child(c.url(), `for await (const row of db.stream(${JSON.stringify(query)})) rows++;`);
+      const fetched = await child(c.url(), `rows = (await db.runQuery(${JSON.stringify(query)})).length;`);
+      console.log(`STREAM ${c.dialect} rows=${streamed.rows} streamRssMb=${streamed.rssGrowthMb.toFixed(1)} fetchAllRssMb=${fetched.rssGrowthMb.toFixed(1)}`);
+      expect(streamed.rows).toBe(ROWS);
+      expect(fetched.rows).toBe(ROWS);
+      expect(streamed.rssGrowthMb).toBeLessThan(64);
+      expect(fetched.rssGrowthMb).toBeGreaterThan(streamed.rssGrowthMb * 2);
+    },
+    120_000,
+  );
 });

@@ -122,13 +122,16 @@ describeEachDialect(serverCases, 'transaction timeouts and broken rollbacks', (c
     });
 
     it('commits a transaction that finishes within timeoutMs, and the next one on that connection has no leftover limit', async () => {
-      await db.runInteraction(async () => {
-        await insert('timeout-fast');
-        if (c.dialect === 'postgres') {
-          const [row] = await db.runQuery<{ statement_timeout: string }>('SHOW statement_timeout');
-          expect(row.statement_timeout).toBe('1s');
-        }
-      }, { timeoutMs: 1000 });
+      await db.runInteraction(
+        async () => {
+          await insert('timeout-fast');
+          if (c.dialect === 'postgres') {
+            const [row] = await db.runQuery<{ statement_timeout: string }>('SHOW statement_timeout');
+            expect(row.statement_timeout).toBe('1s');
+          }
+        },
+        { timeoutMs: 1000 },
+      );
       expect(await visible('timeout-fast')).toBe(1);
       if (c.dialect === 'postgres') {
         // SET LOCAL ended with the transaction.

@@ -4,13 +4,7 @@
  * caller itself holds, cancel of a whole interaction, readOnly on SQLite. Each case either
  * works without losing acknowledged work or fails at once with a clear error; none hangs.
  */
-import {
-  AcquireTimeout,
-  QueryCanceled,
-  TransactionError,
-  sql,
-  type Database,
-} from '../../lib/index.js';
+import { AcquireTimeout, QueryCanceled, TransactionError, sql, type Database } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
 import { barrier } from '../support/barrier.js';
 import { allCases, describeEachDialect, uniqueTable, type DialectCase } from '../support/databases.js';
@@ -21,7 +15,13 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; 
   let timer: NodeJS.Timeout | undefined;
   const hung = new Promise<{ hung: true }>((resolve) => (timer = setTimeout(() => resolve({ hung: true }), ms)));
   try {
-    return await Promise.race([promise.then((value) => ({ value }), (error: unknown) => ({ error })), hung]);
+    return await Promise.race([
+      promise.then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+      hung,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -89,10 +89,12 @@ describeEachDialect(allCases, 'transactions under hostile use', (c) => {
           tx.savepoint(async () => {
             await insert('a1');
             await Promise.all([
-              tx.savepoint(async () => {
-                await insert('a2');
-                throw new Error('a2 failed');
-              }).catch(() => 'a2 rolled back'),
+              tx
+                .savepoint(async () => {
+                  await insert('a2');
+                  throw new Error('a2 failed');
+                })
+                .catch(() => 'a2 rolled back'),
               tx.savepoint(() => insert('a3')),
             ]);
             // A negative check: 50 ms for b (issued before a's body ran) to wrongly get into a's savepoint.

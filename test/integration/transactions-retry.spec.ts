@@ -125,10 +125,7 @@ describeEachDialect(serverCases, 'retry on serialization failure and deadlock', 
   it('a deadlock the interaction catches still ends in a rollback: later statements are refused, nothing half-done commits', async () => {
     const calls: number[] = [];
     const log: unknown[] = [];
-    const results = await Promise.allSettled([
-      swallowingCrossUpdate(1, 2, calls, log, {}),
-      swallowingCrossUpdate(2, 1, calls, log, {}),
-    ]);
+    const results = await Promise.allSettled([swallowingCrossUpdate(1, 2, calls, log, {}), swallowingCrossUpdate(2, 1, calls, log, {})]);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(failed).toHaveLength(1);
     expect(failed[0].reason.code).toBe('TRANSACTION_ABORTED');
@@ -171,13 +168,11 @@ describeEachDialect(serverCases, 'retry on serialization failure and deadlock', 
       await db.runInteraction(
         async (tx) => {
           attempts++;
-          await tx
-            .runOperation(`SET STATEMENT innodb_lock_wait_timeout = 1 FOR UPDATE ${table} SET balance = balance + 10 WHERE id = 1`)
-            .catch((e) => {
-              errors.push(e);
-              if (errors.length === 1) void firstAttemptTimedOut.wait();
-              throw e;
-            });
+          await tx.runOperation(`SET STATEMENT innodb_lock_wait_timeout = 1 FOR UPDATE ${table} SET balance = balance + 10 WHERE id = 1`).catch((e) => {
+            errors.push(e);
+            if (errors.length === 1) void firstAttemptTimedOut.wait();
+            throw e;
+          });
         },
         { retry: { attempts: 3, initialDelayMs: 10 } },
       );
@@ -281,10 +276,13 @@ describeEachDialect(allCases, 'retry: what is and is not retried', (c: DialectCa
     const error = await db
       .runInteraction(async () => {
         outer++;
-        await db.runInteraction(async () => {
-          inner++;
-          throw serializationFailure();
-        }, { retry: 3 });
+        await db.runInteraction(
+          async () => {
+            inner++;
+            throw serializationFailure();
+          },
+          { retry: 3 },
+        );
       })
       .catch((e) => e);
     expect(error.sqlState).toBe('40001');

@@ -46,7 +46,9 @@ describe('type round trips [mysql]', () => {
   const table = uniqueTable('types');
   beforeAll(async () => {
     ({ db, close } = await openDatabase({ url: MYSQL_URL }));
-    await db.runOperation(`CREATE TABLE ${table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, dt DATETIME(3), amount DECIMAL(30,10), big BIGINT, n INT, f DOUBLE, b BLOB)`);
+    await db.runOperation(
+      `CREATE TABLE ${table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, dt DATETIME(3), amount DECIMAL(30,10), big BIGINT, n INT, f DOUBLE, b BLOB)`,
+    );
   });
   afterAll(async () => {
     await db.runOperation(`DROP TABLE ${table}`);

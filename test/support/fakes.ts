@@ -30,9 +30,10 @@ export class FakeConnection implements Connection {
     this.driver.log.push(`${this.serverId}: ${text}`);
     if (this.broken) throw new DatabaseError('Connection terminated', { code: 'CONNECTION_LOST' });
     const outcome = this.driver.script?.(text, this);
-    const scripted = outcome instanceof Promise
-      ? await Promise.race([outcome, new Promise<Error>((resolve) => (this.running = resolve))]).finally(() => (this.running = undefined))
-      : outcome;
+    const scripted =
+      outcome instanceof Promise
+        ? await Promise.race([outcome, new Promise<Error>((resolve) => (this.running = resolve))]).finally(() => (this.running = undefined))
+        : outcome;
     if (scripted instanceof Error) throw scripted;
     if (/^BEGIN/.test(text)) this.transactionStatus = 'transaction';
     if (/^(COMMIT|ROLLBACK)$/.test(text)) this.transactionStatus = 'idle';

@@ -257,12 +257,15 @@ export class FaultProxy {
   }
 
   private schedule(p: Pipe): void {
-    p.timer = setTimeout(() => {
-      p.timer = undefined;
-      const now = Date.now();
-      while (p.queue.length > 0 && p.queue[0].due <= now) this.deliver(p, p.queue.shift()!.chunk);
-      if (p.queue.length > 0) this.schedule(p);
-    }, Math.max(0, p.queue[0].due - Date.now()));
+    p.timer = setTimeout(
+      () => {
+        p.timer = undefined;
+        const now = Date.now();
+        while (p.queue.length > 0 && p.queue[0].due <= now) this.deliver(p, p.queue.shift()!.chunk);
+        if (p.queue.length > 0) this.schedule(p);
+      },
+      Math.max(0, p.queue[0].due - Date.now()),
+    );
   }
 
   private deliver(p: Pipe, chunk: Buffer | null): void {

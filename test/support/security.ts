@@ -38,7 +38,11 @@ export async function waitForServer(options: DatabaseModuleOptions, timeoutMs = 
  * Runs `attempt`, and again (up to 5 times, after the server answers again) when it failed
  * because the shared server was being restarted meanwhile.
  */
-export async function ridingOutRestarts<T>(options: DatabaseModuleOptions, attempt: () => Promise<T>, isRestart: (value: T) => boolean = () => false): Promise<T> {
+export async function ridingOutRestarts<T>(
+  options: DatabaseModuleOptions,
+  attempt: () => Promise<T>,
+  isRestart: (value: T) => boolean = () => false,
+): Promise<T> {
   for (let i = 0; ; i++) {
     let value: T;
     try {

@@ -24,7 +24,9 @@ export async function serverSessions(dialect: Dialect, scope?: string): Promise<
   }
   const conn = await mysql.createConnection(MYSQL_URL);
   try {
-    const [rows] = await conn.query("SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' AND DB = ?", [scope ?? 'test']);
+    const [rows] = await conn.query("SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' AND DB = ?", [
+      scope ?? 'test',
+    ]);
     return Number((rows as Array<{ n: number }>)[0].n);
   } finally {
     await conn.end();

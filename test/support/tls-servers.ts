@@ -40,7 +40,10 @@ function chown(target: string, user: string): void {
 }
 
 function userIds(user: string): { uid: number; gid: number } {
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`));
+  const line = fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user}:`));
   if (!line) throw new Error(`user ${user} not found: the database servers cannot run as root without it`);
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -102,14 +105,55 @@ export async function makeCertificates(dir: string): Promise<Certificates> {
   fs.mkdirSync(dir, { recursive: true });
   const f = (name: string) => path.join(dir, name);
   const days = ['-days', '2'];
-  await sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), ...days, '-subj', '/CN=nestjs-dbpool test CA']);
-  await sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('other-ca.key'), '-out', f('other-ca.crt'), ...days, '-subj', '/CN=nestjs-dbpool unrelated CA']);
+  await sh('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.crt'),
+    ...days,
+    '-subj',
+    '/CN=nestjs-dbpool test CA',
+  ]);
+  await sh('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    f('other-ca.key'),
+    '-out',
+    f('other-ca.crt'),
+    ...days,
+    '-subj',
+    '/CN=nestjs-dbpool unrelated CA',
+  ]);
   await sh('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost']);
   fs.writeFileSync(
     f('server.ext'),
     'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n',
   );
-  await sh('openssl', ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), ...days, '-extfile', f('server.ext')]);
+  await sh('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('server.crt'),
+    ...days,
+    '-extfile',
+    f('server.ext'),
+  ]);
   return {
     dir,
     caFile: f('ca.crt'),
@@ -149,7 +193,10 @@ export function postgresBin(): string | undefined {
   if (process.env.PG_BIN) return process.env.PG_BIN;
   const root = '/usr/lib/postgresql';
   if (!fs.existsSync(root)) return undefined;
-  const versions = fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  const versions = fs
+    .readdirSync(root)
+    .filter((v) => fs.existsSync(path.join(root, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
   return versions.length > 0 ? path.join(root, versions[0], 'bin') : undefined;
 }
 
@@ -184,14 +231,19 @@ export async function startPostgres(options: PostgresServerOptions): Promise<Pos
   let started = false;
   const port = await freePort(options.preferredPort);
   const stop = async () => {
-    if (started) await sh(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', '-t', '20', 'stop'], { user: 'postgres', timeoutMs: 30_000 }).catch(() => {});
+    if (started)
+      await sh(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', '-t', '20', 'stop'], { user: 'postgres', timeoutMs: 30_000 }).catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await sh(path.join(bin, 'initdb'), ['-D', data, '-A', 'scram-sha-256', '-U', 'postgres', `--pwfile=${path.join(dir, 'pwfile')}`, '--no-sync', '-E', 'UTF8', '--locale=C'], {
-      user: 'postgres',
-      timeoutMs: 60_000,
-    });
+    await sh(
+      path.join(bin, 'initdb'),
+      ['-D', data, '-A', 'scram-sha-256', '-U', 'postgres', `--pwfile=${path.join(dir, 'pwfile')}`, '--no-sync', '-E', 'UTF8', '--locale=C'],
+      {
+        user: 'postgres',
+        timeoutMs: 60_000,
+      },
+    );
     const addresses = ['127.0.0.1', ...(options.extraAddresses ?? [])];
     const lines = [
       `listen_addresses = '${addresses.join(',')}'`,
@@ -225,7 +277,10 @@ export async function startPostgres(options: PostgresServerOptions): Promise<Pos
     superPassword,
     url: ({ user = 'postgres', password = superPassword, host = '127.0.0.1', query = '' } = {}) =>
       `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/postgres${query ? `?${query}` : ''}`,
-    psql: (sqlText) => sh(path.join(bin, 'psql'), ['-h', dir, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-Atc', sqlText], { user: 'postgres' }),
+    psql: (sqlText) =>
+      sh(path.join(bin, 'psql'), ['-h', dir, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-Atc', sqlText], {
+        user: 'postgres',
+      }),
     stop,
   };
 }

@@ -39,16 +39,16 @@ describe('call path (scripted fake driver)', () => {
     // Destroyed on release, though the fake never set `broken` itself.
     expect(driver.connections[0].destroyed).toBe(true);
     await db.runQuery('SELECT after');
-    expect(driver.log.at(-1)).toBe('2: SELECT after');
+    // On a new connection (the reconnect's or one the call opened: which comes first is a matter of ticks).
+    expect(driver.log.filter((line) => line.endsWith('SELECT after'))).toEqual([expect.not.stringMatching(/^1: /)]);
   });
 
   it('a statement that provably never left the client runs again on a fresh connection, and the caller never sees the failure', async () => {
     driver.script = (text, connection) =>
-      connection.serverId === 1 && text === 'INSERT once'
-        ? markNotSent(new DatabaseError('write EPIPE', { code: 'EPIPE' }))
-        : { rows: [], affectedRows: 1 };
+      connection.serverId === 1 && text === 'INSERT once' ? markNotSent(new DatabaseError('write EPIPE', { code: 'EPIPE' })) : { rows: [], affectedRows: 1 };
     expect(await db.runOperation('INSERT once')).toEqual({ affectedRows: 1 });
-    expect(driver.log).toEqual(['1: INSERT once', '2: INSERT once']);
+    // Twice in all: once on the first connection, where it was never sent, and once on a new one.
+    expect(driver.log).toEqual(['1: INSERT once', expect.stringMatching(/^[2-9]: INSERT once$/)]);
   });
 
   it('a statement that may have reached the server is not run again', async () => {

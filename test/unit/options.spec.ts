@@ -40,7 +40,15 @@ describe('resolveOptions', () => {
 
   it('applies the documented defaults', () => {
     const o = resolveOptions({ url: 'postgres://a@h/d' });
-    expect(o.pool).toEqual({ min: 0, max: 10, idleTimeoutMs: 30000, acquireTimeoutMs: 10000, maxLifetimeMs: 1800000, leakDetectionMs: 0, validateAfterIdleMs: 30000 });
+    expect(o.pool).toEqual({
+      min: 0,
+      max: 10,
+      idleTimeoutMs: 30000,
+      acquireTimeoutMs: 10000,
+      maxLifetimeMs: 1800000,
+      leakDetectionMs: 0,
+      validateAfterIdleMs: 30000,
+    });
     expect(o.settings.connectTimeoutMs).toBe(10000);
     expect(o.queryTimeoutMs).toBe(0);
     expect(o.shutdownTimeoutMs).toBe(10000);

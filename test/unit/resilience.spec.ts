@@ -13,7 +13,7 @@ describe('backoff', () => {
 
   it('keeps every delay within the jitter band and under the cap', () => {
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const delays = [...backoff({ jitter: 0.2, maxRetries: 50, random })];
     delays.slice(1).forEach((d, i) => {
       const nominal = Math.min(10000, 100 * 2 ** i);

@@ -55,7 +55,7 @@ describe('TLS options from URLs and the ssl option', () => {
     expect(error.message).toMatch(/IP address/);
   });
 
-  it('gives mysql2 an object for ssl: true, and copies the caller\'s object', () => {
+  it("gives mysql2 an object for ssl: true, and copies the caller's object", () => {
     expect(ssl('mysql://h/d', { ssl: true })).toEqual({ verifyIdentity: true });
     const mine = { ca: 'x' };
     const resolved = ssl('postgres://h/d', { ssl: mine });

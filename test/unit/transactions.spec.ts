@@ -125,9 +125,7 @@ describe('transaction runner (recording fake connection)', () => {
     // No statement runs: the interaction just does not end (until released) before its timeout.
     let finish!: () => void;
     const held = new Promise<void>((resolve) => (finish = resolve));
-    const idle = (await db
-      .runInteraction(() => held, { timeoutMs: 50 })
-      .catch((e) => e)) as DatabaseError;
+    const idle = (await db.runInteraction(() => held, { timeoutMs: 50 }).catch((e) => e)) as DatabaseError;
     finish();
     expect(idle.code).toBe('QUERY_TIMEOUT');
     expect(driver.connections.reduce((n, c) => n + c.cancels, 0)).toBe(1);

@@ -16,17 +16,9 @@ import {
   type ConstraintKind,
   type DatabaseErrorFields,
   type ErrorClass,
+  ErrorCode,
 } from '../../core/errors.js';
-import type {
-  BeginOptions,
-  Connection,
-  ConnectionSettings,
-  Driver,
-  ExecuteOptions,
-  ResultSet,
-  RowCursor,
-  StreamOptions,
-} from '../driver.js';
+import type { BeginOptions, Connection, ConnectionSettings, Driver, ExecuteOptions, ResultSet, RowCursor, StreamOptions } from '../driver.js';
 import { ISOLATION_SQL } from '../driver.js';
 import { savepointSql, STANDARD_END } from '../standard.js';
 import { hidePasswords, redact, redactError } from '../redact.js';
@@ -41,7 +33,7 @@ type RawConnection = import('mysql2').Connection;
 
 let mysqlModule: Promise<Mysql2> | undefined;
 const loadMysql = (): Promise<Mysql2> =>
-  (mysqlModule ??= loadPackage('mysql2', 'mysql', () => import('mysql2').then((m) => ((m as { default?: Mysql2 }).default ?? m) as Mysql2)));
+  (mysqlModule ??= loadPackage('mysql2', 'mysql', () => import('mysql2').then((m) => (m as { default?: Mysql2 }).default ?? m)));
 
 const SERVER_STATUS_IN_TRANS = 1;
 /** Statements the binary protocol does not take: transaction control, session settings, LOCK, CALL with OUT variables. */
@@ -216,17 +208,17 @@ export class MysqlDriver implements Driver {
       }
     }
     if (e?.code === 'HANDSHAKE_SSL_ERROR') message = `TLS handshake failed: ${message} (check ssl.ca / sslrootcert, the host name and sslmode)`;
-    const fields: DatabaseErrorFields = { dialect: 'mysql', query, cause: error, code: e?.code ?? 'DATABASE_ERROR', database: this.settings.name };
+    const fields: DatabaseErrorFields = { dialect: 'mysql', query, cause: error, code: e?.code ?? ErrorCode.DatabaseError, database: this.settings.name };
     if (typeof e?.errno === 'number') fields.errno = e.errno;
     if (typeof e?.sqlState === 'string') fields.sqlState = e.sqlState;
     if (e?.errno === 1969 || e?.errno === 3024 || e?.code === 'ER_QUERY_TIMEOUT') {
-      return new QueryTimeout(message, { ...fields, code: 'QUERY_TIMEOUT' });
+      return new QueryTimeout(message, { ...fields, code: ErrorCode.QueryTimeout });
     }
-    if (e?.errno === 1317) return new QueryCanceled(message, { ...fields, code: 'QUERY_CANCELED' });
+    if (e?.errno === 1317) return new QueryCanceled(message, { ...fields, code: ErrorCode.QueryCanceled });
     const constraint = typeof e?.errno === 'number' ? mysqlConstraint(e.errno, message) : undefined;
     if (constraint) return constraintViolation(constraint.kind, message, { ...fields, ...constraint.where });
     if (e?.code === 'ETIMEDOUT' && !query) {
-      return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: 'CONNECT_TIMEOUT' });
+      return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: ErrorCode.ConnectTimeout });
     }
     return new DatabaseError(message, fields);
   }
@@ -263,8 +255,7 @@ export class MysqlDriver implements Driver {
  * Statements whose effect outlives them on the session: SET (variables, user variables), user
  * variables assigned in a query, LOCK TABLES, GET_LOCK(), temporary tables, PREPARE, USE.
  */
-const MYSQL_SESSION_STATE =
-  /^\s*(?:SET\s+(?!TRANSACTION\b)|LOCK\b|PREPARE\b|USE\b|HANDLER\b|CREATE\s+TEMPORARY\b)|@[A-Za-z_$][\w$.]*\s*:=|\bGET_LOCK\s*\(/i;
+const MYSQL_SESSION_STATE = /^\s*(?:SET\s+(?!TRANSACTION\b)|LOCK\b|PREPARE\b|USE\b|HANDLER\b|CREATE\s+TEMPORARY\b)|@[A-Za-z_$][\w$.]*\s*:=|\bGET_LOCK\s*\(/i;
 
 class MysqlConnection implements Connection {
   transactionStatus: Connection['transactionStatus'] = 'idle';
@@ -322,7 +313,11 @@ class MysqlConnection implements Connection {
 
   execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
     if (this.broken) {
-      return Promise.reject(markNotSent(new DatabaseError('the connection was already closed; the statement was not sent', { code: 'CONNECTION_LOST', dialect: 'mysql', query: text })));
+      return Promise.reject(
+        markNotSent(
+          new DatabaseError('the connection was already closed; the statement was not sent', { code: ErrorCode.ConnectionLost, dialect: 'mysql', query: text }),
+        ),
+      );
     }
     const limit = options.statementTimeoutMs;
     if (limit !== undefined && limit !== this.sessionTimeoutMs) return this.withStatementTimeout(limit, () => this.send(text, values, options));
@@ -344,13 +339,16 @@ class MysqlConnection implements Connection {
       if (result.warningCount) {
         const { rows } = await this.send('SHOW WARNINGS', [], { rowMode: 'object' });
         const first = (rows as Array<{ Code?: number; Message?: string }>)[0];
-        throw new DatabaseError(`the statement produced ${result.warningCount} warning(s), which warningsAsErrors makes an error: ${first?.Message ?? 'see SHOW WARNINGS'}`, {
-          code: 'MYSQL_WARNING',
-          errno: first?.Code,
-          query: text,
-          dialect: 'mysql',
-          database: this.driver.databaseName,
-        });
+        throw new DatabaseError(
+          `the statement produced ${result.warningCount} warning(s), which warningsAsErrors makes an error: ${first?.Message ?? 'see SHOW WARNINGS'}`,
+          {
+            code: ErrorCode.MysqlWarning,
+            errno: first?.Code,
+            query: text,
+            dialect: 'mysql',
+            database: this.driver.databaseName,
+          },
+        );
       }
       if (own) await this.send('COMMIT', [], { rowMode: 'array' });
       return result;
@@ -401,8 +399,8 @@ class MysqlConnection implements Connection {
   private toResultSet(result: unknown, text = ''): ResultSet {
     if (Array.isArray(result)) {
       // A CALL returns [rows, ..., okPacket]: the first result set is the answer.
-      const last = result[result.length - 1];
-      if (result.length >= 2 && Array.isArray(result[0]) && last && !Array.isArray(last) && 'affectedRows' in last) {
+      const last = result[result.length - 1] as unknown;
+      if (result.length >= 2 && Array.isArray(result[0]) && typeof last === 'object' && last !== null && !Array.isArray(last) && 'affectedRows' in last) {
         return { rows: result[0] as unknown[], affectedRows: 0 };
       }
       // MariaDB's INSERT/DELETE … RETURNING answers with rows only: one per row it changed.
@@ -538,7 +536,7 @@ class MysqlConnection implements Connection {
   private lostError(): DatabaseError {
     return new DatabaseError('connection destroyed by the client while a statement was in flight (timeout or cancel)', {
       dialect: 'mysql',
-      code: 'CONNECTION_LOST',
+      code: ErrorCode.ConnectionLost,
     });
   }
 

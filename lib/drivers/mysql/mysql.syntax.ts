@@ -5,6 +5,7 @@ import type { ScriptSyntax, SqlSyntax } from '../../sql/syntax.js';
 /** MySQL's limit for table and column names (characters); it silently cuts column aliases at 255 bytes. */
 const MAX_IDENTIFIER_CHARS = 64;
 /** MariaDB/MySQL strip control characters and spaces from the start of an alias without an error (measured: U+0001–U+0020, U+007F). */
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const LEADING_STRIPPED = /^[\u0001-\u0020\u007f]/;
 /** …and refuse spaces at the end of a table or column name. */
 const TRAILING_SPACE = /[ \t\n\r\v\f]$/;
@@ -19,10 +20,14 @@ export const MYSQL_SYNTAX: SqlSyntax = {
   quoteIdentifier(name) {
     const chars = [...name];
     if (chars.length > MAX_IDENTIFIER_CHARS) {
-      throw new InvalidParameter(`sql.identifier: MySQL identifiers are at most ${MAX_IDENTIFIER_CHARS} characters (got ${chars.length})`, { dialect: 'mysql' });
+      throw new InvalidParameter(`sql.identifier: MySQL identifiers are at most ${MAX_IDENTIFIER_CHARS} characters (got ${chars.length})`, {
+        dialect: 'mysql',
+      });
     }
     if (chars.some((c) => c.length > 1)) {
-      throw new InvalidParameter('sql.identifier: MySQL identifiers cannot hold characters beyond U+FFFF (emoji, say): they are stored as utf8mb3', { dialect: 'mysql' });
+      throw new InvalidParameter('sql.identifier: MySQL identifiers cannot hold characters beyond U+FFFF (emoji, say): they are stored as utf8mb3', {
+        dialect: 'mysql',
+      });
     }
     if (LEADING_STRIPPED.test(name) || TRAILING_SPACE.test(name)) {
       throw new InvalidParameter(

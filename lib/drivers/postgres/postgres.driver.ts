@@ -16,18 +16,9 @@ import {
   type ConstraintKind,
   type DatabaseErrorFields,
   type ErrorClass,
+  ErrorCode,
 } from '../../core/errors.js';
-import type {
-  BeginOptions,
-  Connection,
-  ConnectionSettings,
-  Driver,
-  ExecuteOptions,
-  Notification,
-  ResultSet,
-  RowCursor,
-  StreamOptions,
-} from '../driver.js';
+import type { BeginOptions, Connection, ConnectionSettings, Driver, ExecuteOptions, Notification, ResultSet, RowCursor, StreamOptions } from '../driver.js';
 import { ISOLATION_SQL } from '../driver.js';
 import { savepointSql, STANDARD_END } from '../standard.js';
 import { redact, redactError } from '../redact.js';
@@ -42,9 +33,13 @@ type PgClient = import('pg').Client;
 
 let pgModule: Promise<PgModule> | undefined;
 const loadPg = (): Promise<PgModule> =>
-  (pgModule ??= loadPackage('pg', 'postgres', () => import('pg').then((m) => ((m as unknown as { default?: PgModule }).default ?? m) as PgModule)));
+  (pgModule ??= loadPackage('pg', 'postgres', () => import('pg').then((m) => (m as unknown as { default?: PgModule }).default ?? m)));
 
-type CursorCtor = new (text: string, values: unknown[], config?: { rowMode?: string }) => {
+type CursorCtor = new (
+  text: string,
+  values: unknown[],
+  config?: { rowMode?: string },
+) => {
   read(rows: number, cb: (err: Error | undefined, rows: unknown[]) => void): void;
   close(cb: (err?: Error) => void): void;
 };
@@ -53,6 +48,7 @@ const loadCursor = (): Promise<CursorCtor> =>
   (cursorModule ??= loadPackage(
     'pg-cursor',
     'postgres',
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- pg-cursor ships no types: the cast keeps tsc from resolving it
     () => import('pg-cursor' as string).then((m: { default?: CursorCtor }) => (m.default ?? m) as unknown as CursorCtor),
     'Database.stream() on PostgreSQL',
   ));
@@ -133,15 +129,21 @@ export class PostgresDriver implements Driver {
     if (this.typesValue) return this.typesValue;
     const base = pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown;
     const mode = this.settings.types?.int64 ?? 'number';
-    const int8 = mode === 'string' ? (v: string) => v : mode === 'bigint' ? (v: string) => BigInt(v) : (v: string) => {
-      const n = Number(v);
-      return Number.isSafeInteger(n) ? n : v;
-    };
+    const int8 =
+      mode === 'string'
+        ? (v: string) => v
+        : mode === 'bigint'
+          ? (v: string) => BigInt(v)
+          : (v: string) => {
+              const n = Number(v);
+              return Number.isSafeInteger(n) ? n : v;
+            };
     const utc = (v: string) => {
       const d = new Date(`${v.replace(' ', 'T')}Z`);
       return Number.isNaN(d.getTime()) ? base(1114)(v) : d;
     };
-    const array = (element: (v: string) => unknown) => (v: string) => (pg.types as unknown as { arrayParser: { create(s: string, t: (v: string) => unknown): { parse(): unknown } } }).arrayParser.create(v, element).parse();
+    const array = (element: (v: string) => unknown) => (v: string) =>
+      (pg.types as unknown as { arrayParser: { create(s: string, t: (v: string) => unknown): { parse(): unknown } } }).arrayParser.create(v, element).parse();
     const text = (v: string) => v;
     const own: Record<number, (v: string) => unknown> = { 20: int8, 1016: array(int8), 1082: text, 1182: array(text), 1114: utc, 1115: array(utc) };
     return (this.typesValue = {
@@ -166,7 +168,7 @@ export class PostgresDriver implements Driver {
       application_name: 'nestjs-dbpool',
       types: this.types(pg),
       ...s.driverOptions,
-    } as import('pg').ClientConfig);
+    });
     // Until our own handlers are attached, an error event must not crash the process.
     client.on('error', () => {});
     try {
@@ -192,15 +194,15 @@ export class PostgresDriver implements Driver {
       message = `TLS: the server's certificate was refused: ${message} (check ssl.ca / sslrootcert, the host name and sslmode)`;
     }
     if (code === undefined && /server does not support SSL/i.test(message)) {
-      return new DatabaseError(`${message}: TLS was asked for (ssl, sslmode) but the server runs without it`, { ...fields, code: 'SSL_NOT_SUPPORTED' });
+      return new DatabaseError(`${message}: TLS was asked for (ssl, sslmode) but the server runs without it`, { ...fields, code: ErrorCode.SslNotSupported });
     }
     if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
       fields.code = code;
       fields.sqlState = code;
       if (code === '57014') {
         return /statement timeout/i.test(message)
-          ? new QueryTimeout(message, { ...fields, code: 'QUERY_TIMEOUT' })
-          : new QueryCanceled(message, { ...fields, code: 'QUERY_CANCELED' });
+          ? new QueryTimeout(message, { ...fields, code: ErrorCode.QueryTimeout })
+          : new QueryCanceled(message, { ...fields, code: ErrorCode.QueryCanceled });
       }
       const kind = PG_CONSTRAINTS[code];
       if (kind) {
@@ -215,10 +217,10 @@ export class PostgresDriver implements Driver {
       return new DatabaseError(message, fields);
     }
     if (/Connection terminated|not queryable|Client was closed|connection ended|Connection closed/i.test(message)) {
-      return new DatabaseError(message, { ...fields, code: 'CONNECTION_LOST' });
+      return new DatabaseError(message, { ...fields, code: ErrorCode.ConnectionLost });
     }
     if (/timeout expired/i.test(message)) {
-      return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: 'CONNECT_TIMEOUT' });
+      return new DatabaseError(`connect timeout: ${message}`, { ...fields, code: ErrorCode.ConnectTimeout });
     }
     return new DatabaseError(message, fields);
   }
@@ -239,7 +241,10 @@ export class PostgresDriver implements Driver {
 
   settingsStatement(settings: Array<[string, unknown]>, local: boolean): { text: string; values: unknown[] } {
     const calls = settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, ${local})`);
-    return { text: `SELECT ${calls.join(', ')}`, values: settings.flatMap(([name, value]) => [name, value === null ? '' : String(value)]) };
+    return {
+      text: `SELECT ${calls.join(', ')}`,
+      values: settings.flatMap(([name, value]) => [name, value === null ? '' : String(value as string | number | boolean | bigint)]),
+    };
   }
 
   clearSettingsStatement(names: string[]): string {
@@ -317,7 +322,15 @@ class PostgresConnection implements Connection {
 
   execute(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
     if (this.broken) {
-      return Promise.reject(markNotSent(new DatabaseError('the connection was already closed; the statement was not sent', { code: 'CONNECTION_LOST', dialect: 'postgres', query: text })));
+      return Promise.reject(
+        markNotSent(
+          new DatabaseError('the connection was already closed; the statement was not sent', {
+            code: ErrorCode.ConnectionLost,
+            dialect: 'postgres',
+            query: text,
+          }),
+        ),
+      );
     }
     const limit = options.statementTimeoutMs;
     if (limit !== undefined && limit !== this.sessionTimeoutMs) return this.withStatementTimeout(limit, () => this.run(text, values, options));
@@ -479,8 +492,6 @@ class PostgresConnection implements Connection {
   }
 
   onNotification(handler: (n: Notification) => void): void {
-    this.client.on('notification', (msg) =>
-      handler({ channel: msg.channel, payload: msg.payload ?? '', processId: msg.processId }),
-    );
+    this.client.on('notification', (msg) => handler({ channel: msg.channel, payload: msg.payload ?? '', processId: msg.processId }));
   }
 }

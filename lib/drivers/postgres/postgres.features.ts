@@ -27,7 +27,8 @@ export const postgresProcedureCall = (callee: SqlQuery, args: SqlQuery): SqlQuer
 const key = (name: string) => sql`('x' || substr(md5(${name}), 1, 16))::bit(64)::bigint`;
 
 export const POSTGRES_MIGRATIONS: MigrationSupport = {
-  tableStatement: (t) => `CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms INTEGER NOT NULL)`,
+  tableStatement: (t) =>
+    `CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms INTEGER NOT NULL)`,
   transactionalDdl: true,
   lock: {
     kind: 'session',

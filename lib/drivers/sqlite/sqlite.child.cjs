@@ -188,7 +188,7 @@ function convertRows(rows, array, conv) {
     const r = /** @type {Record<string | number, unknown>} */ (row);
     const keys = array ? Array.from(/** @type {unknown[]} */ (row).keys()) : Object.keys(r);
     for (const k of keys) {
-      const kind = conv ? (array ? conv.byIndex[/** @type {number} */ (k)] : conv.byName[/** @type {string} */ (k)]) ?? null : null;
+      const kind = conv ? ((array ? conv.byIndex[/** @type {number} */ (k)] : conv.byName[/** @type {string} */ (k)]) ?? null) : null;
       const v = r[k];
       const out = convert(v, kind);
       if (out !== v) {
@@ -393,7 +393,11 @@ async function drain() {
         id: req.id,
         ok: false,
         inTransaction: db ? db.inTransaction : false,
-        error: { message: String(e?.message ?? error), code: typeof e?.code === 'string' ? e.code : undefined, name: typeof e?.name === 'string' ? e.name : undefined },
+        error: {
+          message: String(e?.message ?? error),
+          code: typeof e?.code === 'string' ? e.code : undefined,
+          name: typeof e?.name === 'string' ? e.name : undefined,
+        },
       };
     }
     send(reply);

@@ -37,23 +37,25 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigurationError, constraintViolation, DatabaseClosed, DatabaseError, InvalidParameter, QueryCanceled, type ConstraintKind, type ErrorClass } from '../../core/errors.js';
-import type {
-  BeginOptions,
-  Connection,
-  ConnectionSettings,
-  Driver,
-  ExecuteOptions,
-  ResultSet,
-  RowCursor,
-  StreamOptions,
-} from '../driver.js';
+import {
+  ConfigurationError,
+  constraintViolation,
+  DatabaseClosed,
+  DatabaseError,
+  InvalidParameter,
+  QueryCanceled,
+  type ConstraintKind,
+  type ErrorClass,
+  ErrorCode,
+} from '../../core/errors.js';
+import type { BeginOptions, Connection, ConnectionSettings, Driver, ExecuteOptions, ResultSet, RowCursor, StreamOptions } from '../driver.js';
 import { loadPackage } from '../load-package.js';
 import { markNotSent } from '../not-sent.js';
 import { redact } from '../redact.js';
 import { classifyStandard, savepointSql, STANDARD_END } from '../standard.js';
 import { SQLITE_SCRIPT_SYNTAX, SQLITE_SYNTAX } from './sqlite.syntax.js';
 import { SQLITE_MIGRATIONS } from './sqlite.features.js';
+import { withTimeout } from '../../core/timers.js';
 
 /** How long a statement waits for another writer's lock before failing with SQLITE_BUSY. */
 export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
@@ -137,9 +139,7 @@ function startProcess(modulePath: string): Spare {
   const env: NodeJS.ProcessEnv = { ...process.env, NDBP_SQLITE_MODULE: modulePath };
   // The application's NODE_OPTIONS (--require hooks, --inspect ports) are not the child's business.
   delete env.NODE_OPTIONS;
-  const [command, args] = SETPRIV
-    ? [SETPRIV, ['--pdeathsig', 'KILL', process.execPath, CHILD_SCRIPT]]
-    : [process.execPath, [CHILD_SCRIPT]];
+  const [command, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', process.execPath, CHILD_SCRIPT]] : [process.execPath, [CHILD_SCRIPT]];
   const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json', windowsHide: true });
   liveChildren.add(child);
   if (!exitHookInstalled) {
@@ -155,15 +155,26 @@ function startProcess(modulePath: string): Spare {
   child.once('exit', () => liveChildren.delete(child));
   const ready = new Promise<void>((resolve, reject) => {
     const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
-      reject(new DatabaseError(`the SQLite connection process exited while starting (code ${code}, signal ${signal}): ${redact(stderr.tail.trim()) || 'no output'}`, {
-        code: 'CONNECTION_LOST',
-        dialect: 'sqlite',
-      }));
+      reject(
+        new DatabaseError(
+          `the SQLite connection process exited while starting (code ${code}, signal ${signal}): ${redact(stderr.tail.trim()) || 'no output'}`,
+          {
+            code: ErrorCode.ConnectionLost,
+            dialect: 'sqlite',
+          },
+        ),
+      );
     child.once('exit', onExit);
     child.once('message', (m: ChildReply) => {
       child.off('exit', onExit);
       if (m?.ready) resolve();
-      else reject(new DatabaseError(`the SQLite connection process failed to start: ${m?.fatal ?? JSON.stringify(m)}`, { code: 'CONNECTION_LOST', dialect: 'sqlite' }));
+      else
+        reject(
+          new DatabaseError(`the SQLite connection process failed to start: ${m?.fatal ?? JSON.stringify(m)}`, {
+            code: ErrorCode.ConnectionLost,
+            dialect: 'sqlite',
+          }),
+        );
     });
   });
   ready.catch(() => {});
@@ -243,7 +254,7 @@ export class SqliteDriver implements Driver {
     connection.onEnd(() => this.connections.delete(connection));
     const { busyTimeoutMs, pragmas, databaseOptions } = this.options();
     try {
-      await withTimeout(started.ready, this.settings.connectTimeoutMs, 'starting its process');
+      await connectBounded(started.ready, this.settings.connectTimeoutMs, 'starting its process');
       await connection.request(
         { op: 'open', filename: this.filename, pragmas, busyTimeoutMs, databaseOptions, types: this.settings.types },
         { cancelable: false, timeoutMs: this.settings.connectTimeoutMs },
@@ -262,7 +273,7 @@ export class SqliteDriver implements Driver {
     // better-sqlite3's own argument checks throw RangeError (wrong number of parameters) and
     // TypeError (a value it cannot bind) without a code; SQLite names those two cases so.
     let code = typeof e?.code === 'string' ? e.code : undefined;
-    code ??= e?.name === 'RangeError' ? 'SQLITE_RANGE' : e?.name === 'TypeError' ? 'SQLITE_MISUSE' : 'DATABASE_ERROR';
+    code ??= e?.name === 'RangeError' ? 'SQLITE_RANGE' : e?.name === 'TypeError' ? 'SQLITE_MISUSE' : ErrorCode.DatabaseError;
     const fields = { code, dialect: 'sqlite' as const, query, cause: error, database: this.settings.name };
     const kind = SQLITE_CONSTRAINTS[code];
     if (kind) {
@@ -311,10 +322,16 @@ export class SqliteDriver implements Driver {
   }
 
   private options(): { busyTimeoutMs: number; pragmas: string[]; databaseOptions: Record<string, unknown> } {
-    const { busyTimeoutMs = DEFAULT_SQLITE_BUSY_TIMEOUT_MS, pragmas = {}, ...rest } = (this.settings.driverOptions ?? {}) as SqliteDriverOptions &
-      Record<string, unknown>;
+    const {
+      busyTimeoutMs = DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
+      pragmas = {},
+      ...rest
+    } = (this.settings.driverOptions ?? {}) as SqliteDriverOptions & Record<string, unknown>;
     if (typeof busyTimeoutMs !== 'number' || !(busyTimeoutMs >= 0)) {
-      throw new ConfigurationError('driverOptions.busyTimeoutMs must be a number of milliseconds >= 0', { option: 'driverOptions.busyTimeoutMs', dialect: 'sqlite' });
+      throw new ConfigurationError('driverOptions.busyTimeoutMs must be a number of milliseconds >= 0', {
+        option: 'driverOptions.busyTimeoutMs',
+        dialect: 'sqlite',
+      });
     }
     const list = [this.memory ? 'journal_mode = WAL' : rest.readonly ? '' : 'journal_mode = WAL', 'foreign_keys = ON'].filter(Boolean);
     // A :memory: stand-in is private and thrown away: durability against power loss buys nothing.
@@ -356,15 +373,13 @@ function sweepStaleMemoryFiles(): void {
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  if (!(ms > 0)) return promise;
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
+function connectBounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return withTimeout(
     promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DatabaseError(`connect timeout: the SQLite connection did not finish ${what} within ${ms} ms`, { code: 'CONNECT_TIMEOUT', dialect: 'sqlite' })), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+    ms,
+    () =>
+      new DatabaseError(`connect timeout: the SQLite connection did not finish ${what} within ${ms} ms`, { code: ErrorCode.ConnectTimeout, dialect: 'sqlite' }),
+  );
 }
 
 interface Pending {
@@ -418,7 +433,7 @@ class SqliteConnection implements Connection {
       this.child.once('exit', (code, signal) => {
         const why = this.stopping ? 'its process was stopped' : `its process exited unexpectedly (code ${code}, signal ${signal})`;
         const error = new DatabaseError(`the SQLite connection is gone: ${why}${this.stderr.tail ? `: ${redact(this.stderr.tail.trim())}` : ''}`, {
-          code: 'CONNECTION_LOST',
+          code: ErrorCode.ConnectionLost,
           dialect: 'sqlite',
           database: this.database,
         });
@@ -486,7 +501,14 @@ class SqliteConnection implements Connection {
   async cancel(): Promise<void> {
     const target = this.current;
     if (target && target.cancelable && !target.final) {
-      this.settle(target, new QueryCanceled('canceling statement: its connection process was stopped, so it had no effect', { dialect: 'sqlite', query: target.text, database: this.database }));
+      this.settle(
+        target,
+        new QueryCanceled('canceling statement: its connection process was stopped, so it had no effect', {
+          dialect: 'sqlite',
+          query: target.text,
+          database: this.database,
+        }),
+      );
       this.current = undefined;
       this.stop();
       return;
@@ -494,7 +516,10 @@ class SqliteConnection implements Connection {
     for (const p of [...this.queue].reverse()) {
       if (!p.cancelable) continue;
       this.queue.splice(this.queue.indexOf(p), 1);
-      this.settle(p, new QueryCanceled('canceling statement: it was canceled before it started', { dialect: 'sqlite', query: p.text, database: this.database }));
+      this.settle(
+        p,
+        new QueryCanceled('canceling statement: it was canceled before it started', { dialect: 'sqlite', query: p.text, database: this.database }),
+      );
       return;
     }
   }
@@ -538,7 +563,14 @@ class SqliteConnection implements Connection {
   request(body: Record<string, unknown>, options: RequestOptions = {}): Promise<ChildReply> {
     if (this.broken) {
       return Promise.reject(
-        markNotSent(new DatabaseError('this SQLite connection is closed; the statement was not sent', { code: 'CONNECTION_LOST', dialect: 'sqlite', query: options.text, database: this.database })),
+        markNotSent(
+          new DatabaseError('this SQLite connection is closed; the statement was not sent', {
+            code: ErrorCode.ConnectionLost,
+            dialect: 'sqlite',
+            query: options.text,
+            database: this.database,
+          }),
+        ),
       );
     }
     return new Promise<ChildReply>((resolve, reject) => {
@@ -546,7 +578,13 @@ class SqliteConnection implements Connection {
       p.final = typeof body.text === 'string' && FINAL_STATEMENT.test(body.text);
       if (options.timeoutMs) {
         p.timer = setTimeout(() => {
-          this.settle(p, new DatabaseError(`connect timeout: the SQLite connection did not answer within ${options.timeoutMs} ms`, { code: 'CONNECT_TIMEOUT', dialect: 'sqlite' }));
+          this.settle(
+            p,
+            new DatabaseError(`connect timeout: the SQLite connection did not answer within ${options.timeoutMs} ms`, {
+              code: ErrorCode.ConnectTimeout,
+              dialect: 'sqlite',
+            }),
+          );
           this.stop();
         }, options.timeoutMs);
       }
@@ -560,7 +598,13 @@ class SqliteConnection implements Connection {
     this.stopping = true;
     this.child.kill('SIGKILL');
     // Gone from now on, not from when the exit is reported: nothing more is sent to it.
-    this.lost(new DatabaseError('the SQLite connection is gone: its process was stopped', { code: 'CONNECTION_LOST', dialect: 'sqlite', database: this.database }));
+    this.lost(
+      new DatabaseError('the SQLite connection is gone: its process was stopped', {
+        code: ErrorCode.ConnectionLost,
+        dialect: 'sqlite',
+        database: this.database,
+      }),
+    );
   }
 
   private pump(): void {
@@ -608,7 +652,20 @@ class SqliteConnection implements Connection {
     this.state = 'closed';
     const pending = [...(this.current ? [this.current] : []), ...this.queue.splice(0)];
     this.current = undefined;
-    for (const p of pending) this.settle(p, p.sent ? error : markNotSent(new DatabaseError(`${error.message}; the statement was not sent`, { code: 'CONNECTION_LOST', dialect: 'sqlite', query: p.text, database: this.database })));
+    for (const p of pending)
+      this.settle(
+        p,
+        p.sent
+          ? error
+          : markNotSent(
+              new DatabaseError(`${error.message}; the statement was not sent`, {
+                code: ErrorCode.ConnectionLost,
+                dialect: 'sqlite',
+                query: p.text,
+                database: this.database,
+              }),
+            ),
+      );
     const handlers = this.endHandlers;
     this.endHandlers = [];
     for (const handler of handlers) handler();
@@ -640,7 +697,8 @@ function toSqliteValues(values: readonly unknown[], query: string, database?: st
           return { $t: 'bin', v: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
         }
         if (value instanceof Date) {
-          if (Number.isNaN(value.getTime())) throw new InvalidParameter(`parameter ${i + 1} is an invalid Date`, { position: i + 1, dialect: 'sqlite', query, database });
+          if (Number.isNaN(value.getTime()))
+            throw new InvalidParameter(`parameter ${i + 1} is an invalid Date`, { position: i + 1, dialect: 'sqlite', query, database });
           return sqliteInstant(value);
         }
         return JSON.stringify(value);

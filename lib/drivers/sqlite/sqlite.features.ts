@@ -2,7 +2,8 @@
 import type { MigrationSupport } from '../driver.js';
 
 export const SQLITE_MIGRATIONS: MigrationSupport = {
-  tableStatement: (t) => `CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, duration_ms INTEGER NOT NULL)`,
+  tableStatement: (t) =>
+    `CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, duration_ms INTEGER NOT NULL)`,
   transactionalDdl: true,
   lock: {
     kind: 'write-transaction',

@@ -88,7 +88,10 @@ export async function startGaleraCluster(options: GaleraOptions = {}): Promise<G
   const sstMethod = options.sstMethod ?? 'rsync';
   const sstNeeds = sstMethod === 'rsync' ? ['rsync'] : ['mariadb-backup', 'socat'];
   const missingTool = sstNeeds.find((tool) => !firstExisting([`/usr/bin/${tool}`, `/usr/local/bin/${tool}`]));
-  if (missingTool) throw new Error(`galera: SST method ${sstMethod} needs ${missingTool} (apt-get install ${missingTool === 'mariadb-backup' ? 'mariadb-backup' : missingTool})`);
+  if (missingTool)
+    throw new Error(
+      `galera: SST method ${sstMethod} needs ${missingTool} (apt-get install ${missingTool === 'mariadb-backup' ? 'mariadb-backup' : missingTool})`,
+    );
   const ws = Workspace.create('galera');
   const destroy = (): Promise<void> => ws.destroy();
   try {

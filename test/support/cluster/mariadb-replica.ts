@@ -92,7 +92,7 @@ export async function startMariadbReplication(options: MariadbReplicationOptions
       port: replicaPort!,
       template,
       database,
-      settings: { ...replicationSettings(2, 'replica'), read_only: options.replicaReadOnly ?? true ? 'ON' : 'OFF', ...options.settings },
+      settings: { ...replicationSettings(2, 'replica'), read_only: (options.replicaReadOnly ?? true) ? 'ON' : 'OFF', ...options.settings },
     });
     for (const s of [primary, replica]) makeBinlogDir(s);
 

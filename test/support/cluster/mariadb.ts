@@ -10,7 +10,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import nodeProcess from 'node:process';
 import { mysqlQuery, type QueryOptions } from './clients.js';
-import { chownTree, firstExisting, isRoot, makeDir, runCommand, tailFile, treeMemory, waitFor, type ManagedProcess, type MemoryUsage, type Workspace } from './process.js';
+import {
+  chownTree,
+  firstExisting,
+  isRoot,
+  makeDir,
+  runCommand,
+  tailFile,
+  treeMemory,
+  waitFor,
+  type ManagedProcess,
+  type MemoryUsage,
+  type Workspace,
+} from './process.js';
 
 export type CnfValue = string | number | boolean | null;
 

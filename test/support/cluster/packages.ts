@@ -41,7 +41,11 @@ export function postgresBinDir(): string | undefined {
 
 export const GALERA_PROVIDER_CANDIDATES = ['/usr/lib/galera/libgalera_smm.so', '/usr/lib/libgalera_smm.so', '/usr/lib64/galera-4/libgalera_smm.so'];
 
-const userExists = (user: string): boolean => fs.readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.startsWith(`${user}:`));
+const userExists = (user: string): boolean =>
+  fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .some((l) => l.startsWith(`${user}:`));
 
 const requirements: Record<ClusterFeature, Requirement[]> = {
   postgres: [
@@ -59,11 +63,13 @@ const requirements: Record<ClusterFeature, Requirement[]> = {
     { package: 'pgbouncer', lookedFor: 'pgbouncer', present: () => onPath('pgbouncer') },
     { package: 'postgresql-common', lookedFor: "user 'postgres' (pgbouncer refuses to run as root)", present: () => userExists('postgres') },
   ],
-  mariadb: [
-    { package: 'mariadb-server', lookedFor: 'mariadbd, mariadb-install-db', present: () => onPath('mariadbd') && onPath('mariadb-install-db') },
-  ],
+  mariadb: [{ package: 'mariadb-server', lookedFor: 'mariadbd, mariadb-install-db', present: () => onPath('mariadbd') && onPath('mariadb-install-db') }],
   galera: [
-    { package: 'mariadb-server', lookedFor: 'mariadbd, mariadb-install-db, wsrep_sst_rsync', present: () => onPath('mariadbd') && onPath('mariadb-install-db') && onPath('wsrep_sst_rsync') },
+    {
+      package: 'mariadb-server',
+      lookedFor: 'mariadbd, mariadb-install-db, wsrep_sst_rsync',
+      present: () => onPath('mariadbd') && onPath('mariadb-install-db') && onPath('wsrep_sst_rsync'),
+    },
     { package: 'galera-4', lookedFor: 'libgalera_smm.so', present: () => !!firstExisting(GALERA_PROVIDER_CANDIDATES) },
     { package: 'rsync', lookedFor: 'rsync (Galera SST)', present: () => onPath('rsync') },
     { package: 'iproute2', lookedFor: 'ss or lsof (the SST script checks its listener with one of them)', present: () => onPath('ss') || onPath('lsof') },

@@ -134,10 +134,14 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       proc.start();
       await waitFor(`pgbouncer listening on 127.0.0.1:${port}`, () => canConnect(port!), { timeoutMs, process: proc });
       if (options.waitForServer ?? true) {
-        await waitFor(`query through pgbouncer (port ${port}) to postgres port ${options.port}`, async () => (await pgQuery(url, 'SELECT 1 AS one')).length === 1, {
-          timeoutMs,
-          process: proc,
-        });
+        await waitFor(
+          `query through pgbouncer (port ${port}) to postgres port ${options.port}`,
+          async () => (await pgQuery(url, 'SELECT 1 AS one')).length === 1,
+          {
+            timeoutMs,
+            process: proc,
+          },
+        );
       }
     };
 
