@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigurationError } from '../core/errors.js';
-import { DIALECT_NAMES, dialectOfScheme, profileOf } from '../drivers/registry.js';
+import { DIALECT_NAMES, dialectOfScheme, dialectsWith, profileOf } from '../drivers/registry.js';
 import type { Dialect } from '../core/errors.js';
 import type { ConnectionSettings, Driver } from '../drivers/driver.js';
 import type { PoolOptions } from '../pool/pool.js';
@@ -158,6 +158,27 @@ export interface DatabaseModuleOptions {
    * `umzug` package. Default: none.
    */
   migrations?: MigrationOptions;
+  /**
+   * Read replicas beside the primary (`url`): URLs of the same dialect (PostgreSQL streaming
+   * standbys). Reads outside a transaction (`runQuery` and `stream` of a SELECT, WITH, VALUES,
+   * TABLE or SHOW) and `readOnly` transactions go to a replica in turn; everything else, and a
+   * call with `target: 'primary'`, to the primary. A user, password or database the URL leaves
+   * out is the primary's. Default: none.
+   */
+  replicas?: string[];
+  /**
+   * Whether a read on a replica must see the writes committed before it (README, Scaling out):
+   * `'context'` (default) waits for the writes of its own context (`db.readContext()`, each
+   * HTTP request under the module), and for every write of this process outside any context;
+   * `'always'` for every write of this process; `'off'` reads whatever the replica has.
+   */
+  readYourWrites?: 'context' | 'always' | 'off';
+  /** A replica further behind than this leaves the rotation until it catches up. Default: 10 000. */
+  maxReplicaLagMs?: number;
+  /** How long a read waits for its replica to replay the writes it must see, before it goes to the primary. Default: 100. */
+  replicaWaitMs?: number;
+  /** How often each replica's state and lag are checked. Default: 1 000. */
+  replicaCheckIntervalMs?: number;
   /** Options handed to the underlying client as they are (`pg.Client`, `mysql2.createConnection`). */
   driverOptions?: Record<string, unknown>;
 }
@@ -182,6 +203,7 @@ export interface ResolvedOptions {
   logging: { query: boolean; error: boolean; slow: boolean };
   sessionReset: 'auto' | 'always' | 'never';
   migrations?: ResolvedMigrationOptions;
+  replication: ResolvedReplication;
   requestSettings?: DatabaseModuleOptions['requestSettings'];
   types: Required<TypeOptions>;
 }
@@ -413,6 +435,11 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
     'prepare',
     'slowQueryMs',
     'migrations',
+    'replicas',
+    'readYourWrites',
+    'maxReplicaLagMs',
+    'replicaWaitMs',
+    'replicaCheckIntervalMs',
     'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
@@ -643,5 +670,62 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     requestSettings: options.requestSettings,
     types,
     migrations: options.migrations === undefined ? undefined : resolveMigrationOptions(options.migrations),
+    replication: resolveReplication(options, dialect, settings, password),
+  };
+}
+
+/** The replicas' options, resolved. */
+export interface ResolvedReplication {
+  /** Each replica's connection settings (the primary's, with the replica's host, port and what its URL gives) and a label without credentials. */
+  replicas: Array<{ label: string; settings: ConnectionSettings }>;
+  readYourWrites: 'context' | 'always' | 'off';
+  maxReplicaLagMs: number;
+  replicaWaitMs: number;
+  replicaCheckIntervalMs: number;
+}
+
+function resolveReplication(
+  options: DatabaseModuleOptions,
+  dialect: Dialect,
+  primary: ConnectionSettings,
+  primaryPassword: DatabaseModuleOptions['password'],
+): ResolvedReplication {
+  const urls = options.replicas ?? [];
+  if (!Array.isArray(urls)) fail('replicas', 'must be an array of connection URLs');
+  if (urls.length > 0 && !dialectsWith('read replicas').includes(dialect)) {
+    fail('replicas', `are not supported on ${profileOf(dialect).title} (${dialectsWith('read replicas').join(', ')} has them)`);
+  }
+  const replicas = urls.map((url, i) => {
+    if (typeof url !== 'string') fail(`replicas[${i}]`, 'must be a connection URL string');
+    let parts: UrlParts;
+    try {
+      parts = parseUrl(url);
+    } catch (error) {
+      fail(`replicas[${i}]`, (error as Error).message.replace(/^.*?option "url" /, ''));
+    }
+    if (parts.dialect !== dialect) fail(`replicas[${i}]`, `is a ${parts.dialect} URL; the primary is ${dialect}`);
+    const host = parts.host ?? '127.0.0.1';
+    const port = parts.port ?? profileOf(dialect).defaultPort;
+    const settings: ConnectionSettings = {
+      ...primary,
+      host,
+      port,
+      user: parts.user ?? primary.user,
+      database: parts.database ?? primary.database,
+      ssl: parts.ssl !== undefined ? resolveSsl(parts.ssl, dialect, host) : primary.ssl,
+    };
+    const password = parts.password ?? primaryPassword;
+    Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
+    return { label: `${host}:${port}`, settings };
+  });
+  const readYourWrites = options.readYourWrites ?? 'context';
+  if (!['context', 'always', 'off'].includes(readYourWrites))
+    fail('readYourWrites', `must be 'context', 'always' or 'off' (got ${describeValue(readYourWrites)})`);
+  return {
+    replicas,
+    readYourWrites,
+    maxReplicaLagMs: checkNumber('maxReplicaLagMs', options.maxReplicaLagMs, 10_000, 0),
+    replicaWaitMs: checkNumber('replicaWaitMs', options.replicaWaitMs, 100, 0),
+    replicaCheckIntervalMs: checkNumber('replicaCheckIntervalMs', options.replicaCheckIntervalMs, 1_000, 10),
   };
 }

@@ -44,6 +44,12 @@ export interface QueryOptions {
    * at once with `ConnectionDead`. Default: the module's `waitForRecoveryMs` (0: fail fast).
    */
   waitForRecoveryMs?: number;
+  /**
+   * With `replicas`: `'primary'` sends a read to the primary; `'replica'` sends a statement that
+   * does not look like a read (a function call in a SELECT is one) to a replica, which refuses any
+   * write. Default: reads to a replica, the rest to the primary.
+   */
+  target?: 'primary' | 'replica';
 }
 
 export interface OperationResult {

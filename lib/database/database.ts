@@ -30,7 +30,9 @@ import { currentSession, currentTransaction, currentWork, runInSession } from '.
 import { InteractionControl, runTransactional } from '../transactions/transaction.runner.js';
 import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
 import { CallHandle } from './call.js';
-import { Engine, type DatabaseEvents } from './engine.js';
+import { Engine, type DatabaseEvents, type Routing } from './engine.js';
+import type { ReplicaStatus } from './replicas.js';
+import { isReadStatement } from '../sql/statement-kind.js';
 import { lendNative } from './native.js';
 import { Probe } from './probe.js';
 import { DatabaseSession, type SessionOptions } from './session.js';
@@ -378,7 +380,7 @@ export class Database {
     }
     await this.engine.detector.close();
     this.prober.close();
-    await this.engine.pool.close(Math.max(0, deadline - Date.now()));
+    await Promise.all([this.engine.pool.close(Math.max(0, deadline - Date.now())), this.engine.replicas?.close(Math.max(0, deadline - Date.now()))]);
     await this.engine.driver.end?.();
     clearInterval(this.engine.keepAlive);
     this.engine.state = 'closed';
@@ -429,6 +431,29 @@ export class Database {
     return this.engine.connectDriver();
   }
 
+  /**
+   * Runs `fn` in a read context of its own (with `replicas` and `readYourWrites: 'context'`): its
+   * reads on a replica wait for the writes made inside it, not for the rest of the process's.
+   * Outside any context a read waits for every write of this process, the safe default.
+   *
+   * @example
+   * app.use((req, res, next) => db.readContext(next)); // one context per request
+   */
+  readContext<R>(fn: () => R): R {
+    return this.engine.replicas ? this.engine.replicas.readContext(fn) : fn();
+  }
+
+  /** Each read replica's state (`up`, `lagging`, `down`, `not-replica`, or `unknown` before its first check), lag and last error. */
+  replicaStatus(): ReplicaStatus[] {
+    return this.engine.replicas?.status() ?? [];
+  }
+
+  /** Checks every replica now, instead of at the next `replicaCheckIntervalMs`. */
+  async checkReplicas(): Promise<ReplicaStatus[]> {
+    await this.engine.replicas?.checkAll();
+    return this.replicaStatus();
+  }
+
   /** One statement of a call: in the transaction or session of the calling code, else on a pool connection. */
   private async execute(
     call: CallHandle,
@@ -442,7 +467,19 @@ export class Database {
     const work = currentWork<Transaction, DatabaseSession>(this);
     if (work instanceof Transaction) return this.engine.shape(mode, await work.track(this.transactions.executeOnTransaction(work, call, text, values, exec)));
     if (work) return this.engine.shape(mode, await this.sessions.executeOnSession(work, call, text, values, exec));
-    return this.engine.shape(mode, await this.engine.executeOnPool(call, text, values, exec, options));
+    return this.engine.shape(mode, await this.engine.executeOnPool(call, text, values, exec, options, this.routing(text, options)));
+  }
+
+  /** Where a statement outside a transaction goes, with read replicas. */
+  private routing(text: string, options: QueryOptions | undefined): Routing {
+    const target = options?.target;
+    if (target !== undefined && target !== 'primary' && target !== 'replica') {
+      throw new InvalidParameter(`QueryOptions.target must be 'primary' or 'replica' (got ${JSON.stringify(target)})`, { query: text });
+    }
+    if (!this.engine.replicas) return 'write';
+    if (target === 'replica') return 'replica';
+    if (!isReadStatement(text)) return 'write';
+    return target === 'primary' ? 'primary-read' : 'replica';
   }
 
   private notSupported(what: string): NotSupported {

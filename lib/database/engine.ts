@@ -35,6 +35,7 @@ import { checkArraysInLists, isSqlQuery, type SqlQuery } from '../sql/template.j
 import { enterHolder, heldLeases } from '../transactions/transaction.context.js';
 import type { Transaction } from '../transactions/transaction.js';
 import { CallHandle } from './call.js';
+import { ReplicaSet, type ReplicaMember } from './replicas.js';
 import { RowIterator, type StreamSource } from './row-iterator.js';
 import type { DatabaseSession } from './session.js';
 import { withTimeout } from '../core/timers.js';
@@ -59,6 +60,9 @@ export interface DatabaseEvents {
 /** A stream of rows: iterate it with `for await`, or pipe `.readable()`. */
 export type RowStream<T> = AsyncIterable<T> & { readable(): Readable };
 
+/** Where a statement outside a transaction goes: a read to a replica (if one can answer), a read to the primary, or a write. */
+export type Routing = 'replica' | 'primary-read' | 'write';
+
 export class Engine {
   readonly name: string;
   readonly dialect: Dialect;
@@ -68,6 +72,8 @@ export class Engine {
   readonly pool: Pool;
   /** Where each call's connection comes from (`pool/router.ts`). */
   readonly router: PoolRouter;
+  /** The read replicas, when `replicas` are configured. */
+  readonly replicas?: ReplicaSet;
   /** What `Database.cancel()` finds behind a promise it returned. */
   readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
@@ -122,6 +128,15 @@ export class Engine {
       },
       onHandlerError: (error) => this.logger.error(`a recovery handler of database "${this.name}" threw: ${(error as Error)?.message}`),
     });
+    const reset = async (connection: Connection, dirty: boolean) => {
+      if (dirty) {
+        if (!connection.resetSession) throw new NotSupported(`${this.dialect} connections cannot be reset`, { dialect: this.dialect });
+        await connection.resetSession();
+      } else await connection.execute(this.driver.endStatements.rollback, [], { rowMode: 'array' });
+      if (connection.transactionStatus !== 'idle' && connection.transactionStatus !== 'unknown') {
+        throw new DatabaseError('the connection is still in a transaction after its reset', { code: ErrorCode.ResetFailed, dialect: this.dialect });
+      }
+    };
     this.pool = new Pool(options.pool, {
       validate: (connection) => connection.ping(),
       name: this.name,
@@ -137,17 +152,42 @@ export class Engine {
         this.logger.warn(`${message}\n${stack}`);
         this.events.emit('leak', { database: this.name, message, stack });
       },
-      reset: async (connection, dirty) => {
-        if (dirty) {
-          if (!connection.resetSession) throw new NotSupported(`${this.dialect} connections cannot be reset`, { dialect: this.dialect });
-          await connection.resetSession();
-        } else await connection.execute(this.driver.endStatements.rollback, [], { rowMode: 'array' });
-        if (connection.transactionStatus !== 'idle' && connection.transactionStatus !== 'unknown') {
-          throw new DatabaseError('the connection is still in a transaction after its reset', { code: ErrorCode.ResetFailed, dialect: this.dialect });
-        }
-      },
+      reset,
     });
-    this.router = new SinglePoolRouter(this.pool);
+    this.replicas = this.replicaSet(reset);
+    this.router = this.replicas ?? new SinglePoolRouter(this.pool);
+  }
+
+  /** One pool per replica (its own driver, the primary's pool settings), when the dialect has replicas and some are configured. */
+  private replicaSet(reset: (connection: Connection, dirty: boolean) => Promise<void>): ReplicaSet | undefined {
+    const replication = this.options.replication;
+    if (replication.replicas.length === 0 || !this.driver.replication) return undefined;
+    const members = replication.replicas.map(({ label, settings }): ReplicaMember => {
+      const driver = createDriver(this.dialect, settings);
+      const member: ReplicaMember = {
+        label,
+        driver,
+        state: 'unknown',
+        pool: new Pool(
+          { ...this.options.pool, min: 0 },
+          {
+            name: `${this.name} (replica ${label})`,
+            create: () =>
+              driver.connect().catch((error: unknown) => {
+                throw driver.translateError(error);
+              }),
+            validate: (connection) => connection.ping(),
+            reset,
+            // A replica's trouble is the replica's: it leaves the rotation; the database is not marked dead.
+            onCreateError: (error) => set.suspect(member, error),
+            onConnectionError: (error) => set.suspect(member, error),
+          },
+        ),
+      };
+      return member;
+    });
+    const set = new ReplicaSet(this.pool, members, this.driver.replication, replication, this.options.settings.connectTimeoutMs, this.logger, this.name);
+    return set;
   }
 
   /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
@@ -530,8 +570,19 @@ export class Engine {
   }
 
   /** A statement on a pool connection: replayed on a fresh one when it provably was not sent, or when the caller said it is idempotent. */
-  async executeOnPool(call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions, options: QueryOptions | undefined): Promise<ResultSet> {
+  async executeOnPool(
+    call: CallHandle,
+    text: string,
+    values: unknown[],
+    exec: ExecuteOptions,
+    options: QueryOptions | undefined,
+    routing: Routing = 'write',
+  ): Promise<ResultSet> {
     this.assertUsable();
+    if (routing === 'replica' && this.replicas) {
+      const answered = await this.readOnReplica(this.replicas, call, text, values, exec);
+      if (answered) return answered;
+    }
     let replays = 0;
     for (let attempt = 0; ; attempt++) {
       const lease = await this.acquire(call, options?.waitForRecoveryMs);
@@ -550,9 +601,59 @@ export class Engine {
         }
         throw error;
       }
+      // A write (or what may be one): the position it reached, before its connection goes back.
+      if (routing === 'write' && this.replicas) await this.replicas.afterWrite(lease.connection);
       this.markIfSessionChanged(lease, text);
       this.release(lease, call);
       return result;
     }
+  }
+
+  /**
+   * A read on a replica that has what the calling context must see: undefined when none is up,
+   * none caught up in time, or the replica failed under it (a replica runs nothing that could
+   * change data, so the primary may always answer instead).
+   */
+  private async readOnReplica(set: ReplicaSet, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet | undefined> {
+    const lease = await this.replicaLease(set, call);
+    if (!lease) return undefined;
+    call.throwIfInterrupted();
+    call.connection = lease.connection;
+    try {
+      return await lease.connection.execute(text, values, exec);
+    } catch (error) {
+      const e = this.driver.translateError(error);
+      call.statementFailed(e);
+      if (call.interruption) throw call.interruption;
+      if (this.driver.classify(e).lost) {
+        lease.discard = true;
+        set.suspect(lease.member, e);
+      }
+      return undefined;
+    } finally {
+      call.connection = undefined;
+      this.release(lease, call);
+    }
+  }
+
+  /** A replica connection that has replayed what the caller must see, or undefined (the primary then answers). */
+  async replicaLease(set: ReplicaSet, call: CallHandle): Promise<(Lease & { member: ReplicaMember }) | undefined> {
+    const member = set.pick();
+    if (!member) return undefined;
+    let lease: Lease;
+    try {
+      lease = await member.pool.acquire(call.remainingMs(this.options.pool.acquireTimeoutMs));
+    } catch (error) {
+      set.suspect(member, this.driver.translateError(error));
+      return undefined;
+    }
+    try {
+      if (await set.caughtUp(member, lease.connection, call.remainingMs(Infinity))) return Object.assign(lease, { member });
+    } catch (error) {
+      lease.discard = true;
+      set.suspect(member, this.driver.translateError(error));
+    }
+    member.pool.release(lease);
+    return undefined;
   }
 }

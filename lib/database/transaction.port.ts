@@ -39,7 +39,10 @@ export class TransactionPort implements TransactionRunnerHost {
   async end(tx: Transaction, how: 'commit' | 'rollback'): Promise<'committed' | 'rolledBack'> {
     const { commit, rollback } = this.engine.driver.endStatements;
     const result = await this.control(tx, how === 'commit' ? commit : rollback);
-    return how === 'rollback' || this.engine.driver.commitRolledBack?.(result) ? 'rolledBack' : 'committed';
+    if (how === 'rollback' || this.engine.driver.commitRolledBack?.(result)) return 'rolledBack';
+    // What it wrote, replicas must have replayed before reads that must see it go there.
+    if (this.engine.replicas && !tx.options.readOnly && tx.lease.pool === this.engine.pool) await this.engine.replicas.afterWrite(tx.lease.connection);
+    return 'committed';
   }
 
   /**
@@ -59,7 +62,9 @@ export class TransactionPort implements TransactionRunnerHost {
       // Taking the connection for BEGIN is bounded like a query: by queryTimeoutMs, if set.
       if (this.engine.queryTimeoutMs > 0) call.deadline(this.engine.queryTimeoutMs);
       try {
-        lease = await this.engine.acquire(call);
+        // A read-only transaction goes to a replica that has what the caller must see, when there is one.
+        const replicas = this.engine.replicas;
+        lease = (options.readOnly && replicas ? await this.engine.replicaLease(replicas, call) : undefined) ?? (await this.engine.acquire(call));
       } finally {
         call.settle();
       }

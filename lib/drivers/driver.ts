@@ -156,6 +156,23 @@ export interface DialectProfile {
   completeTls?(tls: Record<string, unknown>, host: string | undefined, sslmode: string | undefined): string | undefined;
 }
 
+/**
+ * Read replicas of a dialect that has them: where the primary's writes are (the position a
+ * commit reached) and how far a replica has replayed them, compared in the dialect's own terms.
+ */
+export interface ReplicationSupport {
+  /** On the primary, after a commit: one row, column `position`, the position the commit reached (text). */
+  readonly positionStatement: string;
+  /**
+   * On a replica: one row with `position` (what it has replayed, text), `replica` (true while
+   * it replays a primary; false once promoted) and `lag_ms` (how far behind in time, 0 when it
+   * has replayed all it received).
+   */
+  readonly replicaStatusStatement: string;
+  /** Orders two positions: negative, 0 or positive as `a` is before, at or after `b`. */
+  compare(a: string, b: string): number;
+}
+
 /** PostgreSQL-style notifications: the statements of a dialect that has them. */
 export interface NotificationStatements {
   /** Checks a channel name (InvalidParameter) and returns it quoted, so that no channel can inject SQL. */
@@ -206,6 +223,8 @@ export interface Driver {
   readonly notifications?: NotificationStatements;
   /** Absent: migrations are not supported on it. */
   readonly migrations?: MigrationSupport;
+  /** Absent: no read replicas (`DatabaseModuleOptions.replicas`). */
+  readonly replication?: ReplicationSupport;
   /** `host:port/database` for messages: never a password. */
   describe(): string;
   connect(): Promise<Connection>;

@@ -101,7 +101,18 @@ async function checkOne(db: Database, timeoutMs: number): Promise<[HealthStatus,
   }
   try {
     const latencyMs = await db.probe(timeoutMs);
-    return ['up', { ...base, state: 'alive', latencyMs: Math.round(latencyMs * 100) / 100, pool: db.stats() }];
+    const replicas = db.replicaStatus();
+    // A replica that is down or behind leaves the rotation (the primary answers its reads): reported, not a failure.
+    return [
+      'up',
+      {
+        ...base,
+        state: 'alive',
+        latencyMs: Math.round(latencyMs * 100) / 100,
+        pool: db.stats(),
+        ...(replicas.length > 0 ? { role: 'primary', replicas } : {}),
+      },
+    ];
   } catch (error) {
     return ['down', { ...base, state: detector.state, message: (error as Error)?.message ?? String(error) }];
   }

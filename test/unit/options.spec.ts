@@ -114,3 +114,40 @@ describe('resolveOptions', () => {
     configError({ url: `mysql://root:${PASSWORD}@host:notaport/db` });
   });
 });
+
+describe('replicas', () => {
+  const base = { url: 'postgres://app:secret@db-primary:5432/shop' };
+
+  it('takes each replica URL, filling in what it leaves out from the primary, with a label without credentials', () => {
+    const o = resolveOptions({ ...base, replicas: ['postgres://db-r1:5433', 'postgres://other:pw@db-r2/reports?sslmode=disable'] });
+    const [r1, r2] = o.replication.replicas;
+    expect(r1.label).toBe('db-r1:5433');
+    expect(r1.settings).toMatchObject({ host: 'db-r1', port: 5433, user: 'app', database: 'shop' });
+    expect(r1.settings.password).toBe('secret');
+    expect(r2.label).toBe('db-r2:5432');
+    expect(r2.settings).toMatchObject({ host: 'db-r2', user: 'other', database: 'reports' });
+    expect(r2.settings.password).toBe('pw');
+    expect(JSON.stringify(o.replication)).not.toMatch(/secret|pw/);
+    expect(o.replication).toMatchObject({ readYourWrites: 'context', maxReplicaLagMs: 10_000, replicaWaitMs: 100, replicaCheckIntervalMs: 1000 });
+  });
+
+  it('refuses replicas of another dialect, on a dialect without them, and bad values, naming the option', () => {
+    const refused = (options: DatabaseModuleOptions, option: string, message: RegExp) => {
+      let error: unknown;
+      try {
+        resolveOptions(options);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigurationError);
+      expect(error).toMatchObject({ option });
+      expect((error as Error).message).toMatch(message);
+    };
+    refused({ ...base, replicas: ['mysql://r1/db'] }, 'replicas[0]', /is a mysql URL; the primary is postgres/);
+    refused({ ...base, replicas: 'postgres://r1' as never }, 'replicas', /array/);
+    refused({ url: 'mysql://root@h/db', replicas: ['mysql://r1/db'] }, 'replicas', /not supported on MySQL/);
+    refused({ url: 'sqlite::memory:', replicas: ['sqlite:other.db'] }, 'replicas', /not supported on SQLite/);
+    refused({ ...base, readYourWrites: 'sometimes' as never }, 'readYourWrites', /'context', 'always' or 'off'/);
+    refused({ ...base, maxReplicaLagMs: -1 }, 'maxReplicaLagMs', /integer >= 0/);
+  });
+});

@@ -1,4 +1,5 @@
 /** Splitting migration scripts into statements, per dialect. */
+import { isReadStatement } from '../../lib/sql/statement-kind.js';
 import { splitStatements } from '../../lib/sql/script.js';
 import { MYSQL_SCRIPT_SYNTAX } from '../../lib/drivers/mysql/mysql.syntax.js';
 import { POSTGRES_SCRIPT_SYNTAX } from '../../lib/drivers/postgres/postgres.syntax.js';
@@ -36,5 +37,26 @@ describe('splitStatements', () => {
   it('keeps SQLite trigger bodies whole, CASE … END included', () => {
     const trigger = "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE b SET n = CASE WHEN n > 0 THEN n + 1 ELSE 1 END; INSERT INTO c VALUES ('end;'); END";
     expect(texts(`${trigger};\nSELECT 1;`, 'sqlite')).toEqual([trigger, 'SELECT 1']);
+  });
+});
+
+describe('isReadStatement (what may go to a read replica)', () => {
+  it.each([
+    ['SELECT * FROM users WHERE id = $1', true],
+    ['  with t AS (SELECT 1) SELECT * FROM t', true],
+    ['(SELECT 1) UNION (SELECT 2)', true],
+    ['VALUES (1), (2)', true],
+    ['SHOW server_version', true],
+    ["SELECT 'insert into' AS text_only", true],
+    ['SELECT 1 -- update later', true],
+    ['INSERT INTO t VALUES (1) RETURNING id', false],
+    ['WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', false],
+    ['SELECT * FROM t FOR UPDATE', false],
+    ['SELECT * FROM t FOR SHARE', false],
+    ['SELECT * INTO copy FROM t', false],
+    ['UPDATE t SET a = 1', false],
+    ['CALL proc()', false],
+  ])('%s → %s', (text, read) => {
+    expect(isReadStatement(text)).toBe(read);
   });
 });

@@ -7,6 +7,7 @@
  * `timestamptz`/`timestamp`/`date` JavaScript `Date`s, `json`/`jsonb` parsed objects,
  * `bytea` a `Buffer`.
  */
+import { POSTGRES_REPLICATION } from './postgres.replication.js';
 import * as net from 'node:net';
 import {
   constraintViolation,
@@ -96,6 +97,7 @@ export class PostgresDriver implements Driver {
   readonly endStatements = STANDARD_END;
   readonly notifications = POSTGRES_NOTIFICATIONS;
   readonly migrations = POSTGRES_MIGRATIONS;
+  readonly replication = POSTGRES_REPLICATION;
   readonly procedureCall = postgresProcedureCall;
 
   classify(error: unknown): ErrorClass {
