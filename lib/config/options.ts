@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigurationError } from '../core/errors.js';
 import { DIALECT_NAMES, dialectOfScheme, dialectsWith, profileOf } from '../drivers/registry.js';
 import type { Dialect } from '../core/errors.js';
-import type { ConnectionSettings, Driver } from '../drivers/driver.js';
+import { TARGET_SESSION_ATTRS, type ConnectionSettings, type Driver, type TargetSessionAttrs } from '../drivers/driver.js';
 import type { PoolOptions } from '../pool/pool.js';
 import type { BackoffOptions } from '../resilience/backoff.js';
 import type { DeathChecker } from '../resilience/death-checker.js';
@@ -230,6 +230,8 @@ function describeValue(value: unknown): string {
 
 interface UrlParts {
   dialect: Dialect;
+  hosts?: Array<{ host: string; port?: number }>;
+  targetSessionAttrs?: TargetSessionAttrs;
   host?: string;
   port?: number;
   user?: string;
@@ -259,6 +261,21 @@ export function parseUrl(url: string): UrlParts {
     if (filename === '') fail('url', 'needs a file after "sqlite:" (sqlite:./data/app.db) or sqlite::memory:');
     return { dialect, filename };
   }
+  // Several hosts (libpq's postgres://h1:5432,h2:5433/db): the URL parser takes one, so the list is read here.
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?([^/?#]*)/i.exec(url);
+  let hosts: Array<{ host: string; port?: number }> | undefined;
+  if (authority && authority[1].includes(',')) {
+    if (!dialectsWith('multiple hosts').includes(dialect)) {
+      fail('url', `lists several hosts, which ${profileOf(dialect).title} connections do not take here (${dialectsWith('multiple hosts').join(', ')} does)`);
+    }
+    hosts = authority[1].split(',').map((entry) => {
+      const m = /^(\[[^\]]+\]|[^:]*)(?::(\d+))?$/.exec(entry);
+      if (!m || m[1] === '') fail('url', 'has an empty or malformed entry in its host list (expected host1:port1,host2:port2)');
+      return { host: decodeURIComponent(m[1]).replace(/^\[(.*)\]$/, '$1'), ...(m[2] ? { port: Number(m[2]) } : {}) };
+    });
+    const start = authority.index + authority[0].length - authority[1].length;
+    url = url.slice(0, start) + authority[1].split(',')[0] + url.slice(start + authority[1].length);
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -273,7 +290,16 @@ export function parseUrl(url: string): UrlParts {
     }
   };
   const parts: UrlParts = { dialect };
+  if (hosts) parts.hosts = hosts;
   const params = parsed.searchParams;
+  const attrs = params.get('target_session_attrs');
+  if (attrs !== null) {
+    if (!(TARGET_SESSION_ATTRS as readonly string[]).includes(attrs)) {
+      const shown = /^[a-z-]{1,20}$/i.test(attrs) ? ` "${attrs}"` : '';
+      fail('url', `has an unknown target_session_attrs${shown}; accepted: ${TARGET_SESSION_ATTRS.join(', ')}`);
+    }
+    parts.targetSessionAttrs = attrs as TargetSessionAttrs;
+  }
   const host = params.get('host') ?? decode(parsed.hostname, 'host');
   if (host) parts.host = host.replace(/^\[(.*)\]$/, '$1');
   if (parsed.port) parts.port = Number(parsed.port);
@@ -643,6 +669,8 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     driverOptions: options.driverOptions,
     types,
     warningsAsErrors: options.warningsAsErrors === true,
+    ...(fromUrl?.hosts && options.host === undefined ? { hosts: fromUrl.hosts.map((h) => ({ host: h.host, port: h.port ?? profile.defaultPort })) } : {}),
+    ...(fromUrl?.targetSessionAttrs ? { targetSessionAttrs: fromUrl.targetSessionAttrs } : {}),
   };
   // Kept out of JSON.stringify, util.inspect and object spreads; a getter, so that even
   // util.inspect(…, { showHidden: true }) shows `[Getter]` rather than the value.
@@ -706,8 +734,9 @@ function resolveReplication(
     if (parts.dialect !== dialect) fail(`replicas[${i}]`, `is a ${parts.dialect} URL; the primary is ${dialect}`);
     const host = parts.host ?? '127.0.0.1';
     const port = parts.port ?? profileOf(dialect).defaultPort;
+    const { hosts: _hosts, targetSessionAttrs: _attrs, ...single } = primary;
     const settings: ConnectionSettings = {
-      ...primary,
+      ...single,
       host,
       port,
       user: parts.user ?? primary.user,

@@ -63,6 +63,8 @@ export interface ErrorClass {
   retry?: 'serialization' | 'deadlock' | 'lock-timeout';
   /** The server rolled back the whole transaction, not just the statement (MySQL on deadlock). */
   endsTransaction?: boolean;
+  /** The server refused a write because it is read-only (a standby, or a former primary): with several hosts, the wrong host. */
+  wrongHost?: boolean;
   /** A connection refused for good: retrying would not help. */
   refused?: 'auth' | 'unknown-database';
 }

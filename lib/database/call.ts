@@ -85,7 +85,7 @@ export class CallHandle {
     this.cancelWentOut = true;
     // A cancel that is not delivered within the grace period is given up on (the connection is
     // destroyed below), so the lease waiting for it is always released.
-    this.cancelSent = settlesWithin(connection.cancel(), this.owner.interruptGraceMs).then(() => {});
+    this.cancelSent = settlesWithin(connection.cancel(), this.owner.interruptGraceMs, true).then(() => {});
     const grace = setTimeout(() => {
       if (this.connection === connection) connection.destroy();
     }, this.owner.interruptGraceMs);

@@ -323,6 +323,11 @@ export class Engine {
       }
       const e = this.failed(error);
       call.statementFailed(e);
+      // A server that refuses writes (after a failover) and a driver that gave up the connection for it: the idle ones go too.
+      if (connection.broken && this.driver.classify(e).wrongHost) {
+        this.logger.warn(`database "${this.name}": the server refused a write as read-only (${e.message}); looking for the host that takes writes`);
+        this.pool.discardIdle();
+      }
       if (this.log.error) this.logger.error(`query failed (${e.code}): ${e.message} -- ${text}`);
       throw this.detector.isDeathError(e) && !wasNotSent(e) ? this.lostUnder(e) : e;
     } finally {

@@ -195,12 +195,13 @@ export class ReplicaSet implements PoolRouter {
     const before = member.state;
     const timeout = () => new DatabaseError(`replica ${member.label} did not answer within ${this.connectTimeoutMs} ms`, { code: ErrorCode.ConnectTimeout });
     try {
-      member.probe ??= await withTimeout(member.driver.connect(), this.connectTimeoutMs, timeout);
+      member.probe ??= await withTimeout(member.driver.connect(), this.connectTimeoutMs, timeout, undefined, true);
       const result = await withTimeout(
         member.probe.execute(this.replication.replicaStatusStatement, [], { rowMode: 'object', prepare: false }),
         this.connectTimeoutMs,
         timeout,
         () => member.probe?.destroy(),
+        true,
       );
       const row = result.rows[0] as { position: string | null; replica: boolean; lag_ms: number | string };
       member.lagMs = Number(row.lag_ms);

@@ -131,7 +131,15 @@ export interface ConnectionSettings {
   warningsAsErrors?: boolean;
   /** How values come back (`DatabaseModuleOptions.types`); absent: the defaults. */
   types?: { int64: 'number' | 'string' | 'bigint'; tinyint1AsBoolean: boolean };
+  /** Several hosts (`postgres://h1:5432,h2:5433/db`): tried in turn for the one `targetSessionAttrs` asks for. */
+  hosts?: Array<{ host: string; port?: number }>;
+  /** Which server a connection must reach, as libpq's `target_session_attrs`. Default: `any`. */
+  targetSessionAttrs?: TargetSessionAttrs;
 }
+
+/** libpq's `target_session_attrs`: what a connection must reach. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+export const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'];
 
 /** How a dialect is configured: what the options layer asks before any driver exists. */
 export interface DialectProfile {

@@ -155,6 +155,11 @@ export class Pool {
     }
   }
 
+  /** Closes every idle connection (they reach a server that is no longer the one wanted: a failover). */
+  discardIdle(): void {
+    for (const entry of [...this.idle]) void this.closeEntry(entry);
+  }
+
   /** Opens connections until `min` are open. Errors go to `onCreateError`. */
   fill(): void {
     while (!this.closed && this.total() < this.options.min) {
@@ -334,6 +339,7 @@ export class Pool {
       HOUSEKEEPING_TIMEOUT_MS,
       () => new DatabaseError(`connection did not answer within ${HOUSEKEEPING_TIMEOUT_MS} ms`, { code: ErrorCode.ConnectionLost }),
       () => entry.connection.destroy(),
+      true,
     );
   }
 

@@ -151,3 +151,25 @@ describe('replicas', () => {
     refused({ ...base, maxReplicaLagMs: -1 }, 'maxReplicaLagMs', /integer >= 0/);
   });
 });
+
+describe('several hosts (libpq URL)', () => {
+  it('reads a host list and target_session_attrs, with the default port where an entry has none', () => {
+    const o = resolveOptions({ url: 'postgres://app:pw@h1:5432,h2,[::1]:5434/shop?target_session_attrs=read-write' });
+    expect(o.settings.hosts).toEqual([
+      { host: 'h1', port: 5432 },
+      { host: 'h2', port: 5432 },
+      { host: '::1', port: 5434 },
+    ]);
+    expect(o.settings).toMatchObject({ host: 'h1', port: 5432, user: 'app', database: 'shop', targetSessionAttrs: 'read-write' });
+    expect(o.settings.password).toBe('pw');
+    expect(resolveOptions({ url: 'postgres://h1/db?target_session_attrs=prefer-standby' }).settings.targetSessionAttrs).toBe('prefer-standby');
+  });
+
+  it('refuses an unknown target_session_attrs, an empty host entry, and a host list on MySQL', () => {
+    expect(() => resolveOptions({ url: 'postgres://h1,h2/db?target_session_attrs=writable' })).toThrow(
+      /unknown target_session_attrs "writable"; accepted: any, read-write/,
+    );
+    expect(() => resolveOptions({ url: 'postgres://h1,,h2/db' })).toThrow(/empty or malformed entry in its host list/);
+    expect(() => resolveOptions({ url: 'mysql://root@h1,h2/db' })).toThrow(/lists several hosts, which MySQL connections do not take here/);
+  });
+});

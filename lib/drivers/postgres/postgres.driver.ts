@@ -19,7 +19,18 @@ import {
   type ErrorClass,
   ErrorCode,
 } from '../../core/errors.js';
-import type { BeginOptions, Connection, ConnectionSettings, Driver, ExecuteOptions, Notification, ResultSet, RowCursor, StreamOptions } from '../driver.js';
+import type {
+  BeginOptions,
+  Connection,
+  ConnectionSettings,
+  Driver,
+  ExecuteOptions,
+  Notification,
+  ResultSet,
+  RowCursor,
+  StreamOptions,
+  TargetSessionAttrs,
+} from '../driver.js';
 import { ISOLATION_SQL } from '../driver.js';
 import { savepointSql, STANDARD_END } from '../standard.js';
 import { redact, redactError } from '../redact.js';
@@ -74,6 +85,8 @@ function statementName(text: string): string | undefined {
 }
 
 /** 0A000 "cached plan must not change result type": the table changed under a prepared statement. */
+/** SQLSTATE 25006: a write refused by a read-only server or transaction. */
+const READ_ONLY_SQL_TRANSACTION = '25006';
 const STALE_PLAN = /cached plan must not change result type/i;
 
 /**
@@ -153,12 +166,81 @@ export class PostgresDriver implements Driver {
     });
   }
 
+  /** The host that answered as asked last time: tried first (after a failover, the old one fails and the next is found). */
+  private preferredHost = 0;
+
+  /**
+   * A connection; with several hosts or `target_session_attrs`, one to a host that is what it
+   * asks for (libpq's rules: `read-write` and `read-only` by `transaction_read_only`, `primary`
+   * and `standby` by `pg_is_in_recovery()`, `prefer-standby` a standby if any answers, else any).
+   */
   async connect(): Promise<Connection> {
+    const s = this.settings;
+    const attrs = s.targetSessionAttrs ?? 'any';
+    const hosts = s.hosts ?? [{ host: s.host ?? '127.0.0.1', port: s.port }];
+    if (hosts.length === 1 && attrs === 'any') return this.connectTo(s.host, s.port);
+    const passes: TargetSessionAttrs[] = attrs === 'prefer-standby' ? ['standby', 'any'] : [attrs];
+    const refusals: string[] = [];
+    let lastError: DatabaseError | undefined;
+    for (const want of passes) {
+      for (let k = 0; k < hosts.length; k++) {
+        const i = (this.preferredHost + k) % hosts.length;
+        const { host, port } = hosts[i];
+        let connection: PostgresConnection;
+        try {
+          connection = await this.connectTo(host, port);
+        } catch (error) {
+          lastError = error as DatabaseError;
+          refusals.push(`${host}:${port ?? ''} ${lastError.message}`);
+          continue;
+        }
+        if (want === 'any') {
+          this.preferredHost = i;
+          return connection;
+        }
+        let role: { standby: boolean; read_only: string };
+        try {
+          const result = await connection.execute("SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS read_only", [], {
+            rowMode: 'object',
+            prepare: false,
+          });
+          role = result.rows[0] as typeof role;
+        } catch (error) {
+          connection.destroy();
+          lastError = error as DatabaseError;
+          refusals.push(`${host}:${port ?? ''} ${lastError.message}`);
+          continue;
+        }
+        const fits =
+          want === 'read-write' ? role.read_only === 'off' : want === 'read-only' ? role.read_only === 'on' : want === 'primary' ? !role.standby : role.standby;
+        if (fits) {
+          this.preferredHost = i;
+          return connection;
+        }
+        connection.destroy();
+        refusals.push(`${host}:${port ?? ''} is ${role.standby ? 'a standby' : role.read_only === 'on' ? 'read-only' : 'a primary'}`);
+      }
+    }
+    // Nothing that fits answers (a failover under way): the same as a server that is gone, so the reconnect loop goes on.
+    throw new DatabaseError(`no host fits target_session_attrs=${attrs}: ${refusals.join('; ')}`, {
+      code: ErrorCode.ConnectionLost,
+      dialect: 'postgres',
+      database: s.name,
+      cause: lastError,
+    });
+  }
+
+  /** True when the connection string names several hosts or a target_session_attrs: a read-only refusal then means "wrong host". */
+  get multiHost(): boolean {
+    return (this.settings.hosts?.length ?? 0) > 1 || (this.settings.targetSessionAttrs ?? 'any') !== 'any';
+  }
+
+  private async connectTo(host: string | undefined, port: number | undefined): Promise<PostgresConnection> {
     const pg = await loadPg();
     const s = this.settings;
     const client = new pg.Client({
-      host: s.host,
-      port: s.port,
+      host,
+      port,
       user: s.user,
       password: s.password,
       database: s.database,
@@ -383,6 +465,8 @@ class PostgresConnection implements Connection {
       }
       const translated = this.driver.translateError(error, text);
       if (isWriteFailure(error) || NOT_QUERYABLE.test((error as Error)?.message ?? '')) markNotSent(translated);
+      // A server that refuses writes is not the primary any more (a failover): this connection goes, the next finds the new one.
+      if (translated.sqlState === READ_ONLY_SQL_TRANSACTION && this.driver.multiHost) this.broken = true;
       throw translated;
     }
   }

@@ -17,6 +17,7 @@ export function classifyPostgresError(error: unknown): ErrorClass {
     if (state === '40P01') out.retry ??= 'deadlock';
     if (state === '28P01' || state === '28000') out.refused ??= 'auth';
     if (state === '3D000') out.refused ??= 'unknown-database';
+    if (state === '25006') out.wrongHost = true;
   }
   return out;
 }
