@@ -179,6 +179,15 @@ export interface DatabaseModuleOptions {
   replicaWaitMs?: number;
   /** How often each replica's state and lag are checked. Default: 1 000. */
   replicaCheckIntervalMs?: number;
+  /**
+   * PostgreSQL behind PgBouncer: its `pool_mode`. `'transaction'` turns named prepared statements
+   * off (PgBouncer 1.18 does not keep them across server connections), refuses `db.session()`
+   * and `@InjectConnection()` (session state does not survive a transaction there) and
+   * `listen()` unless `listenUrl` is given. Default: none (a direct connection, or session mode).
+   */
+  pgbouncer?: 'session' | 'transaction';
+  /** PostgreSQL: a direct URL to the server for LISTEN (behind a transaction-mode PgBouncer); the rest is the `url`'s. */
+  listenUrl?: string;
   /** Options handed to the underlying client as they are (`pg.Client`, `mysql2.createConnection`). */
   driverOptions?: Record<string, unknown>;
 }
@@ -204,6 +213,10 @@ export interface ResolvedOptions {
   sessionReset: 'auto' | 'always' | 'never';
   migrations?: ResolvedMigrationOptions;
   replication: ResolvedReplication;
+  /** PgBouncer's pool mode in front of the server, when given. */
+  pgbouncer?: 'session' | 'transaction';
+  /** The listener's own server (`listenUrl`), when given. */
+  listenSettings?: ConnectionSettings;
   requestSettings?: DatabaseModuleOptions['requestSettings'];
   types: Required<TypeOptions>;
 }
@@ -466,6 +479,8 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
     'maxReplicaLagMs',
     'replicaWaitMs',
     'replicaCheckIntervalMs',
+    'pgbouncer',
+    'listenUrl',
     'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
@@ -644,12 +659,23 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     fail('transientErrors', 'must be an array of error codes, errnos or message fragments');
   }
   if (options.deathChecker !== undefined && typeof options.deathChecker !== 'function') fail('deathChecker', 'must be a function (error) => boolean');
-  for (const own of ['warningsAsErrors'] as const) {
+  for (const own of ['warningsAsErrors', 'pgbouncer', 'listenUrl'] as const) {
     if (options[own] !== undefined && !profile.ownOptions.includes(own)) {
-      const owners = DIALECTS.filter((d) => profileOf(d).ownOptions.includes(own));
-      fail(own, `is an option of ${owners.join(', ')} (MySQL/MariaDB warnings); this database is ${dialect}`);
+      const owners = DIALECTS.filter((d) => profileOf(d).ownOptions.includes(own)).map((d) => profileOf(d).title);
+      fail(own, `is an option of ${owners.join(', ')}; this database is ${profile.title}`);
     }
   }
+  const pgbouncer = options.pgbouncer;
+  if (pgbouncer !== undefined && pgbouncer !== 'session' && pgbouncer !== 'transaction') {
+    fail('pgbouncer', `must be 'session' or 'transaction', PgBouncer's pool_mode (got ${describeValue(pgbouncer)})`);
+  }
+  if (pgbouncer === 'transaction' && options.prepare === true) {
+    fail(
+      'prepare',
+      "cannot be true with pgbouncer: 'transaction': PgBouncer (before 1.21, with max_prepared_statements) hands each transaction to any server connection, which does not have the statement prepared",
+    );
+  }
+  let listenSettings: ConnectionSettings | undefined;
   for (const key of ['verifyOnStartup', 'prepare', 'warningsAsErrors'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') fail(key, 'must be true or false');
   }
@@ -675,6 +701,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
   // Kept out of JSON.stringify, util.inspect and object spreads; a getter, so that even
   // util.inspect(…, { showHidden: true }) shows `[Getter]` rather than the value.
   Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
+  if (options.listenUrl !== undefined) listenSettings = directSettings('listenUrl', options.listenUrl, dialect, settings, password);
 
   return {
     name,
@@ -688,7 +715,9 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     deathChecker: options.deathChecker,
     verifyOnStartup: options.verifyOnStartup ?? false,
     shutdownTimeoutMs,
-    prepare: options.prepare ?? true,
+    prepare: options.prepare ?? pgbouncer !== 'transaction',
+    pgbouncer,
+    listenSettings,
     slowQueryMs,
     waitForRecoveryMs,
     shutdownDelayMs,
@@ -700,6 +729,41 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     migrations: options.migrations === undefined ? undefined : resolveMigrationOptions(options.migrations),
     replication: resolveReplication(options, dialect, settings, password),
   };
+}
+
+/**
+ * The settings of one other server (a replica, the listener's direct URL): the primary's, with
+ * the host, port and whatever else this URL gives. One host: a host list is the primary's.
+ */
+function directSettings(
+  option: string,
+  url: unknown,
+  dialect: Dialect,
+  primary: ConnectionSettings,
+  primaryPassword: DatabaseModuleOptions['password'],
+): ConnectionSettings {
+  if (typeof url !== 'string') fail(option, 'must be a connection URL string');
+  let parts: UrlParts;
+  try {
+    parts = parseUrl(url);
+  } catch (error) {
+    fail(option, (error as Error).message.replace(/^.*?option "url" /, ''));
+  }
+  if (parts.dialect !== dialect) fail(option, `is a ${parts.dialect} URL; the database is ${dialect}`);
+  const host = parts.host ?? '127.0.0.1';
+  const port = parts.port ?? profileOf(dialect).defaultPort;
+  const { hosts: _hosts, targetSessionAttrs: _attrs, ...single } = primary;
+  const settings: ConnectionSettings = {
+    ...single,
+    host,
+    port,
+    user: parts.user ?? primary.user,
+    database: parts.database ?? primary.database,
+    ssl: parts.ssl !== undefined ? resolveSsl(parts.ssl, dialect, host) : primary.ssl,
+  };
+  const password = parts.password ?? primaryPassword;
+  Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
+  return settings;
 }
 
 /** The replicas' options, resolved. */
@@ -724,28 +788,8 @@ function resolveReplication(
     fail('replicas', `are not supported on ${profileOf(dialect).title} (${dialectsWith('read replicas').join(', ')} has them)`);
   }
   const replicas = urls.map((url, i) => {
-    if (typeof url !== 'string') fail(`replicas[${i}]`, 'must be a connection URL string');
-    let parts: UrlParts;
-    try {
-      parts = parseUrl(url);
-    } catch (error) {
-      fail(`replicas[${i}]`, (error as Error).message.replace(/^.*?option "url" /, ''));
-    }
-    if (parts.dialect !== dialect) fail(`replicas[${i}]`, `is a ${parts.dialect} URL; the primary is ${dialect}`);
-    const host = parts.host ?? '127.0.0.1';
-    const port = parts.port ?? profileOf(dialect).defaultPort;
-    const { hosts: _hosts, targetSessionAttrs: _attrs, ...single } = primary;
-    const settings: ConnectionSettings = {
-      ...single,
-      host,
-      port,
-      user: parts.user ?? primary.user,
-      database: parts.database ?? primary.database,
-      ssl: parts.ssl !== undefined ? resolveSsl(parts.ssl, dialect, host) : primary.ssl,
-    };
-    const password = parts.password ?? primaryPassword;
-    Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
-    return { label: `${host}:${port}`, settings };
+    const settings = directSettings(`replicas[${i}]`, url, dialect, primary, primaryPassword);
+    return { label: `${settings.host}:${settings.port}`, settings };
   });
   const readYourWrites = options.readYourWrites ?? 'context';
   if (!['context', 'always', 'off'].includes(readYourWrites))

@@ -21,7 +21,7 @@ import type { Logger } from '../core/logger.js';
 import type { OperationResult, PoolStats, QueryOptions, Row } from '../core/types.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { Connection, Driver, Notification } from '../drivers/driver.js';
-import { dialectsWith } from '../drivers/registry.js';
+import { createDriver, dialectsWith } from '../drivers/registry.js';
 import { Listener, type ResubscribeInfo, type SubscribeOptions } from '../notify/listener.js';
 import type { Lease } from '../pool/pool.js';
 import type { DeadConnectionDetector } from '../resilience/detector.js';
@@ -66,6 +66,7 @@ export class Database {
   private readonly sessions: SessionPort;
   private readonly prober: Probe;
   private listenerValue?: Listener;
+  private listenDriver?: Driver;
 
   constructor(options: ResolvedOptions, logger: Logger) {
     this.engine = new Engine(this, options, logger, this.events);
@@ -212,6 +213,8 @@ export class Database {
   listen(channel: string, observer: (n: Notification) => unknown, options?: SubscribeOptions): Promise<() => Promise<void>> {
     if (!this.engine.driver.notifications) return Promise.reject(this.notSupported('listen'));
     if (this.engine.state !== 'open') return Promise.reject(this.engine.closedError());
+    const refusal = this.behindTransactionPooler('listen', 'listenUrl (a direct URL to the server) for the listener');
+    if (refusal) return Promise.reject(refusal);
     // The listener's connection and every delivery belong to no caller: never to the transaction this was called in.
     return inBackground(() => {
       this.listenerValue ??= this.newListener();
@@ -245,8 +248,26 @@ export class Database {
    */
   onResubscribe(hook: (info: ResubscribeInfo) => unknown): () => void {
     if (!this.engine.driver.notifications) throw this.notSupported('onResubscribe');
+    const refusal = this.behindTransactionPooler('onResubscribe', 'listenUrl (a direct URL to the server) for the listener');
+    if (refusal) throw refusal;
     this.listenerValue ??= inBackground(() => this.newListener());
     return this.listenerValue.onResubscribe(hook);
+  }
+
+  /**
+   * What needs one server connection for longer than a transaction cannot work through PgBouncer
+   * in transaction mode: refused, naming what to use instead (undefined when it can work).
+   */
+  private behindTransactionPooler(what: string, instead: string): NotSupported | undefined {
+    if (this.engine.options.pgbouncer !== 'transaction') return undefined;
+    if (what.startsWith('listen') || what === 'onResubscribe') {
+      if (this.engine.options.listenSettings) return undefined;
+    }
+    return new NotSupported(
+      `${what}() needs one server connection for longer than a transaction, and database "${this.name}" is behind PgBouncer in transaction mode ` +
+        `(pgbouncer: 'transaction'), which hands each transaction to any server connection: use ${instead}`,
+      { dialect: this.dialect, database: this.name },
+    );
   }
 
   /** The listener of this database, with the dialect's statements (checked present by the caller). */
@@ -256,7 +277,18 @@ export class Database {
       logger: this.logger,
       detector: this.engine.detector,
       statements: this.engine.driver.notifications!,
-      openDedicatedConnection: () => this.openDedicatedConnection(),
+      openDedicatedConnection: () => this.listenConnection(),
+    });
+  }
+
+  /** The listener's connection: to `listenUrl` when given (past a transaction-mode PgBouncer), else like any dedicated one. */
+  private listenConnection(): Promise<Connection> {
+    const direct = this.engine.options.listenSettings;
+    if (!direct) return this.openDedicatedConnection();
+    this.listenDriver ??= createDriver(this.dialect, direct);
+    const driver = this.listenDriver;
+    return driver.connect().catch((error: unknown) => {
+      throw driver.translateError(error);
     });
   }
 
@@ -382,6 +414,7 @@ export class Database {
     this.prober.close();
     await Promise.all([this.engine.pool.close(Math.max(0, deadline - Date.now())), this.engine.replicas?.close(Math.max(0, deadline - Date.now()))]);
     await this.engine.driver.end?.();
+    await this.listenDriver?.end?.();
     clearInterval(this.engine.keepAlive);
     this.engine.state = 'closed';
     this.events.removeAllListeners();
@@ -399,6 +432,11 @@ export class Database {
    * await db.session(() => reports.build(), { settings: { 'app.tenant_id': tenant, search_path: 'tenant_42, public' } });
    */
   session<R>(fn: (session: DatabaseSession) => Promise<R> | R, options: SessionOptions = {}): Promise<R> {
+    const refusal = this.behindTransactionPooler(
+      'session',
+      'a transaction (runInteraction, @Transactional) with its settings, which PgBouncer keeps on one server connection',
+    );
+    if (refusal) return Promise.reject(refusal);
     const current = currentSession<DatabaseSession>(this);
     if (current && !current.isEnded) {
       return (async () => {
@@ -423,6 +461,8 @@ export class Database {
 
   /** @internal A session not bound to a scope (the request-scoped `@InjectConnection()`): ended with `release()`. */
   openSession(options: SessionOptions = {}): DatabaseSession {
+    const refusal = this.behindTransactionPooler('@InjectConnection() session', 'a transaction (runInteraction, @Transactional) with its settings');
+    if (refusal) throw refusal;
     return new DatabaseSession(this.sessions, { ...options.settings });
   }
 

@@ -100,6 +100,7 @@ export class Engine {
     this.name = options.name;
     this.dialect = options.dialect;
     this.driver = createDriver(options.dialect, options.settings, options.driver);
+    this.driver.onWarning ??= (message) => this.logger.warn(`database "${this.name}": ${message}`);
     this.prepare = options.prepare;
     this.queryTimeoutMs = options.queryTimeoutMs;
     // Slow-query logging without a threshold of its own uses one second.

@@ -231,6 +231,8 @@ export interface Driver {
   readonly notifications?: NotificationStatements;
   /** Absent: migrations are not supported on it. */
   readonly migrations?: MigrationSupport;
+  /** Where the driver reports what the user should know but is not an error (set by the database, to its logger). */
+  onWarning?: (message: string) => void;
   /** Absent: no read replicas (`DatabaseModuleOptions.replicas`). */
   readonly replication?: ReplicationSupport;
   /** `host:port/database` for messages: never a password. */

@@ -143,7 +143,7 @@ describe('replicas', () => {
       expect(error).toMatchObject({ option });
       expect((error as Error).message).toMatch(message);
     };
-    refused({ ...base, replicas: ['mysql://r1/db'] }, 'replicas[0]', /is a mysql URL; the primary is postgres/);
+    refused({ ...base, replicas: ['mysql://r1/db'] }, 'replicas[0]', /is a mysql URL; the database is postgres/);
     refused({ ...base, replicas: 'postgres://r1' as never }, 'replicas', /array/);
     refused({ url: 'mysql://root@h/db', replicas: ['mysql://r1/db'] }, 'replicas', /not supported on MySQL/);
     refused({ url: 'sqlite::memory:', replicas: ['sqlite:other.db'] }, 'replicas', /not supported on SQLite/);

@@ -166,6 +166,10 @@ export class PostgresDriver implements Driver {
     });
   }
 
+  /** Named statements are off: the server lost one it had prepared (PgBouncer in transaction mode hands out other server connections). */
+  namedStatementsOff = false;
+  onWarning?: (message: string) => void;
+
   /** The host that answered as asked last time: tried first (after a failover, the old one fails and the next is found). */
   private preferredHost = 0;
 
@@ -441,7 +445,7 @@ class PostgresConnection implements Connection {
   private async run(text: string, values: readonly unknown[], options: ExecuteOptions): Promise<ResultSet> {
     const config: import('pg').QueryConfig & { rowMode?: string } = { text, values: values as unknown[] };
     if (options.rowMode === 'array') config.rowMode = 'array';
-    if (options.prepare) {
+    if (options.prepare && !this.driver.namedStatementsOff) {
       const name = typeof options.prepare === 'string' ? options.prepare : statementName(text);
       if (name !== undefined) {
         config.name = name;
@@ -461,6 +465,21 @@ class PostgresConnection implements Connection {
         await this.client.query(`DEALLOCATE "${config.name.replace(/"/g, '""')}"`).catch(() => {});
         delete this.parsedStatements()[config.name];
         this.prepared.delete(config.name);
+        return this.run(text, values, { rowMode: options.rowMode });
+      }
+      const state = (error as { code?: unknown })?.code;
+      if (config.name && (state === '26000' || state === '42P05') && this.transactionStatus === 'idle') {
+        // A statement this connection prepared is missing on the server, or one it never prepared is there: another
+        // server connection answered (PgBouncer in transaction mode). It failed before running: named statements off, run it unnamed.
+        delete this.parsedStatements()[config.name];
+        this.prepared.delete(config.name);
+        if (!this.driver.namedStatementsOff) {
+          this.driver.namedStatementsOff = true;
+          this.driver.onWarning?.(
+            `prepared statement "${config.name}" was ${state === '26000' ? 'missing on' : 'already on'} the server connection that answered, so this connection ` +
+              "does not reach one server connection (PgBouncer in transaction mode?): named prepared statements are off from now on; set pgbouncer: 'transaction' (or prepare: false) to say so",
+          );
+        }
         return this.run(text, values, { rowMode: options.rowMode });
       }
       const translated = this.driver.translateError(error, text);

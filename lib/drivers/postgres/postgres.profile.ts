@@ -8,7 +8,7 @@ export const POSTGRES_PROFILE: DialectProfile = {
   defaultPort: 5432,
   embedded: false,
   defaultPoolMax: 10,
-  ownOptions: [],
+  ownOptions: ['pgbouncer', 'listenUrl'],
   completeTls(tls, _host, sslmode) {
     // verify-ca: the chain, not the host name.
     if (sslmode === 'verify-ca') tls.checkServerIdentity = () => undefined;
