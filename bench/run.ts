@@ -19,6 +19,7 @@ import knexFactory, { type Knex } from 'knex';
 import postgresJs from 'postgres';
 import { DataSource } from 'typeorm';
 import { Database, DatabaseModule, getDatabaseToken, InjectDatabase, Transactional } from '../lib/index.js';
+import { printReplicaRows, replicaWorkloads, type ReplicaRow } from './replicas.js';
 
 const SMOKE = process.argv.includes('--smoke');
 const ROUNDS = SMOKE ? 1 : Number(process.env.BENCH_ROUNDS ?? 4);
@@ -495,9 +496,20 @@ async function main(): Promise<void> {
     print(w.name, rows);
   }
   for (const c of clients) await c.close();
+  // Read replicas on a throwaway primary + standby (not in --smoke: CI's tests run that cluster already). BENCH_REPLICAS=0 skips it.
+  let replicas: ReplicaRow[] | string = 'skipped';
+  if (!SMOKE && process.env.BENCH_REPLICAS !== '0') {
+    try {
+      replicas = await replicaWorkloads(ROUNDS, ROUND_MS);
+      printReplicaRows(replicas);
+    } catch (error) {
+      replicas = `not run: ${(error as Error).message.split('\n')[0]}`;
+      console.log(`\n## read replicas: ${replicas}`);
+    }
+  }
   const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
   fs.mkdirSync(out, { recursive: true });
-  const report = { date: new Date().toISOString(), smoke: SMOKE, rounds: ROUNDS, roundMs: ROUND_MS, node: process.version, results };
+  const report = { date: new Date().toISOString(), smoke: SMOKE, rounds: ROUNDS, roundMs: ROUND_MS, node: process.version, results, replicas };
   fs.writeFileSync(path.join(out, SMOKE ? 'smoke.json' : 'latest.json'), JSON.stringify(report, null, 2));
   console.log(`\n${SMOKE ? 'smoke: every answer checked' : `written to ${path.join(out, 'latest.json')}`}`);
 }

@@ -150,7 +150,7 @@ export class ReplicaSet implements PoolRouter {
       if (this.replication.compare(row.position, need) >= 0) return true;
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      await delay(Math.min(5, left));
+      await delay(Math.min(1, left));
     }
   }
 
