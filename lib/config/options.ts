@@ -160,7 +160,7 @@ export interface DatabaseModuleOptions {
   migrations?: MigrationOptions;
   /**
    * Read replicas beside the primary (`url`): URLs of the same dialect (PostgreSQL streaming
-   * standbys). Reads outside a transaction (`runQuery` and `stream` of a SELECT, WITH, VALUES,
+   * standbys, MariaDB GTID replicas). Reads outside a transaction (`runQuery` and `stream` of a SELECT, WITH, VALUES,
    * TABLE or SHOW) and `readOnly` transactions go to a replica in turn; everything else, and a
    * call with `target: 'primary'`, to the primary. A user, password or database the URL leaves
    * out is the primary's. Default: none.

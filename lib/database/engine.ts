@@ -162,7 +162,13 @@ export class Engine {
   /** One pool per replica (its own driver, the primary's pool settings), when the dialect has replicas and some are configured. */
   private replicaSet(reset: (connection: Connection, dirty: boolean) => Promise<void>): ReplicaSet | undefined {
     const replication = this.options.replication;
-    if (replication.replicas.length === 0 || !this.driver.replication) return undefined;
+    const support = this.driver.replication;
+    if (replication.replicas.length === 0 || !support) return undefined;
+    // Every replica session is read-only, so that no write can land on a replica (a superuser may write on a read_only server).
+    const readOnly = async (connection: Connection) => {
+      if (support.readOnlySession) await connection.execute(support.readOnlySession, [], { rowMode: 'array', prepare: false });
+      return connection;
+    };
     const members = replication.replicas.map(({ label, settings }): ReplicaMember => {
       const driver = createDriver(this.dialect, settings);
       const member: ReplicaMember = {
@@ -174,11 +180,24 @@ export class Engine {
           {
             name: `${this.name} (replica ${label})`,
             create: () =>
-              driver.connect().catch((error: unknown) => {
-                throw driver.translateError(error);
-              }),
+              driver
+                .connect()
+                .then(async (connection) => {
+                  try {
+                    return await readOnly(connection);
+                  } catch (error) {
+                    connection.destroy();
+                    throw error;
+                  }
+                })
+                .catch((error: unknown) => {
+                  throw driver.translateError(error);
+                }),
             validate: (connection) => connection.ping(),
-            reset,
+            reset: async (connection, dirty) => {
+              await reset(connection, dirty);
+              if (dirty) await readOnly(connection);
+            },
             // A replica's trouble is the replica's: it leaves the rotation; the database is not marked dead.
             onCreateError: (error) => set.suspect(member, error),
             onConnectionError: (error) => set.suspect(member, error),
@@ -187,7 +206,7 @@ export class Engine {
       };
       return member;
     });
-    const set = new ReplicaSet(this.pool, members, this.driver.replication, replication, this.options.settings.connectTimeoutMs, this.logger, this.name);
+    const set = new ReplicaSet(this.pool, members, support, replication, this.options.settings.connectTimeoutMs, this.logger, this.name);
     return set;
   }
 

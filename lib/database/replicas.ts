@@ -7,7 +7,6 @@
  * not catch up within `replicaWaitMs` is skipped for that read: the primary answers it.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../core/logger.js';
 import type { PoolStats } from '../core/types.js';
 import { withTimeout } from '../core/timers.js';
@@ -27,6 +26,8 @@ export interface ReplicaStatus {
   state: ReplicaState;
   /** How far behind the primary in time, at the last check (0: it has replayed all it received). */
   lagMs?: number;
+  /** False when it applies nothing (MariaDB's SQL thread stopped). */
+  replaying?: boolean;
   /** The position it had replayed at the last check. */
   replayed?: string;
   /** Why it is down, when it is. */
@@ -120,8 +121,8 @@ export class ReplicaSet implements PoolRouter {
   async afterWrite(connection: Connection): Promise<void> {
     if (!this.tracksWrites) return;
     try {
-      const result = await connection.execute(this.replication.positionStatement, [], { rowMode: 'object', prepare: false });
-      const position = (result.rows[0] as { position: string }).position;
+      const position = await this.replication.positionAfterWrite(connection);
+      if (position === undefined) return;
       this.position = this.later(this.position, position);
       const context = this.contexts.getStore();
       if (context) context.position = this.later(context.position, position);
@@ -140,18 +141,10 @@ export class ReplicaSet implements PoolRouter {
     const need = this.required();
     if (need === undefined) return true;
     if (need === PRIMARY) return false;
-    if (member.replayed !== undefined && this.replication.compare(member.replayed, need) >= 0) return true;
-    const deadline = Date.now() + Math.min(this.options.replicaWaitMs, remainingMs);
-    for (;;) {
-      const result = await connection.execute(this.replication.replicaStatusStatement, [], { rowMode: 'object', prepare: false });
-      const row = result.rows[0] as { position: string | null; replica: boolean };
-      if (!row.replica || row.position === null) return false;
-      member.replayed = this.later(member.replayed, row.position);
-      if (this.replication.compare(row.position, need) >= 0) return true;
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await delay(Math.min(1, left));
-    }
+    if (member.replayed !== undefined && this.replication.includes(member.replayed, need)) return true;
+    if (!(await this.replication.waitFor(connection, need, Math.min(this.options.replicaWaitMs, remainingMs)))) return false;
+    member.replayed = this.later(member.replayed, need);
+    return true;
   }
 
   /** A replica's connection failed under a read: check it now (it leaves the rotation if it is down). */
@@ -164,7 +157,8 @@ export class ReplicaSet implements PoolRouter {
     return this.members.map((m) => ({
       label: m.label,
       state: m.state,
-      ...(m.lagMs !== undefined ? { lagMs: Math.round(m.lagMs) } : {}),
+      ...(m.lagMs !== undefined && Number.isFinite(m.lagMs) ? { lagMs: Math.round(m.lagMs) } : {}),
+      ...(m.lagMs === Infinity ? { replaying: false } : {}),
       ...(m.replayed !== undefined ? { replayed: m.replayed } : {}),
       ...(m.state === 'down' && m.lastError ? { lastError: m.lastError } : {}),
       ...(m.checkedAt ? { checkedAt: m.checkedAt.toISOString() } : {}),
@@ -196,17 +190,11 @@ export class ReplicaSet implements PoolRouter {
     const timeout = () => new DatabaseError(`replica ${member.label} did not answer within ${this.connectTimeoutMs} ms`, { code: ErrorCode.ConnectTimeout });
     try {
       member.probe ??= await withTimeout(member.driver.connect(), this.connectTimeoutMs, timeout, undefined, true);
-      const result = await withTimeout(
-        member.probe.execute(this.replication.replicaStatusStatement, [], { rowMode: 'object', prepare: false }),
-        this.connectTimeoutMs,
-        timeout,
-        () => member.probe?.destroy(),
-        true,
-      );
-      const row = result.rows[0] as { position: string | null; replica: boolean; lag_ms: number | string };
-      member.lagMs = Number(row.lag_ms);
-      if (row.position !== null) member.replayed = this.later(member.replayed, row.position);
-      member.state = !row.replica ? 'not-replica' : member.lagMs > this.options.maxReplicaLagMs ? 'lagging' : 'up';
+      const probe = member.probe;
+      const status = await withTimeout(this.replication.replicaStatus(probe), this.connectTimeoutMs, timeout, () => probe.destroy(), true);
+      member.lagMs = status.lagMs;
+      if (status.position !== undefined) member.replayed = this.later(member.replayed, status.position);
+      member.state = !status.replica ? 'not-replica' : member.lagMs > this.options.maxReplicaLagMs ? 'lagging' : 'up';
       member.lastError = undefined;
     } catch (error) {
       member.probe?.destroy();
@@ -220,14 +208,14 @@ export class ReplicaSet implements PoolRouter {
       member.probe = undefined;
     }
     if (before !== member.state && before !== 'unknown') {
-      const lag = member.lagMs !== undefined ? `, ${Math.round(member.lagMs)} ms behind` : '';
+      const lag = member.lagMs === undefined ? '' : Number.isFinite(member.lagMs) ? `, ${Math.round(member.lagMs)} ms behind` : ', not replaying';
       const why = member.state === 'down' && member.lastError ? `: ${member.lastError}` : '';
       this.logger.log(`database "${this.name}": replica ${member.label} is ${member.state}${lag}${why}`);
     }
   }
 
   private later(a: string | undefined, b: string): string {
-    return a === undefined || this.replication.compare(b, a) > 0 ? b : a;
+    return a === undefined ? b : this.replication.merge(a, b);
   }
 
   async close(timeoutMs: number): Promise<void> {

@@ -166,19 +166,21 @@ export interface DialectProfile {
 
 /**
  * Read replicas of a dialect that has them: where the primary's writes are (the position a
- * commit reached) and how far a replica has replayed them, compared in the dialect's own terms.
+ * commit reached) and how far a replica has replayed them, in the dialect's own terms.
  */
 export interface ReplicationSupport {
-  /** On the primary, after a commit: one row, column `position`, the position the commit reached (text). */
-  readonly positionStatement: string;
-  /**
-   * On a replica: one row with `position` (what it has replayed, text), `replica` (true while
-   * it replays a primary; false once promoted) and `lag_ms` (how far behind in time, 0 when it
-   * has replayed all it received).
-   */
-  readonly replicaStatusStatement: string;
-  /** Orders two positions: negative, 0 or positive as `a` is before, at or after `b`. */
-  compare(a: string, b: string): number;
+  /** On the primary, right after a commit on this connection: the position it reached (undefined: nothing to wait for). */
+  positionAfterWrite(connection: Connection): Promise<string | undefined>;
+  /** On a replica: what it has replayed, whether it still replicates (false once promoted or never set up), and how far behind in time. */
+  replicaStatus(connection: Connection): Promise<{ position?: string; replica: boolean; lagMs: number }>;
+  /** On a replica: waits up to `waitMs` until it has replayed `position`; true if it has. */
+  waitFor(connection: Connection, position: string, waitMs: number): Promise<boolean>;
+  /** Whether position `a` includes everything `b` does. */
+  includes(a: string, b: string): boolean;
+  /** The smallest position that includes both. */
+  merge(a: string, b: string): string;
+  /** Run on each new replica connection (and after its reset), so that no write can land on a replica. */
+  readonly readOnlySession?: string;
 }
 
 /** PostgreSQL-style notifications: the statements of a dialect that has them. */

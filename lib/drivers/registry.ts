@@ -38,7 +38,7 @@ const DIALECTS: Record<Dialect, Registration> = {
     classify: classifyPostgresError,
     features: ['notifications', 'stored procedures', 'read replicas', 'multiple hosts'],
   },
-  mysql: { driver: MysqlDriver, profile: MYSQL_PROFILE, syntax: MYSQL_SYNTAX, classify: classifyMysqlError, features: ['stored procedures'] },
+  mysql: { driver: MysqlDriver, profile: MYSQL_PROFILE, syntax: MYSQL_SYNTAX, classify: classifyMysqlError, features: ['stored procedures', 'read replicas'] },
   sqlite: { driver: SqliteDriver, profile: SQLITE_PROFILE, syntax: SQLITE_SYNTAX, classify: classifyStandard, features: [] },
 };
 

@@ -145,7 +145,6 @@ describe('replicas', () => {
     };
     refused({ ...base, replicas: ['mysql://r1/db'] }, 'replicas[0]', /is a mysql URL; the database is postgres/);
     refused({ ...base, replicas: 'postgres://r1' as never }, 'replicas', /array/);
-    refused({ url: 'mysql://root@h/db', replicas: ['mysql://r1/db'] }, 'replicas', /not supported on MySQL/);
     refused({ url: 'sqlite::memory:', replicas: ['sqlite:other.db'] }, 'replicas', /not supported on SQLite/);
     refused({ ...base, readYourWrites: 'sometimes' as never }, 'readYourWrites', /'context', 'always' or 'off'/);
     refused({ ...base, maxReplicaLagMs: -1 }, 'maxReplicaLagMs', /integer >= 0/);

@@ -1,4 +1,6 @@
 /** Splitting migration scripts into statements, per dialect. */
+import { MYSQL_REPLICATION } from '../../lib/drivers/mysql/mysql.replication.js';
+import { POSTGRES_REPLICATION } from '../../lib/drivers/postgres/postgres.replication.js';
 import { isReadStatement } from '../../lib/sql/statement-kind.js';
 import { splitStatements } from '../../lib/sql/script.js';
 import { MYSQL_SCRIPT_SYNTAX } from '../../lib/drivers/mysql/mysql.syntax.js';
@@ -58,5 +60,29 @@ describe('isReadStatement (what may go to a read replica)', () => {
     ['CALL proc()', false],
   ])('%s → %s', (text, read) => {
     expect(isReadStatement(text)).toBe(read);
+  });
+});
+
+describe('replication positions', () => {
+  it('MariaDB GTID positions: included per domain, merged keeping each domain’s latest', () => {
+    const { includes, merge } = MYSQL_REPLICATION;
+    expect(includes('0-1-42', '0-1-41')).toBe(true);
+    expect(includes('0-1-42', '0-1-42')).toBe(true);
+    expect(includes('0-1-41', '0-1-42')).toBe(false);
+    expect(includes('0-1-42,1-2-7', '1-2-7')).toBe(true);
+    expect(includes('0-1-42', '1-2-1')).toBe(false);
+    expect(includes('0-1-100', '0-2-99')).toBe(true);
+    expect(merge('0-1-42', '0-1-40')).toBe('0-1-42');
+    expect(merge('0-1-42', '1-2-7')).toBe('0-1-42,1-2-7');
+    expect(merge('0-1-42,1-2-7', '1-3-9')).toBe('0-1-42,1-3-9');
+  });
+
+  it('PostgreSQL LSNs: compared as 64-bit positions, not as text', () => {
+    const { includes, merge } = POSTGRES_REPLICATION;
+    expect(includes('0/A000000', '0/9FFFFFF')).toBe(true);
+    expect(includes('0/9FFFFFF', '0/A000000')).toBe(false);
+    expect(includes('1/0', 'FFFFFFFF/0')).toBe(false);
+    expect(includes('10/0', '9/FFFFFFFF')).toBe(true);
+    expect(merge('0/16B3748', '0/16B3750')).toBe('0/16B3750');
   });
 });

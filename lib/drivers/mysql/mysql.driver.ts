@@ -7,6 +7,7 @@
  * UTC (`timezone: 'Z'`); `JSON` parsed; `BLOB` a `Buffer`. `insertId` is a number while it is
  * a safe integer, a string beyond.
  */
+import { MYSQL_REPLICATION } from './mysql.replication.js';
 import {
   constraintViolation,
   DatabaseError,
@@ -90,6 +91,7 @@ export class MysqlDriver implements Driver {
   readonly scriptSyntax = MYSQL_SCRIPT_SYNTAX;
   readonly endStatements = STANDARD_END;
   readonly migrations = MYSQL_MIGRATIONS;
+  readonly replication = MYSQL_REPLICATION;
   readonly procedureCall = mysqlProcedureCall;
 
   classify(error: unknown): ErrorClass {
