@@ -76,4 +76,12 @@ export type {
   StreamOptions,
   IsolationLevel,
   BeginOptions,
+  ReplicationSupport,
+  NotificationStatements,
+  MigrationSupport,
+  TargetSessionAttrs,
 } from './drivers/driver.js';
+// What a Driver of your own describes: its SQL and script syntax, and what its errors mean.
+export type { SqlSyntax, ScriptSyntax } from './sql/syntax.js';
+export type { ErrorClass } from './core/errors.js';
+export type { ReplicaStatus, ReplicaState } from './database/replicas.js';

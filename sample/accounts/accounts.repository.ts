@@ -35,7 +35,7 @@ export class AccountsRepository {
 
   /**
    * Opens an empty account; false when the id is taken. A missing owner is the database's
-   * `ForeignKeyViolation`, for the caller to answer: the same classes on every dialect.
+   * `ForeignKeyViolation`, for the caller to answer: the same classes on every database.
    */
   async open(id: number, owner: string): Promise<boolean> {
     try {

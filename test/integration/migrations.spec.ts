@@ -159,6 +159,26 @@ describeEachDialect(allCases, 'migrations', (c: DialectCase) => {
     expect(await migrator.pending()).toEqual([]);
   });
 
+  if (c.dialect === 'postgres') {
+    it('runs a file marked "-- nestjs-dbpool: no-transaction" outside a transaction (CREATE INDEX CONCURRENTLY), and refuses it unmarked', async () => {
+      const body = 'CREATE INDEX CONCURRENTLY idx_conc ON conc_t (id);';
+      const marked = dir({ '001_t.sql': 'CREATE TABLE conc_t (id INTEGER NOT NULL);', '002_idx.sql': `-- nestjs-dbpool: no-transaction\n${body}` });
+      const db = database();
+      expect((await new Migrator(db, { directory: marked }).up()).names).toEqual(['001_t', '002_idx']);
+      const [idx] = await db.runQuery<{ n: number }>("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'idx_conc'");
+      expect(idx.n).toBe(1);
+      const unmarked = dir({ '001_t.sql': 'CREATE TABLE conc_t (id INTEGER NOT NULL);', '002_idx.sql': body, '003_more.sql': 'SELECT 1;' });
+      const other = await freshDatabase(c);
+      const db2 = standalone(other.url);
+      try {
+        await expect(new Migrator(db2, { directory: unmarked }).up()).rejects.toThrow(/CREATE INDEX CONCURRENTLY cannot run inside a transaction block/);
+      } finally {
+        await db2.close();
+        await other.drop();
+      }
+    });
+  }
+
   it('applies files in numeric order, SQL with quotes, comments and several statements, and JS modules given the Database', async () => {
     const directory = dir({
       '10_last.sql': "INSERT INTO ordered (v) VALUES ('ten; with a semicolon');",

@@ -324,3 +324,35 @@ describeEachDialect(serverCases, 'tenant isolation under load', (c) => {
     }
   }, 60_000);
 });
+
+describe("sessionReset: 'always' [postgres]", () => {
+  // A function that sets session state: no statement text says so, so 'auto' cannot see it.
+  const fn = `ndbp_set_tenant_${process.pid}`;
+  beforeAll(async () => {
+    const { db, close } = await openDatabase({ url: PG_URL });
+    await db.runOperation(`CREATE OR REPLACE FUNCTION ${fn}(t text) RETURNS text LANGUAGE sql AS $$ SELECT set_config('app.hidden', t, false) $$`);
+    await close();
+  });
+  afterAll(async () => {
+    const { db, close } = await openDatabase({ url: PG_URL });
+    await db.runOperation(`DROP FUNCTION IF EXISTS ${fn}(text)`);
+    await close();
+  });
+
+  const leftOver = async (sessionReset: 'auto' | 'always') => {
+    const { db, close } = await openDatabase({ url: PG_URL, pool: { max: 1 }, sessionReset });
+    try {
+      await db.runQuery(`SELECT ${fn}($1)`, ['tenant-a']);
+      const [row] = await db.runQuery<{ v: string | null }>("SELECT current_setting('app.hidden', true) AS v");
+      return row.v;
+    } finally {
+      await close();
+    }
+  };
+
+  it("resets after every use: state set where 'auto' cannot see it does not reach the next caller", async () => {
+    // The same pooled connection (pool.max 1) serves both calls.
+    expect(await leftOver('auto')).toBe('tenant-a');
+    expect([null, '']).toContain(await leftOver('always'));
+  });
+});

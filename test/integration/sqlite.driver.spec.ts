@@ -549,3 +549,42 @@ async function* rowsOf(
     if (!done) await cursor.close();
   }
 }
+
+describe('a SQLite timeout through a Database (sqlite::memory:, pool.max 2)', () => {
+  it("stops only the caller's statement: the tables and rows stay, another caller's open transaction commits, the next call works", async () => {
+    const { openDatabase } = await import('../support/app.js');
+    const { db, close } = await openDatabase({ url: 'sqlite::memory:', pool: { max: 2 } });
+    try {
+      await db.runOperation('CREATE TABLE kept (id INTEGER PRIMARY KEY, v TEXT)');
+      await db.runOperation("INSERT INTO kept (id, v) VALUES (1, 'before')");
+      // Caller Y holds an open transaction on the other connection while caller X times out.
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let inside!: () => void;
+      const started = new Promise<void>((resolve) => (inside = resolve));
+      const y = db.runInteraction(async (tx) => {
+        await tx.runOperation("INSERT INTO kept (id, v) VALUES (2, 'from Y')");
+        inside();
+        await held;
+      });
+      await started;
+      const t0 = performance.now();
+      const x = await db.runQuery(LONG_QUERY, [], { timeoutMs: 100 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const settledMs = performance.now() - t0;
+      expect(x).toBeInstanceOf(DatabaseError);
+      expect((x as DatabaseError).code).toBe('QUERY_TIMEOUT');
+      expect(settledMs).toBeLessThan(2000);
+      release();
+      await y;
+      expect(await db.runQuery('SELECT id, v FROM kept ORDER BY id')).toEqual([
+        { id: 1, v: 'before' },
+        { id: 2, v: 'from Y' },
+      ]);
+    } finally {
+      await close();
+    }
+  });
+});

@@ -3,8 +3,8 @@
  * path, the pool, transactions): every statement is logged per connection, and `script` decides
  * what each one returns, throws, or how long it hangs.
  */
-import { DatabaseError, type Connection, type Driver, type ResultSet } from '../../lib/index.js';
-import type { ErrorClass } from '../../lib/core/errors.js';
+// Only the package's public types: a driver of a user's own needs nothing else.
+import { DatabaseError, type Connection, type Driver, type ErrorClass, type ResultSet } from '../../lib/index.js';
 import { classifyPostgresError } from '../../lib/drivers/postgres/postgres.errors.js';
 import { POSTGRES_SCRIPT_SYNTAX, POSTGRES_SYNTAX } from '../../lib/drivers/postgres/postgres.syntax.js';
 

@@ -176,6 +176,17 @@ describe('Pool (fake connections)', () => {
     await expect(pool.acquire()).rejects.toBeInstanceOf(DatabaseClosed);
   });
 
+  it('destroys a connection marked dirty whose session reset fails, and hands out a fresh one', async () => {
+    const { pool, created } = makePool({ max: 1 });
+    const lease = await pool.acquire();
+    lease.dirty = true;
+    pool.release(lease);
+    await until(() => gone(created[0]), 'the connection whose reset failed to be destroyed');
+    const next = await pool.acquire();
+    expect(next.connection).not.toBe(created[0]);
+    pool.release(next);
+  });
+
   it('gives the error of a failed open to the waiter that asked', async () => {
     const pool = new Pool(defaults, {
       name: 'unit',
