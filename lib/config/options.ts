@@ -307,6 +307,7 @@ export function parseUrl(url: string): UrlParts {
   const params = parsed.searchParams;
   const attrs = params.get('target_session_attrs');
   if (attrs !== null) {
+    if (!dialectsWith('target_session_attrs').includes(dialect)) fail('url', `has target_session_attrs, which ${profileOf(dialect).title} does not take`);
     if (!(TARGET_SESSION_ATTRS as readonly string[]).includes(attrs)) {
       const shown = /^[a-z-]{1,20}$/i.test(attrs) ? ` "${attrs}"` : '';
       fail('url', `has an unknown target_session_attrs${shown}; accepted: ${TARGET_SESSION_ATTRS.join(', ')}`);

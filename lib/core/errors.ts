@@ -60,7 +60,7 @@ export interface ErrorClass {
   /** The connection or the server is gone (the detector treats it as death). */
   lost?: boolean;
   /** Re-running the whole transaction may succeed (`TransactionOptions.retry`). */
-  retry?: 'serialization' | 'deadlock' | 'lock-timeout';
+  retry?: 'serialization' | 'deadlock' | 'lock-timeout' | 'node-unusable';
   /** The server rolled back the whole transaction, not just the statement (MySQL on deadlock). */
   endsTransaction?: boolean;
   /** The server refused a write because it is read-only (a standby, or a former primary): with several hosts, the wrong host. */

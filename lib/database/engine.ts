@@ -615,7 +615,8 @@ export class Engine {
       try {
         result = await this.run(lease.connection, call, text, values, exec);
       } catch (error) {
-        if (this.detector.isDeathError(error)) lease.discard = true;
+        // A connection the driver gave up (dead, or a node that does not take work) is not reused.
+        if (this.detector.isDeathError(error) || lease.connection.broken) lease.discard = true;
         this.release(lease, call);
         // A statement that provably never left the client (its connection was already closed: an idle
         // socket the server or the network reset) runs on a fresh connection, as if nothing happened.

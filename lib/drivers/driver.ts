@@ -211,6 +211,8 @@ export interface MigrationSupport {
     | { kind: 'write-transaction'; busy(error: unknown): boolean };
   /** The error says the table does not exist. */
   isMissingTable(error: unknown): boolean;
+  /** The lock holds on one server only (MySQL's GET_LOCK, which Galera nodes do not share): no migrations through a node list. */
+  readonly lockPerServer?: boolean;
 }
 
 export interface Driver {

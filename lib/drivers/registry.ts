@@ -20,7 +20,7 @@ import { SqliteDriver } from './sqlite/sqlite.driver.js';
 import { SQLITE_SYNTAX } from './sqlite/sqlite.syntax.js';
 
 /** What a dialect has beyond statements and transactions (for messages that say where it is). */
-export type DialectFeature = 'notifications' | 'stored procedures' | 'read replicas' | 'multiple hosts';
+export type DialectFeature = 'notifications' | 'stored procedures' | 'read replicas' | 'multiple hosts' | 'target_session_attrs';
 
 interface Registration {
   driver: new (settings: ConnectionSettings) => Driver;
@@ -36,9 +36,15 @@ const DIALECTS: Record<Dialect, Registration> = {
     profile: POSTGRES_PROFILE,
     syntax: POSTGRES_SYNTAX,
     classify: classifyPostgresError,
-    features: ['notifications', 'stored procedures', 'read replicas', 'multiple hosts'],
+    features: ['notifications', 'stored procedures', 'read replicas', 'multiple hosts', 'target_session_attrs'],
   },
-  mysql: { driver: MysqlDriver, profile: MYSQL_PROFILE, syntax: MYSQL_SYNTAX, classify: classifyMysqlError, features: ['stored procedures', 'read replicas'] },
+  mysql: {
+    driver: MysqlDriver,
+    profile: MYSQL_PROFILE,
+    syntax: MYSQL_SYNTAX,
+    classify: classifyMysqlError,
+    features: ['stored procedures', 'read replicas', 'multiple hosts'],
+  },
   sqlite: { driver: SqliteDriver, profile: SQLITE_PROFILE, syntax: SQLITE_SYNTAX, classify: classifyStandard, features: [] },
 };
 

@@ -286,6 +286,15 @@ export class Migrator {
   /** Runs `work` holding this database's migration lock, waiting for another instance that holds it. */
   private async locked<R>(work: (waitedMs: number) => Promise<R>): Promise<R> {
     const lock = this.support.lock;
+    const nodes = this.db.options.settings.hosts?.length ?? 1;
+    if (this.support.lockPerServer && nodes > 1) {
+      throw new ConfigurationError(
+        `migrations on database "${this.db.name}" take a lock that holds on one server only (GET_LOCK), and its url lists ${nodes} nodes ` +
+          '(a Galera cluster does not share that lock between nodes, so two instances could migrate at once): run them against one node, ' +
+          'with the nestjs-dbpool migrate command and a one-node url, and set migrations.runOnBoot: false',
+        { option: 'migrations' },
+      );
+    }
     if (lock.kind === 'write-transaction') return this.inWriteTransaction((error) => lock.busy(error), work);
     return this.db.session(async () => {
       const waitedMs = await this.acquire(lock);

@@ -164,11 +164,17 @@ describe('several hosts (libpq URL)', () => {
     expect(resolveOptions({ url: 'postgres://h1/db?target_session_attrs=prefer-standby' }).settings.targetSessionAttrs).toBe('prefer-standby');
   });
 
-  it('refuses an unknown target_session_attrs, an empty host entry, and a host list on MySQL', () => {
+  it('refuses an unknown target_session_attrs, an empty host entry, and target_session_attrs on MySQL', () => {
     expect(() => resolveOptions({ url: 'postgres://h1,h2/db?target_session_attrs=writable' })).toThrow(
       /unknown target_session_attrs "writable"; accepted: any, read-write/,
     );
     expect(() => resolveOptions({ url: 'postgres://h1,,h2/db' })).toThrow(/empty or malformed entry in its host list/);
-    expect(() => resolveOptions({ url: 'mysql://root@h1,h2/db' })).toThrow(/lists several hosts, which MySQL connections do not take here/);
+    expect(() => resolveOptions({ url: 'mysql://root@h1,h2/db?target_session_attrs=read-write' })).toThrow(/target_session_attrs, which MySQL does not take/);
+    // A node list is MySQL's too (a Galera cluster).
+    expect(resolveOptions({ url: 'mysql://root@n1,n2:3307,n3/db' }).settings.hosts).toEqual([
+      { host: 'n1', port: 3306 },
+      { host: 'n2', port: 3307 },
+      { host: 'n3', port: 3306 },
+    ]);
   });
 });

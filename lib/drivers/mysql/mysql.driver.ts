@@ -83,6 +83,29 @@ const CLOSED_STATE = /can't add new command when connection is in closed state/i
 /** 1193: unknown system variable (MySQL has max_execution_time, MariaDB max_statement_time). */
 const ER_UNKNOWN_SYSTEM_VARIABLE = 1193;
 /** Errors after which the session cannot be trusted, so the pool destroys it rather than reusing it. */
+/** 1047: Galera's "WSREP has not yet prepared node for application use". */
+const ER_UNKNOWN_COM_ERROR = 1047;
+
+/** A server of a list: a Galera node. */
+interface Node {
+  host: string;
+  port?: number;
+}
+
+/** Why a Galera node does not take work now, or undefined when it does (or is no Galera node). */
+async function galeraRefusal(raw: RawConnection): Promise<string | undefined> {
+  const rows = await new Promise<Array<{ Variable_name: string; Value: string }>>((resolve, reject) =>
+    raw.query("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state_comment')", (error, result) =>
+      error ? reject(error) : resolve(result as Array<{ Variable_name: string; Value: string }>),
+    ),
+  );
+  const status = new Map(rows.map((r) => [r.Variable_name.toLowerCase(), r.Value]));
+  if (!status.has('wsrep_ready')) return undefined;
+  if (status.get('wsrep_ready') !== 'ON') return `is not ready (wsrep_ready = ${status.get('wsrep_ready')})`;
+  const state = status.get('wsrep_local_state_comment');
+  return state === 'Synced' ? undefined : `is ${state ?? 'in an unknown state'}, not Synced`;
+}
+
 const FATAL_CODES = new Set(['ER_NET_PACKET_TOO_LARGE', 'PROTOCOL_CONNECTION_LOST', 'ER_NET_READ_INTERRUPTED', 'ER_NET_ERROR_ON_WRITE']);
 
 export class MysqlDriver implements Driver {
@@ -138,13 +161,13 @@ export class MysqlDriver implements Driver {
   }
 
   /** Opens a raw mysql2 connection; the password function, if any, is called for each one. */
-  async open(): Promise<RawConnection> {
+  async open(node?: Node): Promise<RawConnection> {
     const mysql = await loadMysql();
     const s = this.settings;
     const password = typeof s.password === 'function' ? await s.password() : s.password;
     const raw = mysql.createConnection({
-      host: s.host,
-      port: s.port,
+      host: node?.host ?? s.host,
+      port: node?.port ?? s.port,
       user: s.user,
       password,
       database: s.database,
@@ -177,16 +200,53 @@ export class MysqlDriver implements Driver {
     return raw;
   }
 
+  /** With several nodes (a Galera cluster): where the next connection starts looking, so that connections spread over the nodes. */
+  private nextNode = 0;
+
   async connect(): Promise<Connection> {
-    const raw = await this.open();
-    const connection = new MysqlConnection(raw, this, this.settings.statementTimeoutMs);
+    const hosts = this.settings.hosts;
+    const { raw, node } = hosts && hosts.length > 1 ? await this.openUsableNode(hosts) : { raw: await this.open(), node: undefined };
+    const connection = new MysqlConnection(raw, this, this.settings.statementTimeoutMs, node);
     if (this.settings.statementTimeoutMs > 0) await connection.setStatementTimeout(this.settings.statementTimeoutMs);
     return connection;
   }
 
-  /** `KILL QUERY` on a separate session: MySQL has no out-of-band cancel. */
-  async killQuery(threadId: number): Promise<void> {
-    const raw = await this.open();
+  /**
+   * A connection to a node that takes work: with Galera, one that says `wsrep_ready = ON` and
+   * `Synced` (a node that is joining, donating or cut off from the primary component refuses
+   * statements); a server without wsrep is usable as it is. Each connection starts at the next node.
+   */
+  private async openUsableNode(hosts: Node[]): Promise<{ raw: RawConnection; node: Node }> {
+    const start = this.nextNode++ % hosts.length;
+    const refusals: string[] = [];
+    let lastError: unknown;
+    for (let k = 0; k < hosts.length; k++) {
+      const node = hosts[(start + k) % hosts.length];
+      let raw: RawConnection;
+      try {
+        raw = await this.open(node);
+      } catch (error) {
+        lastError = error;
+        refusals.push(`${node.host}:${node.port ?? ''} ${(error as Error).message}`);
+        continue;
+      }
+      const why = await galeraRefusal(raw).catch((error: unknown) => `its status could not be read (${(error as Error)?.message})`);
+      if (why === undefined) return { raw, node };
+      raw.destroy();
+      refusals.push(`${node.host}:${node.port ?? ''} ${why}`);
+    }
+    // No node takes work right now: the same as a server that is gone, so the reconnect loop goes on.
+    throw new DatabaseError(`no node is usable: ${refusals.join('; ')}`, {
+      code: ErrorCode.ConnectionLost,
+      dialect: 'mysql',
+      database: this.settings.name,
+      cause: lastError,
+    });
+  }
+
+  /** `KILL QUERY` on a separate session to the same server: MySQL has no out-of-band cancel. */
+  async killQuery(threadId: number, node?: Node): Promise<void> {
+    const raw = await this.open(node);
     try {
       await new Promise<void>((resolve) => raw.query(`KILL QUERY ${Number(threadId)}`, () => resolve()));
     } finally {
@@ -275,6 +335,8 @@ class MysqlConnection implements Connection {
     private readonly driver: MysqlDriver,
     /** The session's statement time limit, as set at connect. */
     private readonly sessionTimeoutMs: number,
+    /** The node it is connected to, when the URL lists several. */
+    private readonly node?: Node,
   ) {
     raw.removeAllListeners('error');
     raw.on('error', (error: Error & { fatal?: boolean }) => {
@@ -382,6 +444,12 @@ class MysqlConnection implements Connection {
           if (error.fatal || (error.code && FATAL_CODES.has(error.code))) this.broken = true;
           const translated = this.driver.translateError(error, text, values.length > 0);
           if (isWriteFailure(error) || CLOSED_STATE.test(error.message)) markNotSent(translated);
+          // Galera: this node does not take work now (not Synced, or out of the primary component). The statement did not
+          // run: another node will take it, on a new connection.
+          if (translated.errno === ER_UNKNOWN_COM_ERROR) {
+            this.broken = true;
+            markNotSent(translated);
+          }
           reject(translated);
           return;
         }
@@ -484,7 +552,7 @@ class MysqlConnection implements Connection {
         const drained = new Promise<void>((resolve) => (wake = resolve));
         query.removeAllListeners('result');
         query.on('result', () => {});
-        await this.driver.killQuery(this.serverId).catch(() => {});
+        await this.driver.killQuery(this.serverId, this.node).catch(() => {});
         raw.resume();
         const timer = setTimeout(() => this.destroy(), 1000);
         await drained;
@@ -494,7 +562,7 @@ class MysqlConnection implements Connection {
   }
 
   cancel(): Promise<void> {
-    return this.driver.killQuery(this.serverId);
+    return this.driver.killQuery(this.serverId, this.node);
   }
 
   async ping(): Promise<void> {

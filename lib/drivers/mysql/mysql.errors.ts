@@ -27,6 +27,7 @@ const LOST_MESSAGES = [/can't add new command when connection is in closed state
 
 export const ER_LOCK_WAIT_TIMEOUT = 1205;
 export const ER_LOCK_DEADLOCK = 1213;
+const ER_UNKNOWN_COM_ERROR = 1047;
 const ER_ACCESS_DENIED = 1045;
 const ER_BAD_DB = 1049;
 
@@ -41,6 +42,8 @@ export function classifyMysqlError(error: unknown): ErrorClass {
       out.endsTransaction = true;
     }
     if (e.errno === ER_LOCK_WAIT_TIMEOUT) out.retry ??= 'lock-timeout';
+    // Galera: the node does not take work now; the statement did not run, and another node may take the transaction.
+    if (e.errno === ER_UNKNOWN_COM_ERROR) out.retry ??= 'node-unusable';
     if (e.errno === ER_ACCESS_DENIED || e.code === 'ER_ACCESS_DENIED_ERROR') out.refused ??= 'auth';
     if (e.errno === ER_BAD_DB) out.refused ??= 'unknown-database';
   }

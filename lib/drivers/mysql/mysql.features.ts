@@ -10,6 +10,7 @@ const lockName = (name: string) => sql`CONCAT('nestjs-dbpool:', LEFT(SHA2(CONCAT
 const ER_NO_SUCH_TABLE = 1146;
 
 export const MYSQL_MIGRATIONS: MigrationSupport = {
+  lockPerServer: true,
   tableStatement: (t) =>
     `CREATE TABLE IF NOT EXISTS ${t} (name VARCHAR(255) PRIMARY KEY, checksum CHAR(64), applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), duration_ms INTEGER NOT NULL) DEFAULT CHARSET=utf8mb4`,
   transactionalDdl: false,
