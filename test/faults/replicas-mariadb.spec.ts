@@ -40,13 +40,13 @@ describe('read replicas [mysql, MariaDB GTID replica]', () => {
 
   afterAll(() => cluster?.stop());
 
-  async function open(extra: Record<string, unknown> = {}) {
+  async function open(extra: Record<string, unknown> = {}, waitUntilUp = true) {
     const app = await bootContext([
       DatabaseModule.forRoot({ url: cluster.primaryUrl, replicas: [cluster.replicaUrl], pool: { max: 4 }, replicaCheckIntervalMs: 100, ...extra }),
     ]);
     apps.push(app);
     const db = app.get<Database>(getDatabaseToken());
-    await until(async () => (await db.checkReplicas())[0].state === 'up', 'the replica to be up');
+    if (waitUntilUp) await until(async () => (await db.checkReplicas())[0].state === 'up', 'the replica to be up');
     return { app, db };
   }
 
@@ -92,7 +92,7 @@ describe('read replicas [mysql, MariaDB GTID replica]', () => {
       const on = await writeThenRead(db, pairs, 10_000);
       expect(on.stale).toBe(0);
       expect(on.replicaReads).toBe(0);
-      const { db: off } = await open({ readYourWrites: 'off' });
+      const { db: off } = await open({ readYourWrites: 'off', maxReplicaLagMs: 600_000 });
       const stale = await writeThenRead(off, pairs, 20_000);
       expect(stale.replicaReads).toBe(0);
       expect(stale.stale).toBeGreaterThan(pairs / 2);
@@ -116,6 +116,12 @@ describe('read replicas [mysql, MariaDB GTID replica]', () => {
     const outAfterMs = Date.now() - stopped;
     expect(db.replicaStatus()[0]).toMatchObject({ replaying: false });
     expect(await onReplica(db)).toBe(false);
+    // 1,000 write-then-read pairs while the SQL thread is stopped, read-your-writes on: none stale.
+    const { db: ryw } = await open({}, false);
+    await until(async () => (await ryw.checkReplicas())[0].state === 'lagging', 'the second database to see the replica lagging');
+    const pairs = await writeThenRead(ryw, 1000, 60_000);
+    expect(pairs.stale).toBe(0);
+    report('18-4-sql-thread-stopped', 'mysql', { pairs: 1000, stale: pairs.stale, servedByReplica: pairs.replicaReads });
     const started = Date.now();
     await cluster.startSqlThread();
     await until(async () => (await db.checkReplicas())[0].state === 'up', 'the replica to be back', 10_000);
