@@ -173,6 +173,19 @@ describe('the packed tarball in fresh Nest 11 (CommonJS) and Nest 12 (ESM) apps'
     for (const other of ['mysql2', 'better-sqlite3', 'pg-cursor']) expect(installed).not.toContain(other);
   });
 
+  it('the installed package maps every compiled file back to its TypeScript source, carried inside the map', async () => {
+    const dist = path.join(work, APPS[0], 'node_modules', 'nestjs-dbpool', 'dist', 'cjs');
+    const files = (await readdir(dist, { recursive: true })).filter((f) => f.endsWith('.js'));
+    expect(files.length).toBeGreaterThan(30);
+    for (const file of files) {
+      const map = JSON.parse(await readFile(path.join(dist, `${file}.map`), 'utf8')) as { sources: string[]; sourcesContent?: Array<string | null> };
+      expect(map.sources).toHaveLength(1);
+      expect(map.sources[0]).toMatch(/\.ts$/);
+      // The TypeScript is not published: the map must carry it, or a stack trace would point at nothing.
+      expect(map.sourcesContent?.[0]?.length).toBeGreaterThan(0);
+    }
+  });
+
   it.each(APPS)('%s: queries, transactions, errors and one copy of the module', async (app) => {
     const { port } = booted.get(app)!;
     const response = await fetch(`http://127.0.0.1:${port}/`);
