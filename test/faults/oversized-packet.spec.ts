@@ -65,6 +65,7 @@ describeEachDialect(serverCases, 'faults: a fatal error for one caller', (c) => 
       }
       const { db } = f!;
       const opened = f!.everOpened.length;
+      const closedBefore = f!.closed.length;
 
       const errors: string[] = [];
       let nextOk = 0;
@@ -95,9 +96,10 @@ describeEachDialect(serverCases, 'faults: a fatal error for one caller', (c) => 
       expect(nextOk).toBe(rounds);
       expect(concurrentOk).toBe(rounds);
       expect(f!.deadEvents).toBe(0);
-      // Each doomed session was destroyed and replaced, never handed out again.
+      // Each doomed session was destroyed, never handed out again (the pool opens a new one when it needs one: how many is
+      // a matter of timing, and reported).
       const replaced = f!.everOpened.length - opened;
-      expect(replaced).toBeGreaterThanOrEqual(rounds);
+      expect(f!.closed.length - closedBefore).toBeGreaterThanOrEqual(rounds);
       report('10-fatal-for-one', c.dialect, {
         how: c.dialect === 'mysql' ? 'oversized-param' : 'self-terminate-57P01',
         ...(c.dialect === 'mysql' ? { paramBytes: PACKET * 3, maxAllowedPacket: PACKET } : {}),
