@@ -5,7 +5,7 @@
  */
 const LAYERS = [
   ['core'],
-  ['sql', 'resilience'],
+  ['sql', 'resilience', 'telemetry'],
   ['drivers'],
   ['pool'],
   ['config'],

@@ -188,6 +188,12 @@ export interface DatabaseModuleOptions {
   pgbouncer?: 'session' | 'transaction';
   /** PostgreSQL: a direct URL to the server for LISTEN (behind a transaction-mode PgBouncer); the rest is the `url`'s. */
   listenUrl?: string;
+  /**
+   * OpenTelemetry spans (with `@opentelemetry/api` installed and an SDK registered): `false`
+   * turns them off; `queryText: false` leaves the statement text out of `db.query.text`.
+   * Default: on, with the text (never parameter values).
+   */
+  tracing?: false | { queryText?: boolean };
   /** Options handed to the underlying client as they are (`pg.Client`, `mysql2.createConnection`). */
   driverOptions?: Record<string, unknown>;
 }
@@ -217,6 +223,8 @@ export interface ResolvedOptions {
   pgbouncer?: 'session' | 'transaction';
   /** The listener's own server (`listenUrl`), when given. */
   listenSettings?: ConnectionSettings;
+  /** OpenTelemetry spans: off, or on with or without the statement text. */
+  tracing: false | { queryText: boolean };
   requestSettings?: DatabaseModuleOptions['requestSettings'];
   types: Required<TypeOptions>;
 }
@@ -482,11 +490,13 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
     'replicaCheckIntervalMs',
     'pgbouncer',
     'listenUrl',
+    'tracing',
     'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
   reconnect: ['initialDelayMs', 'baseDelayMs', 'maxDelayMs', 'factor', 'jitter', 'maxRetries', 'random'],
   types: ['int64', 'tinyint1AsBoolean'],
+  tracing: ['queryText'],
   migrations: ['directory', 'list', 'runOnBoot', 'table', 'lockTimeoutMs', 'statementTimeoutMs', 'validateChecksums'],
 };
 
@@ -729,6 +739,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     types,
     migrations: options.migrations === undefined ? undefined : resolveMigrationOptions(options.migrations),
     replication: resolveReplication(options, dialect, settings, password),
+    tracing: resolveTracing(options.tracing),
   };
 }
 
@@ -765,6 +776,14 @@ function directSettings(
   const password = parts.password ?? primaryPassword;
   Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
   return settings;
+}
+
+function resolveTracing(tracing: DatabaseModuleOptions['tracing']): false | { queryText: boolean } {
+  if (tracing === false) return false;
+  if (tracing !== undefined && (typeof tracing !== 'object' || tracing === null)) fail('tracing', 'must be false or { queryText?: boolean }');
+  const queryText = tracing?.queryText ?? true;
+  if (typeof queryText !== 'boolean') fail('tracing.queryText', 'must be true or false');
+  return { queryText };
 }
 
 /** The replicas' options, resolved. */

@@ -40,6 +40,7 @@ import { SessionPort } from './session.port.js';
 import { verifyReachable } from './startup.js';
 import { TransactionPort } from './transaction.port.js';
 import { settlesWithin } from '../core/timers.js';
+import { loadTelemetry } from '../telemetry/tracing.js';
 
 export type { DatabaseEvents };
 
@@ -106,6 +107,7 @@ export class Database {
    */
   async start(work?: { needsServer: boolean; run(db: Database): Promise<unknown> }): Promise<void> {
     try {
+      await loadTelemetry();
       await this.engine.driver.load?.();
       // Work at boot (the migrations) needs the server: wait for it as verifyOnStartup does.
       if (this.engine.options.verifyOnStartup || work?.needsServer) await verifyReachable(this.engine);

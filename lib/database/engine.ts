@@ -25,7 +25,8 @@ import type { OperationResult, QueryOptions } from '../core/types.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { Connection, Driver, ExecuteOptions, ResultSet } from '../drivers/driver.js';
 import { wasNotSent } from '../drivers/not-sent.js';
-import { createDriver } from '../drivers/registry.js';
+import { createDriver, profileOf } from '../drivers/registry.js';
+import { DatabaseTracer } from '../telemetry/tracing.js';
 import { Pool, type Lease } from '../pool/pool.js';
 import { SinglePoolRouter, type Intent, type PoolRouter } from '../pool/router.js';
 import { anyDeath, socketDeathChecker, withTransientErrors } from '../resilience/death-checker.js';
@@ -74,6 +75,8 @@ export class Engine {
   readonly router: PoolRouter;
   /** The read replicas, when `replicas` are configured. */
   readonly replicas?: ReplicaSet;
+  /** OpenTelemetry spans, unless `tracing: false`. */
+  readonly tracer?: DatabaseTracer;
   /** What `Database.cancel()` finds behind a promise it returned. */
   readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
@@ -101,6 +104,16 @@ export class Engine {
     this.dialect = options.dialect;
     this.driver = createDriver(options.dialect, options.settings, options.driver);
     this.driver.onWarning ??= (message) => this.logger.warn(`database "${this.name}": ${message}`);
+    if (options.tracing) {
+      const s = options.settings;
+      this.tracer = new DatabaseTracer({
+        system: profileOf(options.dialect).otelSystem,
+        namespace: s.database ?? s.filename,
+        address: s.host,
+        port: s.port,
+        queryText: options.tracing.queryText,
+      });
+    }
     this.prepare = options.prepare;
     this.queryTimeoutMs = options.queryTimeoutMs;
     // Slow-query logging without a threshold of its own uses one second.
@@ -332,9 +345,13 @@ export class Engine {
     call.connection = connection;
     const started = this.slowQueryMs > 0 ? performance.now() : 0;
     if (this.log.query) this.logger.log(`query: ${text}`);
+    const span = this.tracer?.statement(text);
     try {
-      return await connection.execute(text, values, exec);
+      const result = await connection.execute(text, values, exec);
+      this.tracer?.end(span);
+      return result;
     } catch (error) {
+      this.tracer?.end(span, this.driver.translateError(error));
       // After an interruption the failure is our own doing (the cancel, or the destroy after the grace period), not news about the server.
       if (call.interruption) {
         const e = this.driver.translateError(error);
@@ -645,10 +662,15 @@ export class Engine {
     if (!lease) return undefined;
     call.throwIfInterrupted();
     call.connection = lease.connection;
+    const [address, port] = lease.member.label.split(':');
+    const span = this.tracer?.statement(text, { address, port: Number(port) || undefined });
     try {
-      return await lease.connection.execute(text, values, exec);
+      const result = await lease.connection.execute(text, values, exec);
+      this.tracer?.end(span);
+      return result;
     } catch (error) {
       const e = this.driver.translateError(error);
+      this.tracer?.end(span, e);
       call.statementFailed(e);
       if (call.interruption) throw call.interruption;
       if (this.driver.classify(e).lost) {

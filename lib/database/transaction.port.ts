@@ -5,6 +5,7 @@
  * injects.
  */
 import type { Readable } from 'node:stream';
+import type { TraceSpan } from '../telemetry/tracing.js';
 import { QueryTimeout, type ErrorClass } from '../core/errors.js';
 import type { QueryOptions } from '../core/types.js';
 import type { ExecuteOptions, ResultSet } from '../drivers/driver.js';
@@ -16,6 +17,9 @@ import { Transaction, type TransactionOptions } from '../transactions/transactio
 import { CallHandle } from './call.js';
 import type { Engine } from './engine.js';
 import { checkSettings, type DatabaseSession } from './session.js';
+
+/** Each open transaction's span (OpenTelemetry), when tracing is on. */
+const spans = new WeakMap<Transaction, TraceSpan>();
 
 export class TransactionPort implements TransactionRunnerHost {
   constructor(private readonly engine: Engine) {}
@@ -38,7 +42,14 @@ export class TransactionPort implements TransactionRunnerHost {
 
   async end(tx: Transaction, how: 'commit' | 'rollback'): Promise<'committed' | 'rolledBack'> {
     const { commit, rollback } = this.engine.driver.endStatements;
-    const result = await this.control(tx, how === 'commit' ? commit : rollback);
+    let result: ResultSet;
+    try {
+      result = await this.control(tx, how === 'commit' ? commit : rollback);
+    } catch (error) {
+      // A COMMIT whose answer was lost: the runner reports CommitOutcomeUnknown; the span says so too.
+      if (how === 'commit') spans.get(tx)?.setAttribute('nestjs_dbpool.transaction.commit_failed', true);
+      throw error;
+    }
     if (how === 'rollback' || this.engine.driver.commitRolledBack?.(result)) return 'rolledBack';
     // What it wrote, replicas must have replayed before reads that must see it go there.
     if (this.engine.replicas && !tx.options.readOnly && tx.lease.pool === this.engine.pool) await this.engine.replicas.afterWrite(tx.lease.connection);
@@ -52,6 +63,25 @@ export class TransactionPort implements TransactionRunnerHost {
    */
   async begin(options: TransactionOptions): Promise<Transaction> {
     this.engine.assertUsable();
+    // The transaction's span, child of the caller's: BEGIN, the statements and the end are in it.
+    const span = this.engine.tracer?.transaction();
+    try {
+      const tx = await this.beginTraced(options);
+      if (span) spans.set(tx, span);
+      return tx;
+    } catch (error) {
+      this.engine.tracer?.end(span, error);
+      throw error;
+    }
+  }
+
+  /** Runs `fn` (the interaction) with the transaction's span active, so that its statements are the span's children. */
+  within<R>(tx: Transaction, fn: () => R): R {
+    const tracer = this.engine.tracer;
+    return tracer ? tracer.within(spans.get(tx), fn) : fn();
+  }
+
+  private async beginTraced(options: TransactionOptions): Promise<Transaction> {
     const session = currentSession<DatabaseSession>(this.owner);
     const onSession = session !== undefined && session.transaction === undefined;
     let lease: Lease;
@@ -116,6 +146,15 @@ export class TransactionPort implements TransactionRunnerHost {
     tx.holdsConnection = false;
     if (tx.ownsConnection) tx.lease.pool.release(tx.lease);
     else if (session && session.transaction === tx) session.transaction = undefined;
+    const span = spans.get(tx);
+    if (span) {
+      spans.delete(tx);
+      span.setAttribute(
+        'nestjs_dbpool.transaction.outcome',
+        tx.state === 'committed' ? 'committed' : tx.state === 'rolledBack' ? 'rolled_back' : String(tx.state),
+      );
+      this.engine.tracer?.end(span);
+    }
   }
 
   interrupt(tx: Transaction): void {

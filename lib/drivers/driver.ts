@@ -145,6 +145,8 @@ export const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = ['any', 'read
 export interface DialectProfile {
   /** How messages name it (`PostgreSQL`, `MySQL`). */
   readonly title: string;
+  /** OpenTelemetry's `db.system.name` for it. */
+  readonly otelSystem: string;
   /** URL schemes that name it (`postgres`, `postgresql`). */
   readonly schemes: readonly string[];
   /** An example URL, for messages. */

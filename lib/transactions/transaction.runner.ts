@@ -24,6 +24,8 @@ export interface TransactionRunnerHost extends TransactionHost {
   /** How long an interrupted statement may take to stop before its connection is destroyed. */
   readonly interruptGraceMs: number;
   isDeathError(error: unknown): boolean;
+  /** Runs the interaction with the transaction's span active (tracing), when there is one. */
+  within?<R>(tx: Transaction, fn: () => R): R;
 }
 
 /**
@@ -246,7 +248,9 @@ async function runOnce<R>(
   try {
     let result: R;
     try {
-      const interaction = runWithTransaction(host.owner, tx, () => fn(tx));
+      const interaction = host.within
+        ? host.within(tx, () => runWithTransaction(host.owner, tx, () => fn(tx)))
+        : runWithTransaction(host.owner, tx, () => fn(tx));
       if (interruptible) interaction.catch(() => {}); // it may lose the race below and reject later
       result = interruptible ? await Promise.race([interaction, stopped]) : await interaction;
     } catch (error) {

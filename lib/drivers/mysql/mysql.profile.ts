@@ -4,6 +4,7 @@ import type { DialectProfile } from '../driver.js';
 
 export const MYSQL_PROFILE: DialectProfile = {
   title: 'MySQL',
+  otelSystem: 'mysql',
   schemes: ['mysql', 'mariadb'],
   exampleUrl: 'mysql://user:password@host:3306/db',
   defaultPort: 3306,

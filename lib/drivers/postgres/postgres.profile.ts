@@ -3,6 +3,7 @@ import type { DialectProfile } from '../driver.js';
 
 export const POSTGRES_PROFILE: DialectProfile = {
   title: 'PostgreSQL',
+  otelSystem: 'postgresql',
   schemes: ['postgres', 'postgresql'],
   exampleUrl: 'postgres://user:password@host:5432/db',
   defaultPort: 5432,

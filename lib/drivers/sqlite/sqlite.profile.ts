@@ -3,6 +3,7 @@ import type { DialectProfile } from '../driver.js';
 
 export const SQLITE_PROFILE: DialectProfile = {
   title: 'SQLite',
+  otelSystem: 'sqlite',
   schemes: ['sqlite'],
   exampleUrl: 'sqlite:./data/app.db',
   embedded: true,
