@@ -6,6 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { TraceSpan } from '../telemetry/tracing.js';
+import { settlesWithin } from '../core/timers.js';
 import { QueryTimeout, type ErrorClass } from '../core/errors.js';
 import type { QueryOptions } from '../core/types.js';
 import type { ExecuteOptions, ResultSet } from '../drivers/driver.js';
@@ -20,6 +21,8 @@ import { checkSettings, type DatabaseSession } from './session.js';
 
 /** Each open transaction's span (OpenTelemetry), when tracing is on. */
 const spans = new WeakMap<Transaction, TraceSpan>();
+/** The cancel request of an interrupted transaction, until it has reached the server. */
+const cancels = new WeakMap<Transaction, Promise<void>>();
 
 export class TransactionPort implements TransactionRunnerHost {
   constructor(private readonly engine: Engine) {}
@@ -42,6 +45,10 @@ export class TransactionPort implements TransactionRunnerHost {
 
   async end(tx: Transaction, how: 'commit' | 'rollback'): Promise<'committed' | 'rolledBack'> {
     const { commit, rollback } = this.engine.driver.endStatements;
+    // After an interruption, the cancel request must have reached the server before ROLLBACK is sent: a late one could
+    // cancel the ROLLBACK itself (the statement may have ended first, by the server's own statement timeout).
+    const cancel = cancels.get(tx);
+    if (cancel && how === 'rollback') await settlesWithin(cancel, this.engine.interruptGraceMs);
     let result: ResultSet;
     try {
       result = await this.control(tx, how === 'commit' ? commit : rollback);
@@ -159,7 +166,10 @@ export class TransactionPort implements TransactionRunnerHost {
 
   interrupt(tx: Transaction): void {
     tx.lease.discard = true;
-    void tx.connection.cancel().catch(() => {});
+    cancels.set(
+      tx,
+      tx.connection.cancel().catch(() => {}),
+    );
   }
 
   isDeathError(error: unknown): boolean {

@@ -58,9 +58,12 @@ describeEachDialect(serverCases, 'transaction timeouts and broken rollbacks', (c
         )
         .catch((e) => e);
       const elapsed = Date.now() - started;
-      expect(error).toBeInstanceOf(QueryTimeout);
-      expect(error.timeoutMs).toBe(300);
-      expect(error.message).toMatch(/exceeded timeoutMs \(300 ms\)/);
+      // On a loaded machine the server may not act on the cancel within the grace period: the connection is then
+      // destroyed (the server rolls back) and no ROLLBACK can be sent, so the timeout comes wrapped in RollbackFailed.
+      const timeout = error instanceof RollbackFailed ? (error.originalError as QueryTimeout) : error;
+      expect(timeout).toBeInstanceOf(QueryTimeout);
+      expect(timeout.timeoutMs).toBe(300);
+      expect(timeout.message).toMatch(/exceeded timeoutMs \(300 ms\)/);
       expect(elapsed).toBeGreaterThanOrEqual(250);
       expect(elapsed).toBeLessThan(2000);
       expect(await visible('timeout-sleep')).toBe(0);
