@@ -5,11 +5,11 @@
  * writers (old primary stopped, standby promoted) loses no acknowledged write and hangs nobody.
  */
 import { jest } from '@jest/globals';
-import { CommitOutcomeUnknown, ConnectionDead, DatabaseError, DatabaseModule, getDatabaseToken, type Database } from '../../lib/index.js';
+import { ConnectionDead, DatabaseError, DatabaseModule, getDatabaseToken, type Database } from '../../lib/index.js';
 import { bootContext } from '../support/app.js';
 import { ensurePackages, pgQuery, startPostgresCluster, type PgCluster } from '../support/cluster/index.js';
 import { until } from '../support/wait.js';
-import { report } from './harness.js';
+import { callers, outcomeKind, report, Tally } from './harness.js';
 
 jest.setTimeout(180_000);
 
@@ -110,31 +110,22 @@ describe('multi-host PostgreSQL [postgres, primary + standby]', () => {
     });
     const acked = new Set<number>();
     const unknown = new Set<number>();
-    const errors = new Map<string, number>();
+    const errors = new Tally();
     let failoverStarted = 0;
     let firstAckAfter = 0;
-    let stop = false;
-    const writers = Array.from({ length: 32 }, async (_, w) => {
-      for (let i = 0; i < 100_000 && !stop; i++) {
-        const key = w * 1_000_000 + i;
-        try {
-          await db.runOperation('INSERT INTO keys VALUES ($1)', [key], { timeoutMs: 15_000 });
-          acked.add(key);
-          if (failoverStarted && !firstAckAfter && promoted) firstAckAfter = Date.now();
-        } catch (e) {
-          const kind =
-            e instanceof CommitOutcomeUnknown
-              ? 'CommitOutcomeUnknown'
-              : e instanceof ConnectionDead
-                ? 'ConnectionDead'
-                : `${(e as Error).name}:${(e as DatabaseError).code}`;
-          errors.set(kind, (errors.get(kind) ?? 0) + 1);
-          // What may have run is neither counted as written nor written again under the same key.
-          if (!(e instanceof ConnectionDead) || (e as ConnectionDead).mayHaveRun) unknown.add(key);
-        }
+    let promoted = false;
+    const writers = callers(32, async (w, i) => {
+      const key = w * 1_000_000 + i;
+      try {
+        await db.runOperation('INSERT INTO keys VALUES ($1)', [key], { timeoutMs: 15_000 });
+        acked.add(key);
+        if (failoverStarted && !firstAckAfter && promoted) firstAckAfter = Date.now();
+      } catch (e) {
+        errors.add(outcomeKind(e));
+        // What may have run is neither counted as written nor written again under the same key.
+        if (!(e instanceof ConnectionDead) || e.mayHaveRun) unknown.add(key);
       }
     });
-    let promoted = false;
     await until(() => acked.size > 500, 'writes to flow', 20_000);
     failoverStarted = Date.now();
     // Patroni's switchover: the old primary shuts down (sending its WAL to the standby first), then the standby is promoted.
@@ -145,8 +136,7 @@ describe('multi-host PostgreSQL [postgres, primary + standby]', () => {
     await until(() => firstAckAfter > 0, 'a write to succeed on the new primary', 30_000);
     const ackedAtRecovery = acked.size;
     await until(() => acked.size > ackedAtRecovery + 500, 'writes to flow on the new primary', 30_000);
-    stop = true;
-    await Promise.all(writers);
+    await writers.stop();
 
     const rows = await pgQuery<{ id: string }>(cluster.standbyUrl, 'SELECT id FROM keys');
     const present = new Set(rows.map((r) => Number(r.id)));
@@ -154,7 +144,7 @@ describe('multi-host PostgreSQL [postgres, primary + standby]', () => {
     expect(missing).toEqual([]);
     expect(rows.length).toBe(present.size);
     // Nothing but the two documented outcomes reached a caller.
-    for (const kind of errors.keys()) expect(['ConnectionDead', 'CommitOutcomeUnknown']).toContain(kind);
+    for (const kind of errors.counts.keys()) expect(['ConnectionDead', 'CommitOutcomeUnknown']).toContain(kind);
     report('17-1-failover', 'postgres', {
       writers: 32,
       acknowledged: acked.size,
@@ -162,7 +152,7 @@ describe('multi-host PostgreSQL [postgres, primary + standby]', () => {
       duplicates: rows.length - present.size,
       outcomeUnknown: unknown.size,
       unknownThatCommitted: [...unknown].filter((k) => present.has(k)).length,
-      errors: [...errors].map(([k, v]) => `${k}=${v}`).join(',') || 'none',
+      errors: errors.toString(),
       switchoverMs: promotedAt - failoverStarted,
       writesBackAfterPromoteMs: firstAckAfter - promotedAt,
       writesBackAfterStopMs: firstAckAfter - failoverStarted,

@@ -9,11 +9,11 @@ import { jest } from '@jest/globals';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommitOutcomeUnknown, ConnectionDead, DatabaseModule, getDatabaseToken, type Database, type DatabaseError } from '../../lib/index.js';
+import { DatabaseModule, getDatabaseToken, type Database, type DatabaseError } from '../../lib/index.js';
 import { bootContext } from '../support/app.js';
 import { ensurePackages, mysqlQuery, startGaleraCluster, type GaleraCluster } from '../support/cluster/index.js';
 import { until } from '../support/wait.js';
-import { report } from './harness.js';
+import { callers, outcomeKind, report, Tally } from './harness.js';
 
 jest.setTimeout(240_000);
 
@@ -154,21 +154,16 @@ describe('Galera [mysql, three nodes]', () => {
   it('a node killed under 16 writers: every acknowledged key is on the surviving nodes, none twice; writers succeed again; nothing hangs', async () => {
     const { db, dead } = await open(nodesUrl, { pool: { max: 12 }, waitForRecoveryMs: 10_000 });
     const acked = new Set<number>();
-    const errors = new Map<string, number>();
+    const errors = new Tally();
     const lastOk = new Array<number>(16).fill(0);
-    let stop = false;
-    const writers = Array.from({ length: 16 }, async (_, w) => {
-      for (let i = 0; i < 100_000 && !stop; i++) {
-        const key = w * 1_000_000 + i;
-        try {
-          await db.runOperation('INSERT INTO keys_g VALUES (?)', [key], { timeoutMs: 15_000 });
-          acked.add(key);
-          lastOk[w] = Date.now();
-        } catch (e) {
-          const kind =
-            e instanceof CommitOutcomeUnknown ? 'CommitOutcomeUnknown' : e instanceof ConnectionDead ? 'ConnectionDead' : `${(e as DatabaseError).code}`;
-          errors.set(kind, (errors.get(kind) ?? 0) + 1);
-        }
+    const writers = callers(16, async (w, i) => {
+      const key = w * 1_000_000 + i;
+      try {
+        await db.runOperation('INSERT INTO keys_g VALUES (?)', [key], { timeoutMs: 15_000 });
+        acked.add(key);
+        lastOk[w] = Date.now();
+      } catch (e) {
+        errors.add(outcomeKind(e));
       }
     });
     await until(() => acked.size > 500, 'writes to flow', 20_000);
@@ -178,20 +173,19 @@ describe('Galera [mysql, three nodes]', () => {
     const allBackMs = Math.max(...lastOk) - killedAt;
     const ackedThen = acked.size;
     await until(() => acked.size > ackedThen + 300, 'writes to flow on two nodes', 30_000);
-    stop = true;
-    await Promise.all(writers);
+    await writers.stop();
     const rows = await mysqlQuery<{ id: string }>(cluster.urls[0], 'SELECT id FROM keys_g');
     const present = new Set(rows.map((r) => Number(r.id)));
     const missing = [...acked].filter((k) => !present.has(k));
     expect(missing).toEqual([]);
     expect(rows.length).toBe(present.size);
-    for (const kind of errors.keys()) expect(['ConnectionDead', 'CommitOutcomeUnknown']).toContain(kind);
+    for (const kind of errors.counts.keys()) expect(['ConnectionDead', 'CommitOutcomeUnknown']).toContain(kind);
     report('18-1-galera-node-killed', 'mysql', {
       writers: 16,
       acknowledged: acked.size,
       acknowledgedMissing: missing.length,
       duplicates: rows.length - present.size,
-      errors: [...errors].map(([k, v]) => `${k}=${v}`).join(',') || 'none',
+      errors: errors.toString(),
       everyWriterBackAfterMs: allBackMs,
       deadEvents: dead.length,
     });

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import vm from 'node:vm';
 import pg from 'pg';
 import mysql from 'mysql2/promise';
-import type { Database, DatabaseModuleOptions } from '../../lib/index.js';
+import { CommitOutcomeUnknown, ConnectionDead, type Database, type DatabaseError, type DatabaseModuleOptions } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
 import { MYSQL_URL, PG_URL, type DialectCase } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
@@ -351,4 +351,42 @@ export function useProxyFaults(c: DialectCase): ProxyFaults {
       return f;
     },
   };
+}
+
+/**
+ * `count` callers, each running `step` again and again until `stop()`, which waits for every
+ * caller's call in flight to settle: the load of the scale-out scenarios (readers, writers).
+ */
+export function callers(count: number, step: (caller: number, i: number) => Promise<void>): { stop(): Promise<void> } {
+  let stopped = false;
+  const loops = Array.from({ length: count }, async (_, caller) => {
+    for (let i = 0; i < 1_000_000 && !stopped; i++) await step(caller, i);
+  });
+  return {
+    stop: async () => {
+      stopped = true;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** A failure, as the scale-out scenarios count it: the documented outcomes of a lost server by class, anything else by code. */
+export function outcomeKind(error: unknown): string {
+  if (error instanceof CommitOutcomeUnknown) return 'CommitOutcomeUnknown';
+  if (error instanceof ConnectionDead) return 'ConnectionDead';
+  return `${(error as Error)?.name}:${(error as DatabaseError)?.code}`;
+}
+
+/** Counts by kind, and the `kind=n,…` text a report shows ('none' when empty). */
+export class Tally {
+  readonly counts = new Map<string, number>();
+  add(kind: string): void {
+    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
+  }
+  get(kind: string): number {
+    return this.counts.get(kind) ?? 0;
+  }
+  toString(): string {
+    return [...this.counts].map(([k, v]) => `${k}=${v}`).join(',') || 'none';
+  }
 }

@@ -5,23 +5,13 @@
  * bouncer, and a PgBouncer restart under 16 writers.
  */
 import { jest } from '@jest/globals';
-import {
-  CommitOutcomeUnknown,
-  ConfigurationError,
-  ConnectionDead,
-  DatabaseModule,
-  getDatabaseToken,
-  NotSupported,
-  type Database,
-  type DatabaseError,
-  type DatabaseModuleOptions,
-} from '../../lib/index.js';
+import { ConfigurationError, DatabaseModule, getDatabaseToken, NotSupported, type Database, type DatabaseModuleOptions } from '../../lib/index.js';
 import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import { PG_URL } from '../support/databases.js';
 import { ensurePackages, startPgBouncer, type PgBouncer } from '../support/cluster/index.js';
 import { bootWithLogger, CapturingLogger } from '../support/security.js';
 import { until } from '../support/wait.js';
-import { report } from './harness.js';
+import { callers, outcomeKind, report, Tally } from './harness.js';
 import pg from 'pg';
 
 jest.setTimeout(120_000);
@@ -127,26 +117,17 @@ describe('PgBouncer [postgres]', () => {
     await bouncer.restart({ poolMode: 'transaction' });
     const { db } = await open({ pgbouncer: 'transaction', waitForRecoveryMs: 10_000, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
     const acked = new Set<number>();
-    const errors = new Map<string, number>();
+    const errors = new Tally();
     let restartedAt = 0;
     let firstAckAfter = 0;
-    let stop = false;
-    const writers = Array.from({ length: 16 }, async (_, w) => {
-      for (let i = 0; i < 100_000 && !stop; i++) {
-        const key = w * 1_000_000 + i;
-        try {
-          await db.runOperation(`INSERT INTO ${table} VALUES ($1)`, [key], { timeoutMs: 15_000 });
-          acked.add(key);
-          if (restartedAt && !firstAckAfter) firstAckAfter = Date.now();
-        } catch (e) {
-          const kind =
-            e instanceof CommitOutcomeUnknown
-              ? 'CommitOutcomeUnknown'
-              : e instanceof ConnectionDead
-                ? 'ConnectionDead'
-                : `${(e as Error).name}:${(e as DatabaseError).code}`;
-          errors.set(kind, (errors.get(kind) ?? 0) + 1);
-        }
+    const writers = callers(16, async (w, i) => {
+      const key = w * 1_000_000 + i;
+      try {
+        await db.runOperation(`INSERT INTO ${table} VALUES ($1)`, [key], { timeoutMs: 15_000 });
+        acked.add(key);
+        if (restartedAt && !firstAckAfter) firstAckAfter = Date.now();
+      } catch (e) {
+        errors.add(outcomeKind(e));
       }
     });
     await until(() => acked.size > 300, 'writes to flow', 20_000);
@@ -156,8 +137,7 @@ describe('PgBouncer [postgres]', () => {
     await until(() => firstAckAfter > 0, 'a write after the restart', 30_000);
     const ackedThen = acked.size;
     await until(() => acked.size > ackedThen + 300, 'writes to flow again', 30_000);
-    stop = true;
-    await Promise.all(writers);
+    await writers.stop();
     const admin = new pg.Client({ connectionString: PG_URL });
     await admin.connect();
     const { rows } = await admin.query<{ id: string }>(`SELECT id FROM ${table}`);
@@ -166,13 +146,13 @@ describe('PgBouncer [postgres]', () => {
     const missing = [...acked].filter((k) => !present.has(k));
     expect(missing).toEqual([]);
     expect(rows.length).toBe(present.size);
-    for (const kind of errors.keys()) expect(['ConnectionDead', 'CommitOutcomeUnknown']).toContain(kind);
+    for (const kind of errors.counts.keys()) expect(['ConnectionDead', 'CommitOutcomeUnknown']).toContain(kind);
     report('17-4-pgbouncer-restart', 'postgres', {
       writers: 16,
       acknowledged: acked.size,
       acknowledgedMissing: missing.length,
       duplicates: rows.length - present.size,
-      errors: [...errors].map(([k, v]) => `${k}=${v}`).join(',') || 'none',
+      errors: errors.toString(),
       restartMs: restartedAt - stoppedAt,
       writesBackAfterRestartReturnedMs: firstAckAfter - restartedAt,
     });

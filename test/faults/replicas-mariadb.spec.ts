@@ -11,7 +11,7 @@ import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import { bootContext } from '../support/app.js';
 import { ensurePackages, mysqlQuery, startMariadbReplication, type MariadbReplication } from '../support/cluster/index.js';
 import { until } from '../support/wait.js';
-import { report } from './harness.js';
+import { callers, report } from './harness.js';
 
 jest.setTimeout(180_000);
 
@@ -135,15 +135,12 @@ describe('read replicas [mysql, MariaDB GTID replica]', () => {
     expect((await health.pingCheck('db')).db).toMatchObject({ status: 'up', role: 'primary', replicas: [{ state: 'up' }] });
     let failed = 0;
     let reads = 0;
-    let stop = false;
-    const readers = Array.from({ length: 8 }, async () => {
-      for (let i = 0; i < 100_000 && !stop; i++) {
-        try {
-          await db.runQuery('SELECT 1 AS one');
-          reads++;
-        } catch {
-          failed++;
-        }
+    const readers = callers(8, async () => {
+      try {
+        await db.runQuery('SELECT 1 AS one');
+        reads++;
+      } catch {
+        failed++;
       }
     });
     await until(() => reads > 100, 'reads to flow');
@@ -158,8 +155,7 @@ describe('read replicas [mysql, MariaDB GTID replica]', () => {
     await cluster.startReplica();
     await until(() => db.replicaStatus()[0].state === 'up', 'the replica to be back in rotation', 30_000);
     const backAfterMs = Date.now() - restarted;
-    stop = true;
-    await Promise.all(readers);
+    await readers.stop();
     expect(failed).toBe(0);
     expect(await onReplica(db)).toBe(true);
     report('18-replica-stopped', 'mysql', {

@@ -8,7 +8,7 @@ import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import { bootContext } from '../support/app.js';
 import { ensurePackages, pgQuery, startPostgresCluster, type PgCluster } from '../support/cluster/index.js';
 import { until } from '../support/wait.js';
-import { report } from './harness.js';
+import { callers, report } from './harness.js';
 
 import { jest } from '@jest/globals';
 
@@ -164,15 +164,12 @@ describe('read replicas [postgres, streaming standby]', () => {
 
     let failed = 0;
     let reads = 0;
-    let stop = false;
-    const readers = Array.from({ length: 8 }, async () => {
-      for (let i = 0; i < 100_000 && !stop; i++) {
-        try {
-          await db.runQuery('SELECT 1 AS one');
-          reads++;
-        } catch {
-          failed++;
-        }
+    const readers = callers(8, async () => {
+      try {
+        await db.runQuery('SELECT 1 AS one');
+        reads++;
+      } catch {
+        failed++;
       }
     });
     await until(() => reads > 100, 'reads to flow');
@@ -188,8 +185,7 @@ describe('read replicas [postgres, streaming standby]', () => {
     await cluster.startStandby(0);
     await until(() => db.replicaStatus()[0].state === 'up', 'the replica to be back in rotation', 20_000);
     const backAfterMs = Date.now() - restarted;
-    stop = true;
-    await Promise.all(readers);
+    await readers.stop();
     expect(failed).toBe(0);
     expect(await onReplica(db)).toBe(true);
     report('17-2-replica-stopped', 'postgres', {
