@@ -62,8 +62,12 @@ function operationOf(text: string): string {
 export class DatabaseTracer {
   constructor(private readonly target: TracingTarget) {}
 
+  private cached?: ReturnType<OtelApi['trace']['getTracer']>;
+
+  /** Looked up once (the API's tracer follows a provider registered later): not on every statement. */
   private tracer(): ReturnType<OtelApi['trace']['getTracer']> | undefined {
-    return api ? api.trace.getTracer('nestjs-dbpool') : undefined;
+    if (!api) return undefined;
+    return (this.cached ??= api.trace.getTracer('nestjs-dbpool'));
   }
 
   /** A statement's span, child of the active one (the request's, the transaction's). Undefined when tracing is off. */
