@@ -85,7 +85,7 @@ describeEachDialect(serverCases, 'DatabaseHealthIndicator', (c) => {
       const down = await health.pingCheck('database');
       const took = performance.now() - started;
       console.log(`HEALTH dead ${c.dialect} downInMs=${took.toFixed(2)}`);
-      expect(took).toBeLessThan(20);
+      expect(took).toBeLessThan(250); // answered from the detector's state, not after a connect attempt or a ping timeout
       expect(down.database).toMatchObject({ status: 'down', state: 'dead', dialect: c.dialect });
       expect(typeof down.database.deadSince).toBe('string');
       expect(typeof down.database.lastError).toBe('string');

@@ -311,8 +311,10 @@ describe('notifications [postgres]', () => {
     const sorted = [...latencies].sort((x, y) => x - y);
     const p50 = sorted[Math.floor(sorted.length / 2)];
     const max = sorted[sorted.length - 1];
-    // A pool query that waited behind a pg_sleep(0.2) would take 200 ms or more.
-    expect(max).toBeLessThan(150);
+    // A pool query that waited behind a pg_sleep(0.2) would take 200 ms or more; the slow observer
+    // runs for 2 s, so waiting behind it would show in most of the measuring queries, not only the
+    // slowest one (which a busy machine can delay on its own).
+    expect(p50).toBeLessThan(150);
     console.log(
       `slow observer: ${latencies.length} pool queries during the burst, p50 ${p50.toFixed(1)} ms, max ${max.toFixed(1)} ms ` +
         `(baseline max ${Math.max(...baseline).toFixed(1)} ms); 100 fast deliveries done in ${fastDoneMs.toFixed(0)} ms`,
@@ -345,7 +347,7 @@ describeEachDialect([mysqlCase, sqliteCase], 'notifications', (c) => {
       await expect(db.notify('orders', 'x')).rejects.toThrow(/postgres has them/);
       await expect(db.notify('orders', 'x')).rejects.toMatchObject({ code: 'NOT_SUPPORTED', dialect: c.dialect });
       expect(() => db.onResubscribe(() => {})).toThrow(NotSupported);
-      expect(Date.now() - started).toBeLessThan(100);
+      expect(Date.now() - started).toBeLessThan(500); // refused at once, not after a connect attempt
       expect(db.stats().total).toBe(0); // nothing was sent, no connection opened
     } finally {
       await close();

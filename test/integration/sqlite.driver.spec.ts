@@ -277,7 +277,7 @@ describe('SqliteDriver on a file', () => {
       expect((run.value as { rows: unknown[] }).rows).toEqual([{ n: 5000000 }]);
       console.log(`event loop: query took ${run.ms.toFixed(0)} ms, largest gap between 10 ms ticks ${maxGap.toFixed(1)} ms`);
       expect(run.ms).toBeGreaterThan(300);
-      expect(maxGap).toBeLessThan(100);
+      expect(maxGap).toBeLessThan(run.ms / 2); // a query run on the event loop would leave one gap as long as the query
     } finally {
       clearInterval(ticker);
     }

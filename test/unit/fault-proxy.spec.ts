@@ -144,7 +144,7 @@ describe('FaultProxy (echo server)', () => {
         (s) => (s.destroy(), null),
         (e: NodeJS.ErrnoException) => e,
       );
-      expect(performance.now() - t0).toBeLessThan(100);
+      expect(performance.now() - t0).toBeLessThan(500); // well under the 1 s connect timeout
       expect(['ECONNREFUSED', 'ECONNRESET']).toContain(err?.code);
       await proxy.setMode('pass');
       expect(proxy.port).toBe(port);
@@ -208,7 +208,7 @@ describe('FaultProxy (echo server)', () => {
     await proxy.setMode('pass');
     const t1 = performance.now();
     expect(await echo(s, 'fast')).toBe('fast');
-    expect(performance.now() - t1).toBeLessThan(100);
+    expect(performance.now() - t1).toBeLessThan(500); // well under the 1 s connect timeout
   });
 
   it('dropServerToClientAfter forwards the match, drops replies, then resets', async () => {
