@@ -194,6 +194,12 @@ export interface DatabaseModuleOptions {
    * Default: on, with the text (never parameter values).
    */
   tracing?: false | { queryText?: boolean };
+  /**
+   * OpenTelemetry metrics (`db.client.operation.duration`, `db.client.connection.*`, and the
+   * module's `nestjs_dbpool.*`), with `@opentelemetry/api` installed and a meter provider
+   * registered before the database opens. Default: true.
+   */
+  metrics?: boolean;
   /** Options handed to the underlying client as they are (`pg.Client`, `mysql2.createConnection`). */
   driverOptions?: Record<string, unknown>;
 }
@@ -225,6 +231,7 @@ export interface ResolvedOptions {
   listenSettings?: ConnectionSettings;
   /** OpenTelemetry spans: off, or on with or without the statement text. */
   tracing: false | { queryText: boolean };
+  metrics: boolean;
   requestSettings?: DatabaseModuleOptions['requestSettings'];
   types: Required<TypeOptions>;
 }
@@ -491,6 +498,7 @@ const KNOWN_OPTIONS: Record<string, readonly string[]> = {
     'pgbouncer',
     'listenUrl',
     'tracing',
+    'metrics',
     'driverOptions',
   ],
   pool: ['min', 'max', 'idleTimeoutMs', 'acquireTimeoutMs', 'maxLifetimeMs', 'leakDetectionMs', 'validateAfterIdleMs'],
@@ -740,6 +748,7 @@ export function resolveOptions(options: DatabaseModuleOptions | undefined): Reso
     migrations: options.migrations === undefined ? undefined : resolveMigrationOptions(options.migrations),
     replication: resolveReplication(options, dialect, settings, password),
     tracing: resolveTracing(options.tracing),
+    metrics: resolveMetrics(options.metrics),
   };
 }
 
@@ -776,6 +785,11 @@ function directSettings(
   const password = parts.password ?? primaryPassword;
   Object.defineProperty(settings, 'password', { get: () => password, enumerable: false });
   return settings;
+}
+
+function resolveMetrics(metrics: unknown): boolean {
+  if (metrics !== undefined && typeof metrics !== 'boolean') fail('metrics', 'must be true or false');
+  return metrics !== false;
 }
 
 function resolveTracing(tracing: DatabaseModuleOptions['tracing']): false | { queryText: boolean } {

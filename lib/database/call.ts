@@ -22,6 +22,10 @@ export class CallHandle {
   /** The connection while a statement of this call runs on it. */
   connection?: Connection;
   interruption?: DatabaseError;
+  /** What the call waited for before its statement, when spans or metrics want it (ms); its try (spans). */
+  poolWaitMs?: number;
+  recoveryWaitMs?: number;
+  attempt?: number;
   /** Settles once the server's cancel request was delivered (or failed). */
   cancelSent: Promise<void> = RESOLVED;
   private cancelWentOut = false;

@@ -40,7 +40,7 @@ import { SessionPort } from './session.port.js';
 import { verifyReachable } from './startup.js';
 import { TransactionPort } from './transaction.port.js';
 import { settlesWithin } from '../core/timers.js';
-import { loadTelemetry } from '../telemetry/tracing.js';
+import { loadTelemetry } from '../telemetry/otel.js';
 
 export type { DatabaseEvents };
 
@@ -108,6 +108,7 @@ export class Database {
   async start(work?: { needsServer: boolean; run(db: Database): Promise<unknown> }): Promise<void> {
     try {
       await loadTelemetry();
+      this.engine.startTelemetry({ notifications: () => this.listenerValue?.counts });
       await this.engine.driver.load?.();
       // Work at boot (the migrations) needs the server: wait for it as verifyOnStartup does.
       if (this.engine.options.verifyOnStartup || work?.needsServer) await verifyReachable(this.engine);
@@ -418,6 +419,7 @@ export class Database {
     await this.engine.driver.end?.();
     await this.listenDriver?.end?.();
     clearInterval(this.engine.keepAlive);
+    this.engine.metrics?.close();
     this.engine.state = 'closed';
     this.events.removeAllListeners();
   }

@@ -26,7 +26,8 @@ import type { ResolvedOptions } from '../config/options.js';
 import type { Connection, Driver, ExecuteOptions, ResultSet } from '../drivers/driver.js';
 import { wasNotSent } from '../drivers/not-sent.js';
 import { createDriver, profileOf } from '../drivers/registry.js';
-import { DatabaseTracer } from '../telemetry/tracing.js';
+import { DatabaseTracer, type TracingTarget } from '../telemetry/tracing.js';
+import { DatabaseMetrics, type MetricSources } from '../telemetry/metrics.js';
 import { Pool, type Lease } from '../pool/pool.js';
 import { SinglePoolRouter, type Intent, type PoolRouter } from '../pool/router.js';
 import { anyDeath, socketDeathChecker, withTransientErrors } from '../resilience/death-checker.js';
@@ -77,6 +78,12 @@ export class Engine {
   readonly replicas?: ReplicaSet;
   /** OpenTelemetry spans, unless `tracing: false`. */
   readonly tracer?: DatabaseTracer;
+  /** OpenTelemetry metrics, from `startTelemetry` on (unless `metrics: false`). */
+  metrics?: DatabaseMetrics;
+  /** What names the server in spans and metrics; `system` is corrected by the first connection (MariaDB or MySQL). */
+  readonly telemetryTarget: TracingTarget;
+  /** Spans or metrics want the time a call waited for its connection. */
+  private timed = false;
   /** What `Database.cancel()` finds behind a promise it returned. */
   readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
@@ -104,16 +111,15 @@ export class Engine {
     this.dialect = options.dialect;
     this.driver = createDriver(options.dialect, options.settings, options.driver);
     this.driver.onWarning ??= (message) => this.logger.warn(`database "${this.name}": ${message}`);
-    if (options.tracing) {
-      const s = options.settings;
-      this.tracer = new DatabaseTracer({
-        system: profileOf(options.dialect).otelSystem,
-        namespace: s.database ?? s.filename,
-        address: s.host,
-        port: s.port,
-        queryText: options.tracing.queryText,
-      });
-    }
+    const s = options.settings;
+    this.telemetryTarget = {
+      system: profileOf(options.dialect).otelSystem,
+      namespace: s.database ?? s.filename,
+      address: s.host,
+      port: s.port,
+      queryText: options.tracing ? options.tracing.queryText : false,
+    };
+    if (options.tracing) this.tracer = new DatabaseTracer(this.telemetryTarget);
     this.prepare = options.prepare;
     this.queryTimeoutMs = options.queryTimeoutMs;
     // Slow-query logging without a threshold of its own uses one second.
@@ -160,7 +166,14 @@ export class Engine {
       onConnectionError: (error) => {
         if (this.state === 'open') this.detector.suspectDeadConnection(error);
       },
-      onOpen: (c) => this.events.emit('connectionOpened', { database: this.name, serverId: c.serverId }),
+      onOpen: (c) => {
+        if (c.otelSystem && c.otelSystem !== this.telemetryTarget.system) {
+          this.telemetryTarget.system = c.otelSystem;
+          this.metrics?.retarget();
+        }
+        this.events.emit('connectionOpened', { database: this.name, serverId: c.serverId });
+      },
+      onCreated: (ms) => this.metrics?.created(this.pool.name, ms / 1000),
       onClose: (c) => this.events.emit('connectionClosed', { database: this.name, serverId: c.serverId }),
       onLeak: (message, stack) => {
         this.logger.warn(`${message}\n${stack}`);
@@ -211,6 +224,7 @@ export class Engine {
               await reset(connection, dirty);
               if (dirty) await readOnly(connection);
             },
+            onCreated: (ms) => this.metrics?.created(member.pool.name, ms / 1000),
             // A replica's trouble is the replica's: it leaves the rotation; the database is not marked dead.
             onCreateError: (error) => set.suspect(member, error),
             onConnectionError: (error) => set.suspect(member, error),
@@ -221,6 +235,22 @@ export class Engine {
     });
     const set = new ReplicaSet(this.pool, members, support, replication, this.options.settings.connectTimeoutMs, this.logger, this.name);
     return set;
+  }
+
+  /**
+   * Starts the metrics (once `@opentelemetry/api` is loaded): the meter provider the app
+   * registered by then gets them.
+   */
+  startTelemetry(sources: Pick<MetricSources, 'notifications'>): void {
+    this.timed = this.tracer !== undefined;
+    if (!this.options.metrics || this.metrics) return;
+    this.metrics = DatabaseMetrics.create(this.telemetryTarget, this.name, {
+      pools: () => this.router.pools().map((pool) => ({ poolName: pool.name, stats: () => pool.stats(), min: pool.options.min })),
+      detector: () => this.detector,
+      replicas: this.replicas ? () => this.replicas!.status() : undefined,
+      notifications: sources.notifications,
+    });
+    this.timed ||= this.metrics !== undefined;
   }
 
   /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
@@ -343,15 +373,20 @@ export class Engine {
   async run(connection: Connection, call: CallHandle, text: string, values: unknown[], exec: ExecuteOptions): Promise<ResultSet> {
     call.throwIfInterrupted();
     call.connection = connection;
-    const started = this.slowQueryMs > 0 ? performance.now() : 0;
+    const started = this.slowQueryMs > 0 || this.metrics ? performance.now() : 0;
     if (this.log.query) this.logger.log(`query: ${text}`);
-    const span = this.tracer?.statement(text);
+    const span = this.tracer?.statement(text, undefined, call);
     try {
       const result = await connection.execute(text, values, exec);
-      this.tracer?.end(span);
+      if (span) this.tracer!.end(span);
+      if (this.metrics) this.metrics.operation(text, (performance.now() - started) / 1000);
       return result;
     } catch (error) {
-      this.tracer?.end(span, this.driver.translateError(error));
+      if (span || this.metrics) {
+        const e = this.driver.translateError(error);
+        this.tracer?.end(span, e);
+        this.metrics?.operation(text, (performance.now() - started) / 1000, e);
+      }
       // After an interruption the failure is our own doing (the cancel, or the destroy after the grace period), not news about the server.
       if (call.interruption) {
         const e = this.driver.translateError(error);
@@ -425,7 +460,7 @@ export class Engine {
     const pool = this.router.route(intent);
     for (let attempt = 0; ; attempt++) {
       if (this.detector.isDead) {
-        if (waitForRecoveryMs > 0 && attempt < 2 && (await this.detector.waitForRecovery(call.remainingMs(waitForRecoveryMs)))) continue;
+        if (waitForRecoveryMs > 0 && attempt < 2 && (await this.waitForRecovery(call, waitForRecoveryMs))) continue;
         call.throwIfInterrupted();
         throw this.detector.deadError();
       }
@@ -435,10 +470,19 @@ export class Engine {
         // Within the call's deadline, if it has one: a caller with queryTimeoutMs never waits longer for a connection,
         // and one whose deadline ran out while waiting gets its QueryTimeout, not the pool's AcquireTimeout.
         const waitMs = call.remainingMs(acquireTimeoutMs);
+        const started = this.timed ? performance.now() : 0;
         lease = await pool.acquire(waitMs).catch((error: unknown) => {
-          if (error instanceof AcquireTimeout && waitMs < acquireTimeoutMs) call.expire();
+          if (error instanceof AcquireTimeout) {
+            this.metrics?.timedOut(pool.name);
+            if (waitMs < acquireTimeoutMs) call.expire();
+          }
           throw error;
         });
+        if (this.timed) {
+          const waited = performance.now() - started;
+          call.poolWaitMs = (call.poolWaitMs ?? 0) + waited;
+          this.metrics?.waited(pool.name, waited / 1000);
+        }
       } catch (error) {
         call.throwIfInterrupted();
         if (this.state === 'open' && (error instanceof ConnectionDead || this.detector.isDeathError(error))) {
@@ -461,6 +505,14 @@ export class Engine {
       }
       return lease;
     }
+  }
+
+  /** Waits (within the call's deadline) for the detector's reconnect; true if it came. The wait is on the call's span. */
+  private async waitForRecovery(call: CallHandle, limitMs: number): Promise<boolean> {
+    const started = this.timed ? performance.now() : 0;
+    const recovered = await this.detector.waitForRecovery(call.remainingMs(limitMs));
+    if (this.timed) call.recoveryWaitMs = (call.recoveryWaitMs ?? 0) + performance.now() - started;
+    return recovered;
   }
 
   /**
@@ -627,6 +679,7 @@ export class Engine {
     }
     let replays = 0;
     for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) call.attempt = attempt + 1;
       const lease = await this.acquire(call, options?.waitForRecoveryMs);
       let result: ResultSet;
       try {
@@ -640,7 +693,7 @@ export class Engine {
         if (lease.discard && !call.isSettled && wasNotSent(error) && replays++ < this.options.pool.max) continue;
         // Replay what may have reached the server only when the caller declared it idempotent.
         if (options?.retry && attempt === replays && lease.discard && !call.isSettled) {
-          if (!this.detector.isDead || (await this.detector.waitForRecovery(call.remainingMs(this.options.pool.acquireTimeoutMs)))) continue;
+          if (!this.detector.isDead || (await this.waitForRecovery(call, this.options.pool.acquireTimeoutMs))) continue;
         }
         throw error;
       }

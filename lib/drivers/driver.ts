@@ -72,6 +72,8 @@ export interface RowCursor {
 export interface Connection {
   /** Server-side session id: PostgreSQL backend pid, MySQL thread id, a counter for SQLite. */
   readonly serverId: number;
+  /** `db.system.name` of the server this connection reached, when the dialect covers several products (MariaDB and MySQL). */
+  readonly otelSystem?: string;
   /**
    * Transaction state reported by the server after the last statement: `'idle'`, `'transaction'`,
    * `'failed'` (PostgreSQL: an error inside a transaction), or `'unknown'` when the driver cannot tell.

@@ -102,6 +102,8 @@ export class Listener {
   /** Serializes connect, LISTEN and UNLISTEN, so that a quick subscribe/unsubscribe pair cannot reorder. */
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Counts for the metrics: notifications handed to observers, and the times (and total time) it was not listening after a loss. */
+  readonly counts = { delivered: 0, deafPeriods: 0, deafMs: 0 };
 
   constructor(
     private readonly host: ListenerHost,
@@ -366,6 +368,8 @@ export class Listener {
     if (this.lostAt === undefined) return;
     const downtimeMs = Date.now() - this.lostAt;
     this.lostAt = undefined;
+    this.counts.deafPeriods++;
+    this.counts.deafMs += downtimeMs;
     this.host.logger.log(`database "${this.host.name}": LISTEN again on ${channels.length} channel(s) after ${downtimeMs} ms`);
     void this.runHooks({ channels, downtimeMs });
   }
@@ -423,6 +427,7 @@ export class Listener {
   private run(sub: Subscription, first: Notification): void {
     for (let n: Notification | undefined = first; n && sub.active; n = sub.backlog.shift()) {
       let result: unknown;
+      this.counts.delivered++;
       try {
         result = sub.observer(n);
       } catch (error) {

@@ -57,6 +57,8 @@ export interface PoolHooks {
   /** A pooled connection reported an error while idle or busy. */
   onConnectionError?(error: DatabaseError): void;
   onOpen?(connection: Connection): void;
+  /** A new connection opened, in `ms` (metrics). */
+  onCreated?(ms: number): void;
   onClose?(connection: Connection): void;
   onLeak?(message: string, stack: string): void;
   /** Proves a connection that sat idle still works (a ping) before it is handed out; rejects if not. */
@@ -126,6 +128,11 @@ export class Pool {
     readonly options: PoolOptions,
     private readonly hooks: PoolHooks,
   ) {}
+
+  /** The name used in messages and metrics: `default`, `default (replica host:port)`. */
+  get name(): string {
+    return this.hooks.name;
+  }
 
   stats(): PoolStats {
     return {
@@ -442,7 +449,10 @@ export class Pool {
     this.opening++;
     try {
       // Its socket belongs to the pool, not to the call that happened to need it: its events never run in that call's transaction.
-      return this.register(await inBackground(() => this.hooks.create()));
+      const started = this.hooks.onCreated ? performance.now() : 0;
+      const connection = await inBackground(() => this.hooks.create());
+      if (this.hooks.onCreated) this.hooks.onCreated(performance.now() - started);
+      return this.register(connection);
     } catch (error) {
       const translated = error instanceof DatabaseError ? error : new DatabaseError(String(error), { cause: error });
       this.hooks.onCreateError?.(translated);

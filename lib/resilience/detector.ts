@@ -55,6 +55,10 @@ export class DeadConnectionDetector {
   private lastErrorValue?: unknown;
   private nextAttemptValue?: Date;
   private attemptsValue = 0;
+  /** Every reconnection attempt since the detector was made (metrics). */
+  totalAttempts = 0;
+  /** Time spent dead in the outages that ended (metrics; the current one is `now - deadSince`). */
+  totalDowntimeMs = 0;
   private loop?: Promise<void>;
   /** True while a reconnect loop runs. */
   private reconnecting = false;
@@ -220,6 +224,7 @@ export class DeadConnectionDetector {
       }
       if (this.stateValue !== 'dead') return;
       this.attemptsValue++;
+      this.totalAttempts++;
       try {
         if (reconnector) await reconnector();
       } catch (error) {
@@ -245,6 +250,7 @@ export class DeadConnectionDetector {
     }
     if (this.stateValue !== 'dead') return;
     this.stateValue = 'alive';
+    this.totalDowntimeMs += this.clock.now() - (this.deadSinceValue?.getTime() ?? this.clock.now());
     this.deadSinceValue = undefined;
     this.nextAttemptValue = undefined;
     this.options.onRecovered?.(downtimeMs);

@@ -3,77 +3,46 @@
  * installed (an optional peer): a CLIENT span per statement (`db.system.name`, `db.namespace`,
  * `db.operation.name`, `db.query.text` — the text only, never a value —, `server.address`,
  * `server.port`, and `error.type` / `db.response.status_code` on failure) and one per transaction,
- * the parent of its statements, with its outcome. Without the package, or with tracing off,
- * nothing is created. Spans go to whatever tracer provider the app registered (the Node SDK);
- * without one, the API's no-op tracer.
+ * the parent of its statements, with its outcome. What the call waited for before its statement
+ * (a pool connection, the reconnect) and a replay are attributes of the statement's span.
+ * Without the package, or with tracing off, nothing is created. Spans go to whatever tracer
+ * provider the app registered (the Node SDK); without one, the API's no-op tracer.
  */
+import { errorAttributes, operationOf, otel, type Attributes, type OtelApi, type TelemetryTarget, type TraceSpan } from './otel.js';
 
-/**
- * The part of `@opentelemetry/api` used here, written out so that the package's types do not
- * name a package its users may not have installed.
- */
-type Attributes = Record<string, string | number | boolean>;
-export interface TraceSpan {
-  setAttribute(key: string, value: string | number | boolean): unknown;
-  setStatus(status: { code: number }): unknown;
-  end(): void;
-}
-interface OtelApi {
-  trace: {
-    getTracer(name: string): { startSpan(name: string, options: { kind: number; attributes: Attributes }): TraceSpan };
-    setSpan(context: unknown, span: TraceSpan): unknown;
-  };
-  context: { active(): unknown; with<R>(context: unknown, fn: () => R): R };
-  SpanKind: { CLIENT: number; INTERNAL: number };
-  SpanStatusCode: { ERROR: number };
-}
+export type { TraceSpan } from './otel.js';
 
-let api: OtelApi | null | undefined;
-
-/** Loads `@opentelemetry/api` once, if it is installed; tracing stays off otherwise. */
-export async function loadTelemetry(): Promise<void> {
-  if (api !== undefined) return;
-  try {
-    const name = '@opentelemetry/api';
-    const loaded = (await import(name)) as OtelApi & { default?: OtelApi };
-    api = loaded.default ?? loaded;
-  } catch {
-    api = null;
-  }
-}
-
-export interface TracingTarget {
-  /** `db.system.name`: postgresql, mysql, sqlite. */
-  system: string;
-  /** `db.namespace`: the database (or the SQLite file). */
-  namespace?: string;
-  address?: string;
-  port?: number;
+export interface TracingTarget extends TelemetryTarget {
   /** Put the statement text in `db.query.text`. */
   queryText: boolean;
 }
 
-/** The first keyword of a statement, upper case: `db.operation.name`. */
-function operationOf(text: string): string {
-  const match = /^[\s(]*([A-Za-z]+)/.exec(text);
-  return match ? match[1].toUpperCase() : 'QUERY';
+/** What a call went through before its statement ran, as its handle records it (milliseconds). */
+export interface CallWaits {
+  poolWaitMs?: number;
+  recoveryWaitMs?: number;
+  /** 1 for the first try; more when the statement was replayed on a fresh connection. */
+  attempt?: number;
 }
 
-export class DatabaseTracer {
-  constructor(private readonly target: TracingTarget) {}
+type Tracer = ReturnType<OtelApi['trace']['getTracer']>;
 
-  private cached?: ReturnType<OtelApi['trace']['getTracer']>;
+export class DatabaseTracer {
+  constructor(readonly target: TracingTarget) {}
+
+  private cached?: Tracer;
 
   /** Looked up once (the API's tracer follows a provider registered later): not on every statement. */
-  private tracer(): ReturnType<OtelApi['trace']['getTracer']> | undefined {
+  private tracer(): Tracer | undefined {
+    const api = otel();
     if (!api) return undefined;
     return (this.cached ??= api.trace.getTracer('nestjs-dbpool'));
   }
 
   /** A statement's span, child of the active one (the request's, the transaction's). Undefined when tracing is off. */
-  statement(text: string, server?: { address?: string; port?: number }): TraceSpan | undefined {
+  statement(text: string, server?: { address?: string; port?: number }, waits?: CallWaits): TraceSpan | undefined {
     const tracer = this.tracer();
-    if (!tracer || !api) return undefined;
+    if (!tracer) return undefined;
     const operation = operationOf(text);
     const t = this.target;
     const attributes: Attributes = { 'db.system.name': t.system, 'db.operation.name': operation };
@@ -83,36 +52,43 @@ export class DatabaseTracer {
     const port = server?.port ?? t.port;
     if (address) attributes['server.address'] = address;
     if (port) attributes['server.port'] = port;
-    return tracer.startSpan(t.namespace ? `${operation} ${t.namespace}` : operation, { kind: api.SpanKind.CLIENT, attributes });
+    if (waits) addWaits(attributes, waits);
+    return tracer.startSpan(t.namespace ? `${operation} ${t.namespace}` : operation, { kind: otel()!.SpanKind.CLIENT, attributes });
   }
 
   /** A transaction's span: its statements are made children by `within`. */
-  transaction(): TraceSpan | undefined {
+  transaction(waits?: CallWaits): TraceSpan | undefined {
     const tracer = this.tracer();
-    if (!tracer || !api) return undefined;
+    if (!tracer) return undefined;
     const t = this.target;
     const attributes: Attributes = { 'db.system.name': t.system };
     if (t.namespace) attributes['db.namespace'] = t.namespace;
-    return tracer.startSpan(t.namespace ? `transaction ${t.namespace}` : 'transaction', { kind: api.SpanKind.INTERNAL, attributes });
+    if (waits) addWaits(attributes, waits);
+    return tracer.startSpan(t.namespace ? `transaction ${t.namespace}` : 'transaction', { kind: otel()!.SpanKind.INTERNAL, attributes });
   }
 
   /** Runs `fn` with `span` as the active span, so that what it starts is its child. */
   within<R>(span: TraceSpan | undefined, fn: () => R): R {
+    const api = otel();
     if (!span || !api) return fn();
     return api.context.with(api.trace.setSpan(api.context.active(), span), fn);
   }
 
-  /** Ends a span; with an error, marks it failed with `error.type` and the server's code. */
+  /** Ends a span; with an error, marks it failed with `error.type` and the server's code (no message). */
   end(span: TraceSpan | undefined, error?: unknown): void {
     if (!span) return;
+    const api = otel();
     if (error !== undefined && api) {
-      const e = error as { name?: string; code?: string; sqlState?: string; errno?: number; message?: string };
-      span.setAttribute('error.type', e.name && e.name !== 'Error' ? e.name : (e.code ?? 'Error'));
-      const status = e.sqlState ?? (e.errno !== undefined ? String(e.errno) : e.code);
-      if (status) span.setAttribute('db.response.status_code', status);
-      // No message: a server's message can quote a value (MySQL's "Duplicate entry 'x'").
+      for (const [key, value] of Object.entries(errorAttributes(error, {}))) span.setAttribute(key, value);
       span.setStatus({ code: api.SpanStatusCode.ERROR });
     }
     span.end();
   }
+}
+
+/** `nestjs_dbpool.pool.wait_ms`, `nestjs_dbpool.recovery.wait_ms`, `nestjs_dbpool.attempt`: only what happened. */
+function addWaits(attributes: Attributes, waits: CallWaits): void {
+  if (waits.poolWaitMs !== undefined) attributes['nestjs_dbpool.pool.wait_ms'] = Math.round(waits.poolWaitMs * 100) / 100;
+  if (waits.recoveryWaitMs) attributes['nestjs_dbpool.recovery.wait_ms'] = Math.round(waits.recoveryWaitMs);
+  if (waits.attempt && waits.attempt > 1) attributes['nestjs_dbpool.attempt'] = waits.attempt;
 }

@@ -11,6 +11,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Database, DatabaseModule, getDatabaseToken, InjectDatabase, Transactional, UniqueViolation } from '../../lib/index.js';
 import { bootContext, openDatabase } from '../support/app.js';
+import { until } from '../support/wait.js';
 import { allCases, describeEachDialect, uniqueTable, type DialectCase } from '../support/databases.js';
 
 const exporter = new InMemorySpanExporter();
@@ -27,7 +28,8 @@ afterAll(() => {
   context.disable();
 });
 
-const SYSTEM = { postgres: 'postgresql', mysql: 'mysql', sqlite: 'sqlite' } as const;
+/** `mysql` is the dialect; the span names the product the server turned out to be. */
+const SYSTEM = { postgres: 'postgresql', mysql: expect.stringMatching(/^(mysql|mariadb)$/), sqlite: 'sqlite' } as const;
 
 /** Runs `fn` inside a span of the test's own (the request's, in an app), returning that span's id and the spans that ended. */
 async function underParent(fn: () => Promise<unknown>): Promise<{ parentId: string; spans: ReadableSpan[] }> {
@@ -112,6 +114,32 @@ describeEachDialect(allCases, 'OpenTelemetry spans', (c: DialectCase) => {
     const { attributes, events, status, name } = spans[0];
     expect(JSON.stringify({ attributes, events, status, name })).not.toContain('dup-secret-value');
     await expect(db.runOperation(`INSERT INTO ${table} (id, secret) VALUES (1, 'y')`)).rejects.toBeInstanceOf(UniqueViolation);
+  });
+
+  it('the wait for a pool connection is on the statement span (nestjs_dbpool.pool.wait_ms)', async () => {
+    const small = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1 } });
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const holder = small.db.runInteraction(async (tx) => {
+        await tx.runQuery('SELECT 1 AS one');
+        await gate;
+      });
+      await until(() => small.db.stats().busy === 1, 'the only connection taken');
+      const traced = underParent(() => small.db.runQuery('SELECT 2 AS two'));
+      await until(() => small.db.stats().waiting === 1, 'the call waiting for it');
+      const waitStarted = performance.now();
+      await new Promise((r) => setTimeout(r, 30)); // the wait the span must show
+      // The call waited from before waitStarted until after the release.
+      const waitedAtLeast = performance.now() - waitStarted;
+      release();
+      await holder;
+      const { spans } = await traced;
+      const [statement] = spans.filter((s) => s.attributes['db.query.text'] === 'SELECT 2 AS two');
+      expect(statement.attributes['nestjs_dbpool.pool.wait_ms']).toBeGreaterThanOrEqual(Math.floor(waitedAtLeast) - 1);
+    } finally {
+      await small.close();
+    }
   });
 
   it('tracing: { queryText: false } leaves the text out; tracing: false makes no span', async () => {

@@ -359,6 +359,10 @@ class MysqlConnection implements Connection {
     return this.raw.threadId ?? 0;
   }
 
+  get otelSystem(): string {
+    return (this.raw as unknown as { _isMariaDB?: boolean })._isMariaDB ? 'mariadb' : 'mysql';
+  }
+
   /** MariaDB's `max_statement_time` (seconds), or MySQL's `max_execution_time` (ms, SELECT only). */
   async setStatementTimeout(ms: number): Promise<void> {
     try {
