@@ -6,11 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { root } from '../support/child.js';
+import { freePort, get } from '../support/http.js';
 
 const SAMPLE = path.join(root, 'dist/sample/main.js');
 const DELAY_MS = 1500;
@@ -19,31 +18,6 @@ interface Answer {
   at: number;
   path: string;
   status: number | 'refused' | 'reset';
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-/** One GET on a fresh connection (no keep-alive), so a closed server shows as refused. */
-function get(port: number, urlPath: string, timeoutMs = 10_000): Promise<{ status: number | 'refused' | 'reset'; body: string }> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.on('data', (chunk) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve({ status: 'reset', body }));
-    });
-    req.on('error', (error: NodeJS.ErrnoException) => resolve({ status: error.code === 'ECONNREFUSED' ? 'refused' : 'reset', body: '' }));
-    req.on('timeout', () => req.destroy());
-  });
 }
 
 describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
