@@ -118,6 +118,7 @@ export class Engine {
       address: s.host,
       port: s.port,
       queryText: options.tracing ? options.tracing.queryText : false,
+      doubleQuotedStrings: options.dialect === 'mysql',
     };
     if (options.tracing) this.tracer = new DatabaseTracer(this.telemetryTarget);
     this.prepare = options.prepare;

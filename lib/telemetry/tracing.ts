@@ -8,14 +8,20 @@
  * Without the package, or with tracing off, nothing is created. Spans go to whatever tracer
  * provider the app registered (the Node SDK); without one, the API's no-op tracer.
  */
+import { redactLiterals } from './query-text.js';
 import { errorAttributes, operationOf, otel, type Attributes, type OtelApi, type TelemetryTarget, type TraceSpan } from './otel.js';
 
 export type { TraceSpan } from './otel.js';
 
 export interface TracingTarget extends TelemetryTarget {
-  /** Put the statement text in `db.query.text`. */
+  /** Put the statement text in `db.query.text` (literals redacted). */
   queryText: boolean;
+  /** `"…"` is a string literal (MySQL), not an identifier. */
+  doubleQuotedStrings: boolean;
 }
+
+/** Redacted texts kept per tracer: statements repeat, the redaction need not. */
+const REDACTED_CACHE_MAX = 500;
 
 /** What a call went through before its statement ran, as its handle records it (milliseconds). */
 export interface CallWaits {
@@ -31,6 +37,18 @@ export class DatabaseTracer {
   constructor(readonly target: TracingTarget) {}
 
   private cached?: Tracer;
+  private readonly redacted = new Map<string, string>();
+
+  /** `db.query.text`: the statement with its literals replaced by `?` (placeholders stay). */
+  private queryText(text: string): string {
+    let out = this.redacted.get(text);
+    if (out === undefined) {
+      if (this.redacted.size >= REDACTED_CACHE_MAX) this.redacted.clear();
+      out = redactLiterals(text, this.target.doubleQuotedStrings);
+      this.redacted.set(text, out);
+    }
+    return out;
+  }
 
   /** Looked up once (the API's tracer follows a provider registered later): not on every statement. */
   private tracer(): Tracer | undefined {
@@ -47,7 +65,7 @@ export class DatabaseTracer {
     const t = this.target;
     const attributes: Attributes = { 'db.system.name': t.system, 'db.operation.name': operation };
     if (t.namespace) attributes['db.namespace'] = t.namespace;
-    if (t.queryText) attributes['db.query.text'] = text;
+    if (t.queryText) attributes['db.query.text'] = this.queryText(text);
     const address = server?.address ?? t.address;
     const port = server?.port ?? t.port;
     if (address) attributes['server.address'] = address;

@@ -7,6 +7,10 @@
  */
 import { jest } from '@jest/globals';
 import { inspect } from 'node:util';
+import { context, metrics, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import { ConfigurationError, DatabaseError, DatabaseModule, getDatabaseToken, type Database, type DatabaseModuleOptions } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
@@ -78,7 +82,39 @@ async function errorOf(promise: Promise<unknown>, where: string): Promise<Databa
   return error as DatabaseError;
 }
 
-afterAll(() => {
+/** OpenTelemetry, on for the whole file: every span and metric point the module made is searched too. */
+const spans = new InMemorySpanExporter();
+class OnDemandReader extends MetricReader {
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+  protected async onForceFlush(): Promise<void> {}
+  protected async onShutdown(): Promise<void> {}
+}
+const reader = new OnDemandReader();
+const meterProvider = new MeterProvider({ readers: [reader] });
+beforeAll(() => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+  metrics.setGlobalMeterProvider(meterProvider);
+});
+
+afterAll(async () => {
+  const finished = spans.getFinishedSpans();
+  for (const span of finished) capture(`span ${span.name}`, { name: span.name, attributes: span.attributes, events: span.events, status: span.status });
+  const { resourceMetrics } = await reader.collect();
+  const points = resourceMetrics.scopeMetrics.flatMap((scope) =>
+    scope.metrics.flatMap((m) => m.dataPoints.map((p) => ({ metric: m.descriptor.name, attributes: p.attributes }))),
+  );
+  capture('metric points', points);
+  trace.disable();
+  metrics.disable();
+  context.disable();
+  await meterProvider.shutdown();
+  // The search saw spans and metrics of every server dialect.
+  expect(finished.filter((span) => span.attributes['db.query.text'] !== undefined).length).toBeGreaterThan(10);
+  expect(points.filter((p) => p.metric === 'db.client.operation.duration').length).toBeGreaterThan(1);
+
   captured.push(...logger.lines.map((text) => ({ where: 'log', text })));
   const leaks = captured.filter(({ text }) => SECRETS.some((secret) => text.includes(secret)));
   expect(leaks.map((l) => `${l.where}: ${l.text.slice(0, 300)}`)).toEqual([]);
@@ -187,6 +223,24 @@ describeEachDialect(serverCases, 'secrets', (c) => {
     await admin?.db.runOperation(account.drop).catch(() => {});
     await admin?.close();
     await strict?.stop();
+  });
+
+  it('spans and metrics carry neither the password nor a value: a statement with the password as its value, and one that fails quoting it', async () => {
+    // PostgreSQL quotes the value in its message ('invalid input syntax for type integer: "…"').
+    const failing = c.dialect === 'postgres' ? `SELECT CAST(${c.p(1)} AS INTEGER) AS n` : `SELECT n FROM no_such_table_${tag} WHERE n = ${c.p(1)}`;
+    const { db, close } = await boot({ ...account.logins()[0] });
+    try {
+      await ridingOutRestarts({ url: c.url() }, async () => {
+        const rows = await db.runQuery<{ v: string }>(`SELECT ${c.p(1)} AS v`, [PASSWORD]);
+        expect(rows[0].v).toBe(PASSWORD);
+      });
+      await errorOf(db.runQuery(failing, [PASSWORD]), `${tag} failed statement`);
+    } finally {
+      await close();
+    }
+    const mine = spans.getFinishedSpans().filter((span) => span.attributes['db.query.text'] === failing);
+    expect(mine).toHaveLength(1);
+    expect(mine[0].attributes['error.type']).toEqual(expect.any(String));
   });
 
   it('logs in as the dedicated user with the password from the URL (percent-encoded) and from the password option', async () => {

@@ -135,7 +135,7 @@ describeEachDialect(allCases, 'OpenTelemetry spans', (c: DialectCase) => {
       release();
       await holder;
       const { spans } = await traced;
-      const [statement] = spans.filter((s) => s.attributes['db.query.text'] === 'SELECT 2 AS two');
+      const [statement] = spans.filter((s) => s.attributes['db.query.text'] === 'SELECT ? AS two'); // its literal redacted
       expect(statement.attributes['nestjs_dbpool.pool.wait_ms']).toBeGreaterThanOrEqual(Math.floor(waitedAtLeast) - 1);
     } finally {
       await small.close();
