@@ -18,7 +18,7 @@ import mysql from 'mysql2';
 import knexFactory, { type Knex } from 'knex';
 import postgresJs from 'postgres';
 import { DataSource } from 'typeorm';
-import { Database, DatabaseModule, getDatabaseToken, InjectDatabase, Transactional } from '../lib/index.js';
+import { Database, DatabaseModule, getDatabaseToken, InjectDatabase, Transactional, type DatabaseModuleOptions } from '../lib/index.js';
 import { printReplicaRows, replicaWorkloads, type ReplicaRow } from './replicas.js';
 
 const SMOKE = process.argv.includes('--smoke');
@@ -76,7 +76,7 @@ class TxService {
   }
 }
 
-function moduleClient(name: string, dialect: Dialect, url: string, options: { prepare?: boolean } = {}): Client {
+function moduleClient(name: string, dialect: Dialect, url: string, options: Partial<DatabaseModuleOptions> = {}): Client {
   let app: INestApplicationContext;
   let db: Database;
   let tx: TxService;
@@ -440,7 +440,7 @@ async function main(): Promise<void> {
   ].filter((c) => !ONLY || ONLY.some((o) => c.name.includes(o)));
   for (const c of clients) await c.open();
 
-  const workloads: Array<{ name: string; unit: string; higherIsBetter: boolean; run(c: Client): Promise<Sample> | undefined }> = [
+  const workloads: Workload[] = [
     {
       name: 'point select (32 in flight, pool 10)',
       unit: 'ops/s',
@@ -462,6 +462,94 @@ async function main(): Promise<void> {
     { name: `stream ${STREAM_ROWS} rows`, unit: 'ms', higherIsBetter: false, run: (c) => c.stream && streaming(c) },
   ];
 
+  const results = await measure(clients, workloads);
+  for (const c of clients) await c.close();
+  if (process.env.BENCH_TELEMETRY !== '0') results.push(...(await telemetryCost(workloads.slice(0, 2))));
+  // Read replicas on a throwaway primary + standby (not in --smoke: CI's tests run that cluster already). BENCH_REPLICAS=0 skips it.
+  let replicas: ReplicaRow[] | string = 'skipped';
+  if (!SMOKE && process.env.BENCH_REPLICAS !== '0') {
+    try {
+      replicas = await replicaWorkloads(ROUNDS, ROUND_MS);
+      printReplicaRows(replicas);
+    } catch (error) {
+      replicas = `not run: ${(error as Error).message.split('\n')[0]}`;
+      console.log(`\n## read replicas: ${replicas}`);
+    }
+  }
+  const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
+  fs.mkdirSync(out, { recursive: true });
+  const report = { date: new Date().toISOString(), smoke: SMOKE, rounds: ROUNDS, roundMs: ROUND_MS, node: process.version, results, replicas };
+  fs.writeFileSync(path.join(out, SMOKE ? 'smoke.json' : 'latest.json'), JSON.stringify(report, null, 2));
+  console.log(`\n${SMOKE ? 'smoke: every answer checked' : `written to ${path.join(out, 'latest.json')}`}`);
+}
+
+/**
+ * What OpenTelemetry costs per call, on point select and SELECT 1: first with `@opentelemetry/api`
+ * installed and no SDK (every user of this package who has the API but not the SDK), then with
+ * the SDK's tracer and meter providers registered (spans batched, metrics read, both exported to
+ * nowhere), each against the module with `tracing: false, metrics: false` in the same rounds.
+ */
+async function telemetryCost(workloads: Workload[]): Promise<Row[]> {
+  const off: Partial<DatabaseModuleOptions> = { tracing: false, metrics: false };
+  const offClients = [
+    moduleClient('nestjs-dbpool (pg, telemetry off)', 'postgres', PG_URL, off),
+    moduleClient('nestjs-dbpool (mysql, telemetry off)', 'mysql', MYSQL_URL, off),
+  ];
+  const apiClients = [
+    moduleClient('nestjs-dbpool (pg, API, no SDK)', 'postgres', PG_URL),
+    moduleClient('nestjs-dbpool (mysql, API, no SDK)', 'mysql', MYSQL_URL),
+  ];
+  for (const c of [...offClients, ...apiClients]) await c.open();
+  const rows = await measure(
+    [...offClients, ...apiClients],
+    workloads.map((w) => ({ ...w, name: `${w.name}: OpenTelemetry API without an SDK` })),
+  );
+  for (const c of apiClients) await c.close();
+
+  const { context, metrics, trace } = await import('@opentelemetry/api');
+  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
+  const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+  const { MeterProvider, PeriodicExportingMetricReader, AggregationTemporality } = await import('@opentelemetry/sdk-metrics');
+  const nowhere = {
+    export: (_items: unknown, done: (result: { code: number }) => void) => done({ code: 0 }),
+    shutdown: async () => {},
+    forceFlush: async () => {},
+  };
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(nowhere)] });
+  trace.setGlobalTracerProvider(tracerProvider);
+  const meterProvider = new MeterProvider({
+    readers: [
+      new PeriodicExportingMetricReader({
+        exporter: { ...nowhere, selectAggregationTemporality: () => AggregationTemporality.CUMULATIVE },
+        exportIntervalMillis: 1000,
+      }),
+    ],
+  });
+  metrics.setGlobalMeterProvider(meterProvider);
+  const sdkClients = [
+    moduleClient('nestjs-dbpool (pg, OpenTelemetry SDK)', 'postgres', PG_URL),
+    moduleClient('nestjs-dbpool (mysql, OpenTelemetry SDK)', 'mysql', MYSQL_URL),
+  ];
+  for (const c of sdkClients) await c.open();
+  rows.push(
+    ...(await measure(
+      [...offClients, ...sdkClients],
+      workloads.map((w) => ({ ...w, name: `${w.name}: OpenTelemetry SDK (spans + metrics)` })),
+    )),
+  );
+  for (const c of [...offClients, ...sdkClients]) await c.close();
+  trace.disable();
+  metrics.disable();
+  context.disable();
+  await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+  return rows;
+}
+
+type Workload = { name: string; unit: string; higherIsBetter: boolean; run(c: Client): Promise<Sample> | undefined };
+
+/** Runs each workload on every client, rounds alternated; prints and returns the rows with their ratios. */
+async function measure(clients: Client[], workloads: Workload[]): Promise<Row[]> {
   const results: Row[] = [];
   for (const w of workloads) {
     // One unmeasured round first, so that no client pays for the JIT and connection set-up in a measured one.
@@ -495,23 +583,7 @@ async function main(): Promise<void> {
     results.push(...rows);
     print(w.name, rows);
   }
-  for (const c of clients) await c.close();
-  // Read replicas on a throwaway primary + standby (not in --smoke: CI's tests run that cluster already). BENCH_REPLICAS=0 skips it.
-  let replicas: ReplicaRow[] | string = 'skipped';
-  if (!SMOKE && process.env.BENCH_REPLICAS !== '0') {
-    try {
-      replicas = await replicaWorkloads(ROUNDS, ROUND_MS);
-      printReplicaRows(replicas);
-    } catch (error) {
-      replicas = `not run: ${(error as Error).message.split('\n')[0]}`;
-      console.log(`\n## read replicas: ${replicas}`);
-    }
-  }
-  const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
-  fs.mkdirSync(out, { recursive: true });
-  const report = { date: new Date().toISOString(), smoke: SMOKE, rounds: ROUNDS, roundMs: ROUND_MS, node: process.version, results, replicas };
-  fs.writeFileSync(path.join(out, SMOKE ? 'smoke.json' : 'latest.json'), JSON.stringify(report, null, 2));
-  console.log(`\n${SMOKE ? 'smoke: every answer checked' : `written to ${path.join(out, 'latest.json')}`}`);
+  return results;
 }
 
 function print(workload: string, rows: Row[]): void {
