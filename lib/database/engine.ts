@@ -82,8 +82,6 @@ export class Engine {
   metrics?: DatabaseMetrics;
   /** What names the server in spans and metrics; `system` is corrected by the first connection (MariaDB or MySQL). */
   readonly telemetryTarget: TracingTarget;
-  /** Spans or metrics want the time a call waited for its connection. */
-  private timed = false;
   /** What `Database.cancel()` finds behind a promise it returned. */
   readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
@@ -243,7 +241,6 @@ export class Engine {
    * registered by then gets them.
    */
   startTelemetry(sources: Pick<MetricSources, 'notifications'>): void {
-    this.timed = this.tracer !== undefined;
     if (!this.options.metrics || this.metrics) return;
     this.metrics = DatabaseMetrics.create(this.telemetryTarget, this.name, {
       pools: () => this.router.pools().map((pool) => ({ poolName: pool.name, stats: () => pool.stats(), min: pool.options.min })),
@@ -251,7 +248,6 @@ export class Engine {
       replicas: this.replicas ? () => this.replicas!.status() : undefined,
       notifications: sources.notifications,
     });
-    this.timed ||= this.metrics !== undefined;
   }
 
   /** Wraps one public call: its handle (for cancel), its deadline and signal, in-flight tracking. */
@@ -471,7 +467,8 @@ export class Engine {
         // Within the call's deadline, if it has one: a caller with queryTimeoutMs never waits longer for a connection,
         // and one whose deadline ran out while waiting gets its QueryTimeout, not the pool's AcquireTimeout.
         const waitMs = call.remainingMs(acquireTimeoutMs);
-        const started = this.timed ? performance.now() : 0;
+        const timed = this.timed();
+        const started = timed ? performance.now() : 0;
         lease = await pool.acquire(waitMs).catch((error: unknown) => {
           if (error instanceof AcquireTimeout) {
             this.metrics?.timedOut(pool.name);
@@ -479,7 +476,7 @@ export class Engine {
           }
           throw error;
         });
-        if (this.timed) {
+        if (timed) {
           const waited = performance.now() - started;
           call.poolWaitMs = (call.poolWaitMs ?? 0) + waited;
           this.metrics?.waited(pool.name, waited / 1000);
@@ -508,11 +505,17 @@ export class Engine {
     }
   }
 
+  /** Metrics are on, or spans are (an SDK is registered): the waits of a call are measured. */
+  private timed(): boolean {
+    return this.metrics !== undefined || this.tracer?.tracer() !== undefined;
+  }
+
   /** Waits (within the call's deadline) for the detector's reconnect; true if it came. The wait is on the call's span. */
   private async waitForRecovery(call: CallHandle, limitMs: number): Promise<boolean> {
-    const started = this.timed ? performance.now() : 0;
+    const timed = this.timed();
+    const started = timed ? performance.now() : 0;
     const recovered = await this.detector.waitForRecovery(call.remainingMs(limitMs));
-    if (this.timed) call.recoveryWaitMs = (call.recoveryWaitMs ?? 0) + performance.now() - started;
+    if (timed) call.recoveryWaitMs = (call.recoveryWaitMs ?? 0) + performance.now() - started;
     return recovered;
   }
 

@@ -20,6 +20,7 @@ import {
   type BatchResult,
   type Counter,
   type Histogram,
+  type Meter,
   type Observable,
   type TelemetryTarget,
 } from './otel.js';
@@ -58,17 +59,21 @@ export class DatabaseMetrics {
   private readonly unregister: () => void;
   private closed = false;
 
-  /** Undefined when the API is not installed. */
+  /** Undefined when the API is not installed, or no meter provider is registered (the API's meter would be a no-op: nothing is measured). */
   static create(target: TelemetryTarget, databaseName: string, sources: MetricSources): DatabaseMetrics | undefined {
-    return otel() ? new DatabaseMetrics(target, databaseName, sources) : undefined;
+    const api = otel();
+    if (!api) return undefined;
+    const meter = api.metrics.getMeter('nestjs-dbpool');
+    if (meter instanceof (api.createNoopMeter().constructor as new () => Meter)) return undefined;
+    return new DatabaseMetrics(meter, target, databaseName, sources);
   }
 
   private constructor(
+    meter: Meter,
     private readonly target: TelemetryTarget,
     private readonly databaseName: string,
     sources: MetricSources,
   ) {
-    const meter = otel()!.metrics.getMeter('nestjs-dbpool');
     this.duration = meter.createHistogram('db.client.operation.duration', {
       description: 'Duration of database client operations.',
       unit: 's',

@@ -36,12 +36,19 @@ export interface Meter {
   removeBatchObservableCallback(callback: BatchCallback, observables: Observable[]): void;
 }
 
+export interface Tracer {
+  startSpan(name: string, options: { kind: number; attributes: Attributes }): TraceSpan;
+}
+
 export interface OtelApi {
   trace: {
-    getTracer(name: string): { startSpan(name: string, options: { kind: number; attributes: Attributes }): TraceSpan };
+    getTracer(name: string): Tracer;
+    /** The global provider: the API's proxy, whose delegate is the SDK's provider once one is registered. */
+    getTracerProvider(): { getTracer(name: string): Tracer; getDelegateTracer?(name: string): Tracer | undefined };
     setSpan(context: unknown, span: TraceSpan): unknown;
   };
   metrics: { getMeter(name: string): Meter };
+  createNoopMeter(): Meter;
   context: { active(): unknown; with<R>(context: unknown, fn: () => R): R };
   SpanKind: { CLIENT: number; INTERNAL: number };
   SpanStatusCode: { ERROR: number };

@@ -9,7 +9,7 @@
  * provider the app registered (the Node SDK); without one, the API's no-op tracer.
  */
 import { redactLiterals } from './query-text.js';
-import { errorAttributes, operationOf, otel, type Attributes, type OtelApi, type TelemetryTarget, type TraceSpan } from './otel.js';
+import { errorAttributes, operationOf, otel, type Attributes, type TelemetryTarget, type TraceSpan, type Tracer } from './otel.js';
 
 export type { TraceSpan } from './otel.js';
 
@@ -31,8 +31,6 @@ export interface CallWaits {
   attempt?: number;
 }
 
-type Tracer = ReturnType<OtelApi['trace']['getTracer']>;
-
 export class DatabaseTracer {
   constructor(readonly target: TracingTarget) {}
 
@@ -50,11 +48,18 @@ export class DatabaseTracer {
     return out;
   }
 
-  /** Looked up once (the API's tracer follows a provider registered later): not on every statement. */
-  private tracer(): Tracer | undefined {
+  /**
+   * The SDK's tracer, once a tracer provider is registered (looked up again until then, so that
+   * one registered after the database opened is found); undefined before: without an SDK a
+   * statement builds no span at all, not even the API's no-op one.
+   */
+  tracer(): Tracer | undefined {
+    if (this.cached) return this.cached;
     const api = otel();
     if (!api) return undefined;
-    return (this.cached ??= api.trace.getTracer('nestjs-dbpool'));
+    const provider = api.trace.getTracerProvider();
+    this.cached = provider.getDelegateTracer ? provider.getDelegateTracer('nestjs-dbpool') : provider.getTracer('nestjs-dbpool');
+    return this.cached;
   }
 
   /** A statement's span, child of the active one (the request's, the transaction's). Undefined when tracing is off. */
