@@ -370,11 +370,15 @@ export class Database {
       this.engine.assertUsable();
       const lease = await this.engine.acquire(call);
       call.connection = lease.connection;
+      const span = this.engine.tracer?.operation('PING', undefined, undefined, call);
       try {
         await lease.connection.ping();
+        this.engine.tracer?.end(span);
       } catch (error) {
         lease.discard = true;
-        throw this.engine.failed(error);
+        const e = this.engine.failed(error);
+        this.engine.tracer?.end(span, e);
+        throw e;
       } finally {
         call.connection = undefined;
         this.engine.release(lease, call);

@@ -586,6 +586,23 @@ export class Engine {
   }
 
   /** An iterable whose every iteration opens its own cursor: rows served from batches, one promise per row. */
+  /** A stream's span (and operation duration) from its statement's start to its end, its failure included. */
+  private traced<T>(open: (iterator: RowIterator<T>) => Promise<StreamSource>): (iterator: RowIterator<T>) => Promise<StreamSource> {
+    return async (iterator) => {
+      const source = await open(iterator);
+      const started = performance.now();
+      const span = this.tracer?.statement(source.text);
+      const finish = source.finish;
+      source.finish = (error?: unknown) => {
+        const e = error === undefined ? undefined : this.driver.translateError(error);
+        this.tracer?.end(span, e);
+        this.metrics?.operation(source.text, (performance.now() - started) / 1000, e);
+        finish(error);
+      };
+      return source;
+    };
+  }
+
   rowStream<T>(options: QueryOptions | undefined, open: (iterator: RowIterator<T>) => Promise<StreamSource>): AsyncIterable<T> & { readable(): Readable } {
     const cursorOptions = { rowMode: options?.rowMode ?? 'object', batchSize: options?.batchSize ?? DEFAULT_BATCH_SIZE } as const;
     const signal = options?.signal;
@@ -607,7 +624,7 @@ export class Engine {
                       })
                     : undefined
             : undefined;
-        return new RowIterator<T>(open, cursorOptions, (error) => this.failed(error), interruption);
+        return new RowIterator<T>(this.tracer || this.metrics ? this.traced(open) : open, cursorOptions, (error) => this.failed(error), interruption);
       },
       readable: () => Readable.from(iterable, { objectMode: true }),
     };

@@ -73,7 +73,7 @@ export class TransactionPort implements TransactionRunnerHost {
     // The transaction's span, child of the caller's: BEGIN, the statements and the end are in it.
     const span = this.engine.tracer?.transaction();
     try {
-      const tx = await this.beginTraced(options);
+      const tx = await this.beginTraced(options, span);
       if (span) spans.set(tx, span);
       return tx;
     } catch (error) {
@@ -88,7 +88,7 @@ export class TransactionPort implements TransactionRunnerHost {
     return tracer ? tracer.within(spans.get(tx), fn) : fn();
   }
 
-  private async beginTraced(options: TransactionOptions): Promise<Transaction> {
+  private async beginTraced(options: TransactionOptions, span: TraceSpan | undefined): Promise<Transaction> {
     const session = currentSession<DatabaseSession>(this.owner);
     const onSession = session !== undefined && session.transaction === undefined;
     let lease: Lease;
@@ -105,6 +105,7 @@ export class TransactionPort implements TransactionRunnerHost {
       } finally {
         call.settle();
       }
+      this.engine.tracer?.waited(span, call);
     }
     const tx = new Transaction(this, lease, options);
     tx.ownsConnection = !onSession;

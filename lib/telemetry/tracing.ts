@@ -64,13 +64,17 @@ export class DatabaseTracer {
 
   /** A statement's span, child of the active one (the request's, the transaction's). Undefined when tracing is off. */
   statement(text: string, server?: { address?: string; port?: number }, waits?: CallWaits): TraceSpan | undefined {
+    return this.operation(operationOf(text), text, server, waits);
+  }
+
+  /** A span for a call that sends no statement text (`PING`), or for `text` under its operation's name. */
+  operation(operation: string, text?: string, server?: { address?: string; port?: number }, waits?: CallWaits): TraceSpan | undefined {
     const tracer = this.tracer();
     if (!tracer) return undefined;
-    const operation = operationOf(text);
     const t = this.target;
     const attributes: Attributes = { 'db.system.name': t.system, 'db.operation.name': operation };
     if (t.namespace) attributes['db.namespace'] = t.namespace;
-    if (t.queryText) attributes['db.query.text'] = this.queryText(text);
+    if (t.queryText && text !== undefined) attributes['db.query.text'] = this.queryText(text);
     const address = server?.address ?? t.address;
     const port = server?.port ?? t.port;
     if (address) attributes['server.address'] = address;
@@ -88,6 +92,14 @@ export class DatabaseTracer {
     if (t.namespace) attributes['db.namespace'] = t.namespace;
     if (waits) addWaits(attributes, waits);
     return tracer.startSpan(t.namespace ? `transaction ${t.namespace}` : 'transaction', { kind: otel()!.SpanKind.INTERNAL, attributes });
+  }
+
+  /** Adds what a call waited for to a span started before the wait (a transaction's). */
+  waited(span: TraceSpan | undefined, waits: CallWaits): void {
+    if (!span) return;
+    const attributes: Attributes = {};
+    addWaits(attributes, waits);
+    for (const [key, value] of Object.entries(attributes)) span.setAttribute(key, value);
   }
 
   /** Runs `fn` with `span` as the active span, so that what it starts is its child. */

@@ -7,12 +7,15 @@ import { DatabaseModule, getDatabaseToken, type Database } from '../../lib/index
 import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import { bootContext } from '../support/app.js';
 import { ensurePackages, pgQuery, startPostgresCluster, type PgCluster } from '../support/cluster/index.js';
+import { useTestMeter } from '../support/otel.js';
 import { until } from '../support/wait.js';
 import { callers, report } from './harness.js';
 
 import { jest } from '@jest/globals';
 
 jest.setTimeout(120_000);
+
+const meter = useTestMeter();
 
 describe('read replicas [postgres, streaming standby]', () => {
   let cluster: PgCluster;
@@ -147,11 +150,15 @@ describe('read replicas [postgres, streaming standby]', () => {
     const paused = Date.now();
     await until(async () => (await db.checkReplicas())[0].state === 'lagging', 'the replica to be reported lagging', 10_000);
     const outAfterMs = Date.now() - paused;
+    // The metric is the replica's lag at its last check: over the limit now.
+    const label = db.replicaStatus()[0].label;
+    expect(await meter.value('nestjs_dbpool.replica.lag', { 'server.address': label })).toBeGreaterThan(0.3);
     expect(await onReplica(db)).toBe(false);
     await cluster.resumeReplay(0);
     const resumed = Date.now();
     await until(async () => (await db.checkReplicas())[0].state === 'up', 'the replica to be back', 10_000);
     expect(await onReplica(db)).toBe(true);
+    expect(await meter.value('nestjs_dbpool.replica.lag', { 'server.address': label })).toBeLessThanOrEqual(0.3);
     report('17-lag', 'postgres', { maxReplicaLagMs: 300, outOfRotationAfterMs: outAfterMs, backAfterMs: Date.now() - resumed });
     await db.runOperation('DELETE FROM ryw');
   });

@@ -4,55 +4,15 @@
  * real state, and the module's own (detector, reconnects, notifications), with no value and no
  * password in any attribute.
  */
-import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics';
+import type { Histogram } from '@opentelemetry/sdk-metrics';
 import { AcquireTimeout, DatabaseModule, getDatabaseToken, UniqueViolation, type Database } from '../../lib/index.js';
 import { bootContext, openDatabase } from '../support/app.js';
 import { allCases, describeEachDialect, mysqlCase, postgresCase, serverCases, uniqueTable, type DialectCase } from '../support/databases.js';
 import { FaultProxy } from '../support/fault-proxy.js';
+import { useTestMeter } from '../support/otel.js';
 import { until } from '../support/wait.js';
 
-/** A reader that exports nothing on its own: the test collects when it wants to look. */
-class OnDemandReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-}
-
-const reader = new OnDemandReader();
-const provider = new MeterProvider({ readers: [reader] });
-
-beforeAll(() => {
-  metrics.setGlobalMeterProvider(provider);
-});
-afterAll(async () => {
-  // The rest of the suite runs in this process: no meter provider left behind.
-  metrics.disable();
-  await provider.shutdown();
-});
-
-type Point = DataPoint<number | Histogram>;
-
-async function collect(): Promise<MetricData[]> {
-  const { resourceMetrics } = await reader.collect();
-  return resourceMetrics.scopeMetrics.filter((s) => s.scope.name === 'nestjs-dbpool').flatMap((s) => s.metrics);
-}
-
-/** The data points of one metric whose attributes include `match`. */
-async function points(name: string, match: Record<string, unknown> = {}): Promise<Point[]> {
-  const metric = (await collect()).find((m) => m.descriptor.name === name);
-  const all = (metric?.dataPoints ?? []) as Point[];
-  return all.filter((p) => Object.entries(match).every(([k, v]) => p.attributes[k] === v));
-}
-
-/** One gauge or counter value (the single point matching), undefined when none. */
-async function value(name: string, match: Record<string, unknown> = {}): Promise<number | undefined> {
-  const found = await points(name, match);
-  if (found.length > 1) throw new Error(`${found.length} points of ${name} match ${JSON.stringify(match)}`);
-  return found[0]?.value as number | undefined;
-}
+const { collect, points, value } = useTestMeter();
 
 /** The number of recordings of a histogram over its matching points. */
 async function histogramCount(name: string, match: Record<string, unknown> = {}): Promise<number> {

@@ -7,14 +7,14 @@
  */
 import { jest } from '@jest/globals';
 import { inspect } from 'node:util';
-import { context, metrics, trace } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { DatabaseHealthIndicator } from '../../lib/health/index.js';
 import { ConfigurationError, DatabaseError, DatabaseModule, getDatabaseToken, type Database, type DatabaseModuleOptions } from '../../lib/index.js';
 import { openDatabase } from '../support/app.js';
 import { describeEachDialect, MYSQL_URL, PG_URL, serverCases } from '../support/databases.js';
+import { useTestMeter } from '../support/otel.js';
 import { bootWithLogger, CapturingLogger, isRestartError, ridingOutRestarts, waitForServer } from '../support/security.js';
 import { startPostgres, type PostgresServer } from '../support/tls-servers.js';
 
@@ -84,33 +84,18 @@ async function errorOf(promise: Promise<unknown>, where: string): Promise<Databa
 
 /** OpenTelemetry, on for the whole file: every span and metric point the module made is searched too. */
 const spans = new InMemorySpanExporter();
-class OnDemandReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-}
-const reader = new OnDemandReader();
-const meterProvider = new MeterProvider({ readers: [reader] });
 beforeAll(() => {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
-  metrics.setGlobalMeterProvider(meterProvider);
 });
 
 afterAll(async () => {
   const finished = spans.getFinishedSpans();
   for (const span of finished) capture(`span ${span.name}`, { name: span.name, attributes: span.attributes, events: span.events, status: span.status });
-  const { resourceMetrics } = await reader.collect();
-  const points = resourceMetrics.scopeMetrics.flatMap((scope) =>
-    scope.metrics.flatMap((m) => m.dataPoints.map((p) => ({ metric: m.descriptor.name, attributes: p.attributes }))),
-  );
+  const points = (await meter.collect()).flatMap((m) => m.dataPoints.map((p) => ({ metric: m.descriptor.name, attributes: p.attributes })));
   capture('metric points', points);
   trace.disable();
-  metrics.disable();
   context.disable();
-  await meterProvider.shutdown();
   // The search saw spans and metrics of every server dialect.
   expect(finished.filter((span) => span.attributes['db.query.text'] !== undefined).length).toBeGreaterThan(10);
   expect(points.filter((p) => p.metric === 'db.client.operation.duration').length).toBeGreaterThan(1);
@@ -122,6 +107,8 @@ afterAll(async () => {
   expect(logger.lines.length).toBeGreaterThan(0);
   expect(captured.length).toBeGreaterThan(50);
 });
+// After the search's afterAll, so that it runs first (hooks run in the order declared) and collects before the provider shuts down.
+const meter = useTestMeter();
 
 /** `url` logging in as `user` with `password` (percent-encoded). */
 function withLogin(url: string, user: string, password: string): string {

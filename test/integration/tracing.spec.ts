@@ -116,6 +116,27 @@ describeEachDialect(allCases, 'OpenTelemetry spans', (c: DialectCase) => {
     await expect(db.runOperation(`INSERT INTO ${table} (id, secret) VALUES (1, 'y')`)).rejects.toBeInstanceOf(UniqueViolation);
   });
 
+  it("a stream and a ping by the user: a span each, child of the caller's; a failed stream's span is an error; a transaction's span shows its wait for a connection", async () => {
+    let rows = 0;
+    const { parentId, spans } = await underParent(async () => {
+      for await (const _row of db.stream(`SELECT id FROM ${table}`)) rows++;
+      await db.ping();
+      await db.runInteraction(async (tx) => tx.runQuery('SELECT 1 AS one'));
+      for await (const _row of db.stream('SELECT id FROM no_such_table_traced')) rows++;
+    });
+    const stream = spans.find((s) => s.attributes['db.query.text'] === `SELECT id FROM ${table}`)!;
+    expect(parentOf(stream)).toBe(parentId);
+    expect(stream.status.code).toBe(0);
+    const ping = spans.find((s) => s.attributes['db.operation.name'] === 'PING')!;
+    expect(parentOf(ping)).toBe(parentId);
+    expect(ping.attributes['db.query.text']).toBeUndefined();
+    const transaction = spans.find((s) => s.name.startsWith('transaction'))!;
+    expect(transaction.attributes['nestjs_dbpool.pool.wait_ms']).toEqual(expect.any(Number));
+    const failed = spans.find((s) => s.attributes['db.query.text'] === 'SELECT id FROM no_such_table_traced')!;
+    expect(failed.status.code).toBe(2); // ERROR
+    expect(failed.attributes['error.type']).toEqual(expect.any(String));
+  });
+
   it('the wait for a pool connection is on the statement span (nestjs_dbpool.pool.wait_ms)', async () => {
     const small = await openDatabase({ url: c.url(), name: 'small', pool: { max: 1 } });
     try {
