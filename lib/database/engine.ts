@@ -592,14 +592,15 @@ export class Engine {
       const source = await open(iterator);
       const started = performance.now();
       const span = this.tracer?.statement(source.text);
-      const finish = source.finish;
-      source.finish = (error?: unknown) => {
-        const e = error === undefined ? undefined : this.driver.translateError(error);
-        this.tracer?.end(span, e);
-        this.metrics?.operation(source.text, (performance.now() - started) / 1000, e);
-        finish(error);
+      return {
+        ...source,
+        finish: (error?: unknown) => {
+          const e = error === undefined ? undefined : this.driver.translateError(error);
+          this.tracer?.end(span, e);
+          this.metrics?.operation(source.text, (performance.now() - started) / 1000, e);
+          source.finish(error);
+        },
       };
-      return source;
     };
   }
 
