@@ -2,7 +2,7 @@
  * A throwaway MariaDB Galera cluster (galera-4): N `mariadbd` nodes (default 3) on loopback,
  * the first bootstrapped with `--wsrep-new-cluster`, the others joining one by one by state
  * transfer (rsync SST by default). Each node has its own datadir, port, socket, and Galera
- * group-communication / IST / SST ports (44561-44569: three per node, so at most 3 nodes).
+ * group-communication / IST / SST ports (14561-14569: three per node, so at most 3 nodes).
  *
  *   const g = await startGaleraCluster();
  *   await mysqlQuery(g.urls[0], 'INSERT ...');      // synchronous replication:
@@ -80,7 +80,7 @@ export interface GaleraCluster {
 
 export async function startGaleraCluster(options: GaleraOptions = {}): Promise<GaleraCluster> {
   const n = options.nodes ?? 3;
-  if (!Number.isInteger(n) || n < 1 || n > 3) throw new Error('galera: nodes must be 1, 2 or 3 (three Galera ports per node in 44561-44569)');
+  if (!Number.isInteger(n) || n < 1 || n > 3) throw new Error('galera: nodes must be 1, 2 or 3 (three Galera ports per node in 14561-14569)');
   const provider = firstExisting(GALERA_PROVIDER_CANDIDATES);
   if (!provider) throw new Error('galera: libgalera_smm.so not found (apt-get install galera-4)');
   const database = options.database ?? 'test';

@@ -19,7 +19,7 @@ import { createMariadbServer, makeTemplateDatadir, type CnfValue, type MariadbNo
 import { waitFor, Workspace } from './process.js';
 
 export interface MariadbReplicationOptions {
-  /** Exact ports [primary, replica] (default: free ports of 33061-33069). */
+  /** Exact ports [primary, replica] (default: free ports of 13061-13069). */
   ports?: [number, number];
   /** Database created on the primary (default `test`). */
   database?: string;

@@ -23,7 +23,7 @@ export interface PgBouncerOptions {
   host?: string;
   port: number;
   poolMode?: PoolMode;
-  /** Listen port (default: a free port of 56432-56435). */
+  /** Listen port (default: a free port of 16432-16435). */
   listenPort?: number;
   /** Database in `url` (default `test`). */
   database?: string;

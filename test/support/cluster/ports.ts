@@ -3,7 +3,8 @@
  * port is taken by creating a lock file (O_EXCL) naming the owning Node process, and only
  * if nothing listens on it. Locks of dead owners are stale and reclaimed.
  *
- * Never used: 5432/3306 (the main servers) and 5433/3307 (other tests).
+ * Never used: 5432/3306 (the main servers) and 5433/3307 (other tests). Every range is below
+ * Linux's ephemeral ports (32768-60999): a client socket of any process could hold a port there.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -18,10 +19,10 @@ export interface PortRange {
 }
 
 export const PORT_RANGES = {
-  postgres: { name: 'PostgreSQL', from: 55432, to: 55439 },
-  pgbouncer: { name: 'PgBouncer', from: 56432, to: 56435 },
-  mariadb: { name: 'MariaDB', from: 33061, to: 33069 },
-  galera: { name: 'Galera replication/IST/SST', from: 44561, to: 44569 },
+  postgres: { name: 'PostgreSQL', from: 15432, to: 15439 },
+  pgbouncer: { name: 'PgBouncer', from: 16432, to: 16435 },
+  mariadb: { name: 'MariaDB', from: 13061, to: 13069 },
+  galera: { name: 'Galera replication/IST/SST', from: 14561, to: 14569 },
 } as const satisfies Record<string, PortRange>;
 
 const FORBIDDEN = new Set([5432, 5433, 3306, 3307]);
