@@ -6,282 +6,35 @@
  *
  * Results: printed as a table and written to bench/results/latest.json.
  */
-import 'reflect-metadata';
-import { Injectable, Module, type INestApplicationContext } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import QueryStream from 'pg-query-stream';
-import mysql from 'mysql2';
-import knexFactory, { type Knex } from 'knex';
-import postgresJs from 'postgres';
-import { DataSource } from 'typeorm';
-import { Database, DatabaseModule, getDatabaseToken, InjectDatabase, Transactional, type DatabaseModuleOptions } from '../lib/index.js';
+import type { DatabaseModuleOptions } from '../lib/index.js';
+import {
+  ITEMS,
+  WIDE_GROUPS,
+  WIDE_PER_GROUP,
+  MYSQL_URL,
+  PG_URL,
+  knexClient,
+  moduleClient,
+  mysqlPoolClient,
+  pgPoolClient,
+  postgresJsClient,
+  setupMysql,
+  setupPostgres,
+  typeormClient,
+  type Client,
+  type Dialect,
+  type Item,
+} from './clients.js';
 import { printReplicaRows, replicaWorkloads, type ReplicaRow } from './replicas.js';
 
 const SMOKE = process.argv.includes('--smoke');
 const ROUNDS = SMOKE ? 1 : Number(process.env.BENCH_ROUNDS ?? 4);
 const ROUND_MS = SMOKE ? 150 : Number(process.env.BENCH_ROUND_MS ?? 1000);
-const ITEMS = 10_000;
 const STREAM_ROWS = SMOKE ? 2_000 : 200_000;
-const POOL = 10;
-const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 const ONLY = process.env.BENCH_ONLY?.split(',');
-
-type Dialect = 'postgres' | 'mysql' | 'sqlite';
-interface Item {
-  id: number | string;
-  name: string;
-}
-
-/** One way of talking to a database, as a user would write it. */
-interface Client {
-  name: string;
-  dialect: Dialect;
-  /** The raw-driver client this one is compared to (ratios); undefined for a raw one. */
-  open(): Promise<void>;
-  pointSelect(id: number): Promise<Item>;
-  select1(): Promise<unknown>;
-  transaction?(id: number): Promise<number>;
-  stream?(): Promise<number>;
-  close(): Promise<void>;
-}
-
-const pgText = {
-  point: 'SELECT id, name FROM bench_items WHERE id = $1',
-  update: 'UPDATE bench_accounts SET balance = balance + 1 WHERE id = $1',
-  balance: 'SELECT balance FROM bench_accounts WHERE id = $1',
-};
-const myText = {
-  point: 'SELECT id, name FROM bench_items WHERE id = ?',
-  update: 'UPDATE bench_accounts SET balance = balance + 1 WHERE id = ?',
-  balance: 'SELECT balance FROM bench_accounts WHERE id = ?',
-};
-const streamText = 'SELECT id, payload FROM bench_stream';
-
-// ---- this module -------------------------------------------------------------------------
-
-@Injectable()
-class TxService {
-  constructor(@InjectDatabase() private readonly db: Database) {}
-
-  @Transactional()
-  async bump(id: number, text: typeof pgText): Promise<number> {
-    await this.db.runOperation(text.update, [id]);
-    const rows = await this.db.runQuery<{ balance: number }>(text.balance, [id]);
-    return Number(rows[0].balance);
-  }
-}
-
-function moduleClient(name: string, dialect: Dialect, url: string, options: Partial<DatabaseModuleOptions> = {}): Client {
-  let app: INestApplicationContext;
-  let db: Database;
-  let tx: TxService;
-  const text = dialect === 'postgres' ? pgText : myText;
-  return {
-    name,
-    dialect,
-    async open() {
-      @Module({ imports: [DatabaseModule.forRoot({ url, pool: { max: POOL }, ...options })], providers: [TxService] })
-      class BenchModule {}
-      app = await NestFactory.createApplicationContext(BenchModule, { logger: false });
-      db = app.get(getDatabaseToken());
-      tx = app.get(TxService);
-    },
-    async pointSelect(id) {
-      return (await db.runQuery<Item>(text.point, [id]))[0];
-    },
-    select1: () => db.runQuery('SELECT 1'),
-    transaction: (id) => tx.bump(id, text),
-    async stream() {
-      let n = 0;
-      for await (const _row of db.stream(streamText)) n++;
-      return n;
-    },
-    close: () => app.close(),
-  };
-}
-
-// ---- raw drivers ---------------------------------------------------------------------------
-
-function pgPoolClient(name: string, named: boolean): Client {
-  let pool: pg.Pool;
-  const q = (text: string, key: string, values: unknown[]) => (named ? { name: key, text, values } : { text, values });
-  return {
-    name,
-    dialect: 'postgres',
-    async open() {
-      pool = new pg.Pool({ connectionString: PG_URL, max: POOL });
-    },
-    async pointSelect(id) {
-      return (await pool.query<Item>(q(pgText.point, 'point', [id]))).rows[0];
-    },
-    select1: () => pool.query(named ? { name: 'one', text: 'SELECT 1' } : 'SELECT 1'),
-    async transaction(id) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query(q(pgText.update, 'update', [id]));
-        const { rows } = await client.query(q(pgText.balance, 'balance', [id]));
-        await client.query('COMMIT');
-        return Number(rows[0].balance);
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
-    },
-    async stream() {
-      const client = await pool.connect();
-      try {
-        let n = 0;
-        for await (const _row of client.query(new QueryStream(streamText, [], { batchSize: 1000 }))) n++;
-        return n;
-      } finally {
-        client.release();
-      }
-    },
-    close: () => pool.end(),
-  };
-}
-
-function mysqlPoolClient(name: string, execute: boolean): Client {
-  let pool: mysql.Pool;
-  let promisePool: ReturnType<mysql.Pool['promise']>;
-  const run = <T>(text: string, values: unknown[] = []) =>
-    (execute ? promisePool.execute(text, values as never) : promisePool.query(text, values)).then(([rows]) => rows as unknown as T);
-  return {
-    name,
-    dialect: 'mysql',
-    async open() {
-      pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: POOL, supportBigNumbers: true, bigNumberStrings: true, timezone: 'Z' });
-      promisePool = pool.promise();
-    },
-    async pointSelect(id) {
-      return (await run<Item[]>(myText.point, [id]))[0];
-    },
-    select1: () => run('SELECT 1'),
-    async transaction(id) {
-      const conn = await promisePool.getConnection();
-      try {
-        await conn.query('START TRANSACTION');
-        if (execute) await conn.execute(myText.update, [id]);
-        else await conn.query(myText.update, [id]);
-        const [rows] = execute ? await conn.execute(myText.balance, [id]) : await conn.query(myText.balance, [id]);
-        await conn.query('COMMIT');
-        return Number((rows as Array<{ balance: number }>)[0].balance);
-      } catch (error) {
-        await conn.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        conn.release();
-      }
-    },
-    async stream() {
-      return new Promise<number>((resolve, reject) => {
-        pool.getConnection((err, conn) => {
-          if (err) return reject(err);
-          let n = 0;
-          (async () => {
-            for await (const _row of conn.query(streamText).stream({ highWaterMark: 1000 })) n++;
-          })().then(
-            () => {
-              conn.release();
-              resolve(n);
-            },
-            (e) => {
-              conn.release();
-              reject(e);
-            },
-          );
-        });
-      });
-    },
-    close: () => new Promise<void>((resolve) => pool.end(() => resolve())),
-  };
-}
-
-// ---- the wrappers users would pick instead ------------------------------------------------
-
-function knexClient(name: string, dialect: 'postgres' | 'mysql'): Client {
-  let knex: Knex;
-  const text = dialect === 'postgres' ? { ...myText } : myText; // knex uses ? for both
-  return {
-    name,
-    dialect,
-    async open() {
-      knex = knexFactory({
-        client: dialect === 'postgres' ? 'pg' : 'mysql2',
-        connection: dialect === 'postgres' ? PG_URL : ({ uri: MYSQL_URL, supportBigNumbers: true, bigNumberStrings: true } as never),
-        pool: { min: 0, max: POOL },
-      });
-    },
-    async pointSelect(id) {
-      const r = await knex.raw(text.point, [id]);
-      return (dialect === 'postgres' ? r.rows : r[0])[0];
-    },
-    select1: () => knex.raw('SELECT 1'),
-    transaction: (id) =>
-      knex.transaction(async (trx) => {
-        await trx.raw(text.update, [id]);
-        const r = await trx.raw(text.balance, [id]);
-        return Number((dialect === 'postgres' ? r.rows : r[0])[0].balance);
-      }),
-    close: () => knex.destroy(),
-  };
-}
-
-function typeormClient(name: string, dialect: 'postgres' | 'mysql'): Client {
-  let ds: DataSource;
-  const text = dialect === 'postgres' ? pgText : myText;
-  return {
-    name,
-    dialect,
-    async open() {
-      ds = new DataSource(
-        dialect === 'postgres'
-          ? { type: 'postgres', url: PG_URL, poolSize: POOL }
-          : { type: 'mysql', url: MYSQL_URL, poolSize: POOL, supportBigNumbers: true, bigNumberStrings: true },
-      );
-      await ds.initialize();
-    },
-    async pointSelect(id) {
-      return (await ds.query(text.point, [id]))[0];
-    },
-    select1: () => ds.query('SELECT 1'),
-    transaction: (id) =>
-      ds.transaction(async (manager) => {
-        await manager.query(text.update, [id]);
-        return Number((await manager.query(text.balance, [id]))[0].balance);
-      }),
-    close: () => ds.destroy(),
-  };
-}
-
-function postgresJsClient(name: string): Client {
-  let sqlJs: ReturnType<typeof postgresJs>;
-  return {
-    name,
-    dialect: 'postgres',
-    async open() {
-      sqlJs = postgresJs(PG_URL, { max: POOL });
-    },
-    async pointSelect(id) {
-      return (await sqlJs.unsafe(pgText.point, [id], { prepare: true }))[0] as unknown as Item;
-    },
-    select1: () => sqlJs.unsafe('SELECT 1'),
-    transaction: (id) =>
-      sqlJs.begin(async (tx) => {
-        await tx.unsafe(pgText.update, [id], { prepare: true });
-        return Number((await tx.unsafe(pgText.balance, [id], { prepare: true }))[0].balance);
-      }) as Promise<number>,
-    close: () => sqlJs.end(),
-  };
-}
 
 // ---- workloads -----------------------------------------------------------------------------
 
@@ -350,53 +103,6 @@ async function streaming(client: Client): Promise<Sample> {
   return { value: ms, cpuUsPerOp: (used.user + used.system) / n, rssMb: (peak - base) / 1024 / 1024 };
 }
 
-// ---- setup -------------------------------------------------------------------------------
-
-async function setupPostgres(): Promise<void> {
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  try {
-    await client.query('CREATE TABLE IF NOT EXISTS bench_items (id int PRIMARY KEY, name text NOT NULL)');
-    await client.query('CREATE TABLE IF NOT EXISTS bench_accounts (id int PRIMARY KEY, balance bigint NOT NULL)');
-    await client.query('CREATE TABLE IF NOT EXISTS bench_stream (id int PRIMARY KEY, payload text NOT NULL)');
-    if (Number((await client.query('SELECT count(*) AS n FROM bench_items')).rows[0].n) !== ITEMS) {
-      await client.query('TRUNCATE bench_items, bench_accounts');
-      await client.query(`INSERT INTO bench_items SELECT g, 'item' || g FROM generate_series(1, ${ITEMS}) g`);
-      await client.query(`INSERT INTO bench_accounts SELECT g, 0 FROM generate_series(1, ${ITEMS}) g`);
-    }
-    if (Number((await client.query('SELECT count(*) AS n FROM bench_stream')).rows[0].n) !== STREAM_ROWS) {
-      await client.query('TRUNCATE bench_stream');
-      await client.query(`INSERT INTO bench_stream SELECT g, repeat('x', 100) FROM generate_series(1, ${STREAM_ROWS}) g`);
-    }
-  } finally {
-    await client.end();
-  }
-}
-
-async function setupMysql(): Promise<void> {
-  const conn = mysql.createConnection({ uri: MYSQL_URL, multipleStatements: true }).promise();
-  try {
-    await conn.query('CREATE TABLE IF NOT EXISTS bench_items (id INT PRIMARY KEY, name VARCHAR(32) NOT NULL)');
-    await conn.query('CREATE TABLE IF NOT EXISTS bench_accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)');
-    await conn.query('CREATE TABLE IF NOT EXISTS bench_stream (id INT PRIMARY KEY, payload VARCHAR(128) NOT NULL)');
-    const count = async (t: string) => Number(((await conn.query(`SELECT count(*) AS n FROM ${t}`))[0] as Array<{ n: number }>)[0].n);
-    const fill = async (t: string, rows: number, row: (i: number) => string) => {
-      await conn.query(`TRUNCATE ${t}`);
-      for (let start = 1; start <= rows; start += 5000) {
-        const values = Array.from({ length: Math.min(5000, rows - start + 1) }, (_, k) => row(start + k)).join(',');
-        await conn.query(`INSERT INTO ${t} VALUES ${values}`);
-      }
-    };
-    if ((await count('bench_items')) !== ITEMS) {
-      await fill('bench_items', ITEMS, (i) => `(${i}, 'item${i}')`);
-      await fill('bench_accounts', ITEMS, (i) => `(${i}, 0)`);
-    }
-    if ((await count('bench_stream')) !== STREAM_ROWS) await fill('bench_stream', STREAM_ROWS, (i) => `(${i}, REPEAT('x', 100))`);
-  } finally {
-    await conn.end();
-  }
-}
-
 // ---- the run -------------------------------------------------------------------------------
 
 interface Row {
@@ -417,8 +123,8 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  await setupPostgres();
-  await setupMysql();
+  await setupPostgres(STREAM_ROWS);
+  await setupMysql(STREAM_ROWS);
   const clients: Client[] = [
     moduleClient('nestjs-dbpool (pg)', 'postgres', PG_URL),
     pgPoolClient('pg Pool (unnamed)', false),
@@ -457,6 +163,18 @@ async function main(): Promise<void> {
         throughput(c, 16, async (id) => {
           const balance = await c.transaction!(id);
           if (!Number.isFinite(balance) || balance < 1) throw new Error(`${c.name}: wrong balance ${balance}`);
+        }),
+    },
+    {
+      name: `${WIDE_PER_GROUP} rows × 12 columns per query (16 in flight, pool 10)`,
+      unit: 'queries/s',
+      higherIsBetter: true,
+      run: (c) =>
+        c.wideRows &&
+        throughput(c, 16, async (id) => {
+          const group = 1 + (id % WIDE_GROUPS);
+          const rows = await c.wideRows!(group);
+          if (rows.length !== WIDE_PER_GROUP || Number(rows[0].grp) !== group) throw new Error(`${c.name}: wrong rows for group ${group}`);
         }),
     },
     { name: `stream ${STREAM_ROWS} rows`, unit: 'ms', higherIsBetter: false, run: (c) => c.stream && streaming(c) },

@@ -17,8 +17,10 @@ interface CallOwner {
   readonly interruptGraceMs: number;
 }
 
+const NOOP = (): void => {};
+
 export class CallHandle {
-  reject: (error: unknown) => void = () => {};
+  reject: (error: unknown) => void = NOOP;
   /** The connection while a statement of this call runs on it. */
   connection?: Connection;
   interruption?: DatabaseError;

@@ -99,7 +99,9 @@ interface Entry extends Lease {
 interface Waiter {
   resolve(entry: Entry): void;
   reject(error: unknown): void;
-  timer?: NodeJS.Timeout;
+  /** `Date.now()` after which it gets its `AcquireTimeout` (Infinity: none), and the wait it asked for. */
+  deadline: number;
+  timeoutMs: number;
   /** Where the caller asked for the connection, kept for the leak warning (only with `leakDetectionMs`). */
   takenAt?: Error;
 }
@@ -118,6 +120,9 @@ export class Pool {
   private readonly validating = new Set<Entry>();
   private readonly resetting = new Set<Entry>();
   private readonly waiters: Waiter[] = [];
+  /** One timer for every waiter's deadline, armed for the earliest (a timer per waiting call cost more than the wait's bookkeeping). */
+  private waitTimer?: NodeJS.Timeout;
+  private waitTimerAt = Infinity;
   /** Connections being opened: no entry yet. */
   private opening = 0;
   private closed = false;
@@ -156,10 +161,8 @@ export class Pool {
 
   /** Rejects every caller waiting for a connection with `error` (the database was marked dead: fail fast). */
   failWaiters(error: unknown): void {
-    for (const waiter of this.waiters.splice(0)) {
-      if (waiter.timer) clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
+    this.disarmWaitTimer();
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
   }
 
   /** Closes every idle connection (they reach a server that is no longer the one wanted: a failover). */
@@ -213,25 +216,54 @@ export class Pool {
       return Promise.resolve(this.lend(entry, takenAt));
     }
     return new Promise<Lease>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, takenAt };
-      if (timeoutMs > NO_TIMEOUT) {
-        waiter.timer = setTimeout(() => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
-          const s = this.stats();
-          reject(
-            new AcquireTimeout(
-              `no connection of database "${this.hooks.name}" became free within ${timeoutMs} ms ` +
-                `(pool.max = ${s.max}, ${s.busy} busy, ${s.waiting} waiting); raise pool.max or pool.acquireTimeoutMs, ` +
-                `or look for connections that are never released`,
-              { database: this.hooks.name },
-            ),
-          );
-        }, timeoutMs);
-      }
-      this.waiters.push(waiter);
+      const deadline = timeoutMs > NO_TIMEOUT ? Date.now() + timeoutMs : Infinity;
+      this.waiters.push({ resolve, reject, takenAt, deadline, timeoutMs });
+      if (deadline < this.waitTimerAt) this.armWaitTimer(deadline);
       this.pulse();
     });
+  }
+
+  private armWaitTimer(at: number): void {
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimerAt = at;
+    // Unreferenced: a waiter belongs to a call, which keeps the process alive on its own.
+    this.waitTimer = inBackground(() => setTimeout(() => this.expireWaiters(), Math.max(0, at - Date.now())));
+    this.waitTimer.unref();
+  }
+
+  private disarmWaitTimer(): void {
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    this.waitTimerAt = Infinity;
+  }
+
+  /** Gives the waiters whose deadline passed their `AcquireTimeout`, and arms the timer for the next deadline. */
+  private expireWaiters(): void {
+    this.waitTimer = undefined;
+    this.waitTimerAt = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    const expired: Waiter[] = [];
+    for (let i = 0; i < this.waiters.length; i++) {
+      const waiter = this.waiters[i];
+      // 1 ms of slack: a timer may fire within the millisecond of its deadline.
+      if (waiter.deadline <= now + 1) {
+        expired.push(waiter);
+        this.waiters.splice(i--, 1);
+      } else if (waiter.deadline < next) next = waiter.deadline;
+    }
+    if (next < Infinity) this.armWaitTimer(next);
+    for (const waiter of expired) {
+      const s = this.stats();
+      waiter.reject(
+        new AcquireTimeout(
+          `no connection of database "${this.hooks.name}" became free within ${waiter.timeoutMs} ms ` +
+            `(pool.max = ${s.max}, ${s.busy} busy, ${s.waiting} waiting); raise pool.max or pool.acquireTimeoutMs, ` +
+            `or look for connections that are never released`,
+          { database: this.hooks.name },
+        ),
+      );
+    }
   }
 
   /** Gives a connection back. A second release of the same lease throws. */
@@ -282,10 +314,8 @@ export class Pool {
     this.closed = true;
     if (this.reaper) clearInterval(this.reaper);
     this.reaper = undefined;
-    for (const waiter of this.waiters.splice(0)) {
-      if (waiter.timer) clearTimeout(waiter.timer);
-      waiter.reject(this.closedError());
-    }
+    this.disarmWaitTimer();
+    for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError());
     await Promise.all([...this.idle].map((entry) => this.closeEntry(entry)));
     if (this.total() > 0) {
       await settlesWithin(new Promise<void>((resolve) => this.drainWaiters.push(resolve)), timeoutMs);
@@ -401,7 +431,7 @@ export class Pool {
     entry.idleSince = Date.now();
     const waiter = this.waiters.shift();
     if (waiter) {
-      if (waiter.timer) clearTimeout(waiter.timer);
+      if (this.waiters.length === 0) this.disarmWaitTimer();
       waiter.resolve(this.lend(entry, waiter.takenAt));
       return;
     }
@@ -423,7 +453,7 @@ export class Pool {
         continue;
       }
       const waiter = this.waiters.shift()!;
-      if (waiter.timer) clearTimeout(waiter.timer);
+      if (this.waiters.length === 0) this.disarmWaitTimer();
       waiter.resolve(this.lend(entry, waiter.takenAt));
     }
     const wanted = Math.min(this.waiters.length - this.opening, this.options.max - this.total());
@@ -434,10 +464,7 @@ export class Pool {
           // The waiter at the head gets the reason its connection could not be opened. Waiters beyond `max` get their own
           // attempt now, one each (not a storm: every failure takes one waiter away), instead of idling to AcquireTimeout.
           const waiter = this.waiters.shift();
-          if (waiter) {
-            if (waiter.timer) clearTimeout(waiter.timer);
-            waiter.reject(error);
-          }
+          waiter?.reject(error);
           this.notifyDrained();
           this.pulse();
         },

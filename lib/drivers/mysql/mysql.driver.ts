@@ -319,13 +319,39 @@ export class MysqlDriver implements Driver {
  */
 const MYSQL_SESSION_STATE = /^\s*(?:SET\s+(?!TRANSACTION\b)|LOCK\b|PREPARE\b|USE\b|HANDLER\b|CREATE\s+TEMPORARY\b)|@[A-Za-z_$][\w$.]*\s*:=|\bGET_LOCK\s*\(/i;
 
+type Reject = (error: DatabaseError) => void;
+
+/** The rejections of the commands in flight: one slot, and a Set only beyond one (a Set that goes 0→1→0 on every call costs about 1 µs). */
+class InFlight {
+  private one?: Reject;
+  private more?: Set<Reject>;
+
+  add(reject: Reject): void {
+    if (this.one === undefined) this.one = reject;
+    else (this.more ??= new Set()).add(reject);
+  }
+
+  delete(reject: Reject): void {
+    if (this.one === reject) this.one = undefined;
+    else this.more?.delete(reject);
+  }
+
+  /** Every pending rejection, and none left. */
+  drain(): Reject[] {
+    const all = this.one ? [this.one, ...(this.more ?? [])] : [...(this.more ?? [])];
+    this.one = undefined;
+    this.more?.clear();
+    return all;
+  }
+}
+
 class MysqlConnection implements Connection {
   transactionStatus: Connection['transactionStatus'] = 'idle';
   broken = false;
   private errorHandler: (e: DatabaseError) => void = () => {};
   private endHandlers: Array<() => void> = [];
   /** Rejections of the commands in flight: mysql2 never settles them once the connection is destroyed. */
-  private readonly inFlight = new Set<(error: DatabaseError) => void>();
+  private readonly inFlight = new InFlight();
 
   /** MariaDB's max_statement_time (seconds), or MySQL's max_execution_time (milliseconds, SELECT only). */
   private timeoutVariable: 'max_statement_time' | 'max_execution_time' = 'max_statement_time';
@@ -459,14 +485,19 @@ class MysqlConnection implements Connection {
         }
         resolve(this.toResultSet(result, text));
       };
-      const query = { sql: text, values: values as unknown[], rowsAsArray: options.rowMode === 'array' };
+      // The positional form unless rows come as arrays: mysql2's options-object path (named placeholders, option spreads)
+      // costs about 13 µs more per call.
+      const query = options.rowMode === 'array' ? { sql: text, values: values as unknown[], rowsAsArray: true } : undefined;
+      const viaText = () => (query ? this.raw.query(query, callback as never) : this.raw.query(text, values as unknown[], callback as never));
       if (options.prepare && !UNPREPARABLE.test(text)) {
-        this.raw.execute(query, ((error: (Error & { errno?: number }) | null, result: unknown) => {
+        const prepared = ((error: (Error & { errno?: number }) | null, result: unknown) => {
           // 1295: this statement cannot be prepared; nothing ran, so run it on the text protocol.
-          if (error?.errno === 1295) this.raw.query(query, callback as never);
+          if (error?.errno === 1295) viaText();
           else callback(error, result);
-        }) as never);
-      } else this.raw.query(query, callback as never);
+        }) as never;
+        if (query) this.raw.execute(query, prepared);
+        else this.raw.execute(text, values as never, prepared);
+      } else viaText();
     });
   }
 
@@ -602,9 +633,7 @@ class MysqlConnection implements Connection {
     this.broken = true;
     this.raw.destroy();
     (this.raw as unknown as { stream?: { destroy?(): void } }).stream?.destroy?.();
-    const pending = [...this.inFlight];
-    this.inFlight.clear();
-    for (const reject of pending) reject(this.lostError());
+    for (const reject of this.inFlight.drain()) reject(this.lostError());
   }
 
   private lostError(): DatabaseError {

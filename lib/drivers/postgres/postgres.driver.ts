@@ -378,8 +378,9 @@ class PostgresConnection implements Connection {
   broken = false;
   /** The session's statement_timeout, as set at connect. */
   private readonly sessionTimeoutMs: number;
-  /** Statements prepared on this session, least recently used first. */
-  private readonly prepared = new Map<string, true>();
+  /** Statements prepared on this session, with the tick of their last use (a set on a hit does not reorder a Map: cheaper than delete + set). */
+  private readonly prepared = new Map<string, number>();
+  private useTick = 0;
   private errorHandler: (e: DatabaseError) => void = () => {};
   private endHandlers: Array<() => void> = [];
 
@@ -449,11 +450,9 @@ class PostgresConnection implements Connection {
       const name = typeof options.prepare === 'string' ? options.prepare : statementName(text);
       if (name !== undefined) {
         config.name = name;
-        if (this.prepared.delete(name)) this.prepared.set(name, true);
-        else {
-          this.prepared.set(name, true);
-          if (this.prepared.size > MAX_PREPARED_PER_CONNECTION) this.evictLeastRecent();
-        }
+        const known = this.prepared.has(name);
+        this.prepared.set(name, ++this.useTick);
+        if (!known && this.prepared.size > MAX_PREPARED_PER_CONNECTION) this.evictLeastRecent();
       }
     }
     try {
@@ -499,16 +498,18 @@ class PostgresConnection implements Connection {
    * never disagrees with the server, so a name can never fail with 42P05 "already exists".
    */
   private evictLeastRecent(): void {
-    const oldest = this.prepared.keys().next().value as string;
+    // The smallest tick: a scan, only when a new statement overflows the cache.
+    let oldest = '';
+    let oldestTick = Infinity;
+    for (const [name, tick] of this.prepared) {
+      if (tick < oldestTick) [oldest, oldestTick] = [name, tick];
+    }
     this.prepared.delete(oldest);
     this.client.query(`DEALLOCATE "${oldest.replace(/"/g, '""')}"`, (error: Error | null) => {
       if (!error) delete this.parsedStatements()[oldest];
       else if (!this.prepared.has(oldest)) {
         // Still on the server: known again, as the least recently used.
-        const rest = [...this.prepared.keys()];
-        this.prepared.clear();
-        this.prepared.set(oldest, true);
-        for (const name of rest) this.prepared.set(name, true);
+        this.prepared.set(oldest, 0);
       }
     });
   }
