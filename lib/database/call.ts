@@ -19,8 +19,57 @@ interface CallOwner {
 
 const NOOP = (): void => {};
 
-export class CallHandle {
+/** What `Database.cancel()` acts on: a call, or a `runInteraction`. */
+export interface Cancelable {
+  /** The promise the caller was given. */
+  promise?: Promise<unknown>;
+  interrupt(error: DatabaseError): void;
+  cancelSent?: Promise<void>;
+  /** Links of the pending list. */
+  prevPending?: Cancelable;
+  nextPending?: Cancelable;
+  linked?: boolean;
+}
+
+/**
+ * The calls that have not settled, linked through themselves: adding and removing one is a few
+ * pointer writes, where a WeakMap from promise to call measured about 0.7 µs per call (its
+ * entries are ephemerons for the garbage collector), a Map about as much (identity hashes), and a
+ * property on the promise took V8's fast path for `await` away from every caller. Only
+ * `cancel(promise)` walks it, through the calls in flight.
+ */
+export class PendingCalls {
+  private head?: Cancelable;
+
+  add(node: Cancelable): void {
+    node.linked = true;
+    node.prevPending = undefined;
+    node.nextPending = this.head;
+    if (this.head) this.head.prevPending = node;
+    this.head = node;
+  }
+
+  remove(node: Cancelable): void {
+    if (!node.linked) return;
+    node.linked = false;
+    if (node.prevPending) node.prevPending.nextPending = node.nextPending;
+    else this.head = node.nextPending;
+    if (node.nextPending) node.nextPending.prevPending = node.prevPending;
+    node.prevPending = node.nextPending = undefined;
+  }
+
+  find(promise: unknown): Cancelable | undefined {
+    for (let node = this.head; node; node = node.nextPending) if (node.promise === promise) return node;
+    return undefined;
+  }
+}
+
+export class CallHandle implements Cancelable {
   reject: (error: unknown) => void = NOOP;
+  promise?: Promise<unknown>;
+  prevPending?: Cancelable;
+  nextPending?: Cancelable;
+  linked?: boolean;
   /** The connection while a statement of this call runs on it. */
   connection?: Connection;
   interruption?: DatabaseError;
@@ -41,6 +90,11 @@ export class CallHandle {
   private onAbort?: () => void;
 
   constructor(private readonly owner: CallOwner) {}
+
+  /** The call's body finished (not merely interrupted). */
+  get finished(): boolean {
+    return this.settled;
+  }
 
   get isSettled(): boolean {
     return this.settled || this.interruption !== undefined;

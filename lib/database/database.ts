@@ -29,7 +29,7 @@ import { isSqlQuery, sql, type SqlQuery } from '../sql/template.js';
 import { currentSession, currentTransaction, currentWork, runInSession } from '../transactions/transaction.context.js';
 import { InteractionControl, runTransactional } from '../transactions/transaction.runner.js';
 import { Transaction, type TransactionOptions } from '../transactions/transaction.js';
-import { CallHandle } from './call.js';
+import { CallHandle, type Cancelable } from './call.js';
 import { Engine, type DatabaseEvents, type Routing } from './engine.js';
 import type { ReplicaStatus } from './replicas.js';
 import { isReadStatement } from '../sql/statement-kind.js';
@@ -148,7 +148,10 @@ export class Database {
   runInteraction<R>(interaction: (tx: Transaction) => Promise<R>, options: TransactionOptions = {}): Promise<R> {
     const control = new InteractionControl();
     const promise = this.engine.track(() => runTransactional(this.transactions, options, interaction, control));
-    this.engine.calls.set(promise, { interrupt: (error) => control.cancel(error) });
+    const node: Cancelable = { promise, interrupt: (error) => control.cancel(error) };
+    this.engine.pending.add(node);
+    const unlink = () => this.engine.pending.remove(node);
+    promise.then(unlink, unlink);
     return promise;
   }
 
@@ -305,7 +308,7 @@ export class Database {
    * cancel. `pending` rejects with `QueryCanceled`. A no-op once it settled.
    */
   async cancel(pending: Promise<unknown>): Promise<void> {
-    const call = this.engine.calls.get(pending);
+    const call = this.engine.pending.find(pending);
     if (!call) return;
     // The rejection this causes is expected by whoever cancels: never an unhandled rejection.
     pending.catch(() => {});

@@ -36,7 +36,7 @@ import { checkParameters } from '../sql/parameters.js';
 import { checkArraysInLists, isSqlQuery, type SqlQuery } from '../sql/template.js';
 import { enterHolder, heldLeases } from '../transactions/transaction.context.js';
 import type { Transaction } from '../transactions/transaction.js';
-import { CallHandle } from './call.js';
+import { CallHandle, PendingCalls } from './call.js';
 import { ReplicaSet, type ReplicaMember } from './replicas.js';
 import { RowIterator, type StreamSource } from './row-iterator.js';
 import type { DatabaseSession } from './session.js';
@@ -66,6 +66,8 @@ export type RowStream<T> = AsyncIterable<T> & { readable(): Readable };
 export type Routing = 'replica' | 'primary-read' | 'write';
 
 export class Engine {
+  /** The calls not settled yet, which `Database.cancel()` searches for the promise it is given. */
+  readonly pending = new PendingCalls();
   readonly name: string;
   readonly dialect: Dialect;
   readonly driver: Driver;
@@ -82,8 +84,6 @@ export class Engine {
   metrics?: DatabaseMetrics;
   /** What names the server in spans and metrics; `system` is corrected by the first connection (MariaDB or MySQL). */
   readonly telemetryTarget: TracingTarget;
-  /** What `Database.cancel()` finds behind a promise it returned. */
-  readonly calls = new WeakMap<Promise<unknown>, { interrupt(error: DatabaseError): void; cancelSent?: Promise<void> }>();
   /** Referenced while calls are pending, so that a script awaiting one never exits before it settled. */
   readonly keepAlive: NodeJS.Timeout;
   readonly waitForRecoveryMs: number;
@@ -92,6 +92,7 @@ export class Engine {
   private readonly sessionChanging = new Map<string, boolean>();
   private readonly log: ResolvedOptions['logging'];
   private readonly prepare: boolean;
+  private readonly defaultExec: ExecuteOptions;
   private readonly slowQueryMs: number;
   readonly interruptGraceMs = CANCEL_GRACE_MS;
   state: 'open' | 'closing' | 'closed' = 'open';
@@ -120,6 +121,7 @@ export class Engine {
     };
     if (options.tracing) this.tracer = new DatabaseTracer(this.telemetryTarget);
     this.prepare = options.prepare;
+    this.defaultExec = { rowMode: 'object', prepare: options.prepare };
     this.queryTimeoutMs = options.queryTimeoutMs;
     // Slow-query logging without a threshold of its own uses one second.
     this.slowQueryMs = options.slowQueryMs || (options.logging.slow ? 1000 : 0);
@@ -271,18 +273,21 @@ export class Engine {
       body(call).then(
         (value) => {
           call.settle();
+          this.pending.remove(call);
           this.callDone();
           resolve(value);
         },
         (error) => {
           call.settle();
+          this.pending.remove(call);
           this.callDone();
           reject(error);
         },
       );
     });
     const outer = withCallerStack(promise);
-    this.calls.set(outer, call);
+    call.promise = outer;
+    if (!call.finished) this.pending.add(call);
     return outer;
   }
 
@@ -346,6 +351,8 @@ export class Engine {
 
   /** The driver's options for a statement of this call; the server-side limit only when it differs from the session's. */
   executeOptions(call: CallHandle, options: QueryOptions | undefined): ExecuteOptions {
+    // No options: the same object every time (the drivers only read it).
+    if (options === undefined) return this.defaultExec;
     const exec: ExecuteOptions = { rowMode: options?.rowMode ?? 'object', prepare: options?.prepare ?? this.prepare };
     const timeoutMs = options?.timeoutMs;
     // The server's limit is the backstop: a little later than the call's deadline, so that the call's own timeout, which
@@ -702,7 +709,8 @@ export class Engine {
     let replays = 0;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) call.attempt = attempt + 1;
-      const lease = await this.acquire(call, options?.waitForRecoveryMs);
+      // A warm idle connection is taken without a promise; anything else (waiting, opening, dead) goes through acquire().
+      const lease = (!this.timed() && !this.detector.isDead && this.pool.takeIdle()) || (await this.acquire(call, options?.waitForRecoveryMs));
       let result: ResultSet;
       try {
         result = await this.run(lease.connection, call, text, values, exec);

@@ -239,7 +239,7 @@ export class TransactionPort implements TransactionRunnerHost {
     tx.assertActive();
     tx.assertNoStream();
     // The transaction's own deadline governs the server side inside it.
-    if (tx.options.timeoutMs) exec.statementTimeoutMs = undefined;
+    if (tx.options.timeoutMs && exec.statementTimeoutMs !== undefined) exec = { ...exec, statementTimeoutMs: undefined };
     // Statements of a savepoint level wait while one of its nested scopes is open (see SavepointScope).
     const scope = tx.currentScope();
     const admitted = scope.admit();
