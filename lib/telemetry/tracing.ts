@@ -23,6 +23,8 @@ export interface TracingTarget extends TelemetryTarget {
 /** Redacted texts kept per tracer: statements repeat, the redaction need not. */
 const REDACTED_CACHE_MAX = 500;
 
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
 /** What a call went through before its statement ran, as its handle records it (milliseconds). */
 export interface CallWaits {
   poolWaitMs?: number;
@@ -56,7 +58,9 @@ export class DatabaseTracer {
   tracer(): Tracer | undefined {
     if (this.cached) return this.cached;
     const api = otel();
-    if (!api) return undefined;
+    // Where the API keeps what was registered (its global for major version 1): nothing there, no provider; one property
+    // read instead of the API's lookup, on every statement of an app that has the API and no SDK.
+    if (!api || !(globalThis as { [OTEL_GLOBAL]?: { trace?: unknown } })[OTEL_GLOBAL]?.trace) return undefined;
     const provider = api.trace.getTracerProvider();
     this.cached = provider.getDelegateTracer ? provider.getDelegateTracer('nestjs-dbpool') : provider.getTracer('nestjs-dbpool');
     return this.cached;

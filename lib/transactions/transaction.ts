@@ -107,7 +107,9 @@ export class SavepointScope {
   private waiting: Array<{ kind: 'statement' | 'scope'; grant(): void; fail(error: unknown): void }> = [];
   /** Statements let through and not yet handed to the connection: a SAVEPOINT must go after them. */
   private sending = 0;
-  private closedBy?: Error;
+  /** Why the scope no longer admits work: made when first needed (an Error's stack costs microseconds; most scopes close with nobody waiting). */
+  private closedBy?: () => Error;
+  private closedError?: Error;
   private idleWaiters: Array<() => void> = [];
 
   constructor(readonly name?: string) {}
@@ -118,7 +120,7 @@ export class SavepointScope {
    * `sent()` must follow, once the statement was handed to the connection (or failed before).
    */
   admit(): Promise<void> | undefined {
-    if (this.closedBy !== undefined) return Promise.reject(this.closedBy);
+    if (this.closedBy !== undefined) return Promise.reject(this.refusal());
     if (this.child === undefined && this.waiting.length === 0) {
       this.sending++;
       return undefined;
@@ -141,7 +143,7 @@ export class SavepointScope {
 
   /** Resolves once `child` is this level's open nested scope (after the ones before it ended). */
   enter(child: SavepointScope): Promise<void> {
-    if (this.closedBy !== undefined) return Promise.reject(this.closedBy);
+    if (this.closedBy !== undefined) return Promise.reject(this.refusal());
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({
         kind: 'scope',
@@ -172,10 +174,14 @@ export class SavepointScope {
   }
 
   /** The transaction ended: whatever still waits here is refused with `error`. */
-  close(error: Error): void {
+  close(error: () => Error): void {
     this.closedBy = error;
-    for (const w of this.waiting.splice(0)) w.fail(error);
+    for (const w of this.waiting.splice(0)) w.fail(this.refusal());
     for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private refusal(): Error {
+    return (this.closedError ??= this.closedBy!());
   }
 
   private pulse(): void {
@@ -188,6 +194,9 @@ export class SavepointScope {
     if (!this.busy && this.idleWaiters.length > 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 }
+
+/** No hooks registered: one shared empty list (never pushed to), instead of two arrays per transaction. */
+const NO_HOOKS: Array<() => unknown> = [];
 
 export class Transaction {
   state: TransactionState = 'active';
@@ -225,11 +234,12 @@ export class Transaction {
   readonly root = new SavepointScope();
   /** @internal Streams opened on this transaction and not finished yet. */
   readonly streams = new Set<{ return(): Promise<unknown> }>();
-  private readonly scopes = new Set<SavepointScope>([this.root]);
+  /** The nested scopes open now (made at the first savepoint: most transactions have none). */
+  private scopes?: Set<SavepointScope>;
   private pending = 0;
-  private idleWaiters: Array<() => void> = [];
-  private commitHooks: Array<() => unknown> = [];
-  private rollbackHooks: Array<() => unknown> = [];
+  private idleWaiters?: Array<() => void>;
+  private commitHooks: Array<() => unknown> = NO_HOOKS;
+  private rollbackHooks: Array<() => unknown> = NO_HOOKS;
   private savepointCounter = 0;
 
   constructor(
@@ -277,7 +287,7 @@ export class Transaction {
     const parent = currentScope<SavepointScope>(this.host.owner, this) ?? this.root;
     const scope = new SavepointScope(`ndbp_sp_${++this.savepointCounter}`);
     await parent.enter(scope);
-    this.scopes.add(scope);
+    (this.scopes ??= new Set()).add(scope);
     try {
       this.assertActive();
       const name = scope.name!;
@@ -310,12 +320,16 @@ export class Transaction {
       await this.host.control(this, this.host.savepointStatement('release', name));
       return result;
     } finally {
-      this.scopes.delete(scope);
+      this.scopes?.delete(scope);
       scope.close(
-        new TransactionError('this savepoint scope has ended; a query issued after its function returned would run outside it. Await every query inside it.', {
-          database: this.host.name,
-          code: ErrorCode.TransactionEnded,
-        }),
+        () =>
+          new TransactionError(
+            'this savepoint scope has ended; a query issued after its function returned would run outside it. Await every query inside it.',
+            {
+              database: this.host.name,
+              code: ErrorCode.TransactionEnded,
+            },
+          ),
       );
       parent.leave(scope);
     }
@@ -323,11 +337,13 @@ export class Transaction {
 
   /** Runs `fn` once the transaction has committed. A hook that throws is logged; it does not change the outcome. */
   afterCommit(fn: () => unknown): void {
+    if (this.commitHooks === NO_HOOKS) this.commitHooks = [];
     this.commitHooks.push(fn);
   }
 
   /** Runs `fn` once the transaction has rolled back. A hook that throws is logged. */
   afterRollback(fn: () => unknown): void {
+    if (this.rollbackHooks === NO_HOOKS) this.rollbackHooks = [];
     this.rollbackHooks.push(fn);
   }
 
@@ -391,7 +407,7 @@ export class Transaction {
   track<T>(promise: Promise<T>): Promise<T> {
     this.pending++;
     const done = () => {
-      if (--this.pending === 0) for (const w of this.idleWaiters.splice(0)) w();
+      if (--this.pending === 0 && this.idleWaiters) for (const w of this.idleWaiters.splice(0)) w();
     };
     promise.then(done, (error) => {
       if (this.state === 'active' && !(error instanceof TransactionError)) {
@@ -412,29 +428,32 @@ export class Transaction {
   async settle(): Promise<number> {
     for (const stream of [...this.streams]) await stream.return().catch(() => {});
     const running = this.pending;
-    if (running > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (running > 0) await new Promise<void>((resolve) => (this.idleWaiters ??= []).push(resolve));
     return running;
   }
 
   /** @internal The interaction is over: statements and savepoints still waiting for their turn are refused. */
   close(): void {
-    const error = this.endedError();
-    for (const scope of this.scopes) scope.close(error);
-    this.scopes.clear();
+    // The state now, not when (if ever) a late statement asks.
+    const state = this.state;
+    const refusal = () => this.endedError(state);
+    this.root.close(refusal);
+    for (const scope of this.scopes ?? []) scope.close(refusal);
+    this.scopes?.clear();
   }
 
   /** @internal Forgets the hooks without running them. */
   dropHooks(): void {
-    this.commitHooks = [];
-    this.rollbackHooks = [];
+    this.commitHooks = NO_HOOKS;
+    this.rollbackHooks = NO_HOOKS;
   }
 
   /** @internal */
   async runHooks(outcome: 'committed' | 'rolledBack'): Promise<void> {
     if (this.commitHooks.length === 0 && this.rollbackHooks.length === 0) return;
     const hooks = outcome === 'committed' ? this.commitHooks : this.rollbackHooks;
-    this.commitHooks = [];
-    this.rollbackHooks = [];
+    this.commitHooks = NO_HOOKS;
+    this.rollbackHooks = NO_HOOKS;
     for (const hook of hooks) {
       try {
         await hook();
@@ -447,9 +466,9 @@ export class Transaction {
     }
   }
 
-  private endedError(): TransactionError {
+  private endedError(state = this.state): TransactionError {
     return new TransactionError(
-      `this transaction has already ${this.state === 'active' || this.state === 'ending' ? 'ended its interaction' : this.state === 'committed' ? 'committed' : 'rolled back'}; ` +
+      `this transaction has already ${state === 'active' || state === 'ending' ? 'ended its interaction' : state === 'committed' ? 'committed' : 'rolled back'}; ` +
         'a query issued after its interaction returned would run outside it. Await every query inside the interaction.',
       { database: this.host.name, code: ErrorCode.TransactionEnded },
     );
