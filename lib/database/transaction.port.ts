@@ -19,6 +19,9 @@ import { CallHandle } from './call.js';
 import type { Engine } from './engine.js';
 import { checkSettings, type DatabaseSession } from './session.js';
 
+/** How BEGIN, COMMIT, ROLLBACK, SAVEPOINT and SET are sent: no rows to shape, and mysql2's cheaper positional path. */
+const CONTROL: ExecuteOptions = { rowMode: 'object' };
+
 /** Each open transaction's span (OpenTelemetry), when tracing is on. */
 const spans = new WeakMap<Transaction, TraceSpan>();
 /** The cancel request of an interrupted transaction, until it has reached the server. */
@@ -182,7 +185,7 @@ export class TransactionPort implements TransactionRunnerHost {
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     try {
-      const pending = tx.connection.execute(text, values, { rowMode: 'array' });
+      const pending = tx.connection.execute(text, values, CONTROL);
       if (limitMs > 0) {
         // BEGIN/COMMIT/ROLLBACK/SAVEPOINT get queryTimeoutMs too. No answer: the connection is destroyed, which ends the
         // statement with a connection error, so an unanswered COMMIT becomes CommitOutcomeUnknown, never a hang.

@@ -68,6 +68,7 @@ export class DatabaseTracer {
 
   /** A statement's span, child of the active one (the request's, the transaction's). Undefined when tracing is off. */
   statement(text: string, server?: { address?: string; port?: number }, waits?: CallWaits): TraceSpan | undefined {
+    if (!this.tracer()) return undefined;
     return this.operation(operationOf(text), text, server, waits);
   }
 
