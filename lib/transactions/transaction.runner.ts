@@ -211,9 +211,9 @@ async function runOnce<R>(
   // Rejects when the interaction must stop (its deadline passed, or it was canceled), once a
   // running statement was given the cancel's grace: an interaction awaiting something else
   // entirely cannot hold the connection past it.
-  let stopError: unknown;
-  let stopNow: ((error: unknown) => void) | undefined;
-  const expire = (error: unknown): void => {
+  let stopError: DatabaseError | undefined;
+  let stopNow: ((error: DatabaseError) => void) | undefined;
+  const expire = (error: DatabaseError): void => {
     if (stopNow) stopNow(error);
     else stopError ??= error;
   };
