@@ -35,6 +35,8 @@ const ROUNDS = SMOKE ? 1 : Number(process.env.BENCH_ROUNDS ?? 4);
 const ROUND_MS = SMOKE ? 150 : Number(process.env.BENCH_ROUND_MS ?? 1000);
 const STREAM_ROWS = SMOKE ? 2_000 : 200_000;
 const ONLY = process.env.BENCH_ONLY?.split(',');
+/** Workloads whose name contains one of these (comma-separated), for a quicker run: BENCH_WORKLOADS=transaction */
+const WORKLOADS = process.env.BENCH_WORKLOADS?.split(',');
 
 // ---- workloads -----------------------------------------------------------------------------
 
@@ -180,7 +182,10 @@ async function main(): Promise<void> {
     { name: `stream ${STREAM_ROWS} rows`, unit: 'ms', higherIsBetter: false, run: (c) => c.stream && streaming(c) },
   ];
 
-  const results = await measure(clients, workloads);
+  const results = await measure(
+    clients,
+    workloads.filter((w) => !WORKLOADS || WORKLOADS.some((name) => w.name.includes(name))),
+  );
   for (const c of clients) await c.close();
   if (process.env.BENCH_TELEMETRY !== '0') results.push(...(await telemetryCost(workloads.slice(0, 2))));
   // Read replicas on a throwaway primary + standby (not in --smoke: CI's tests run that cluster already). BENCH_REPLICAS=0 skips it.

@@ -456,7 +456,10 @@ class PostgresConnection implements Connection {
       }
     }
     try {
-      const result = await this.client.query(config as import('pg').QueryConfig);
+      // Unnamed, without values, rows as objects (BEGIN, COMMIT, SET…): the text alone, which pg sends as it is, where a
+      // config object is cloned first (about 2 µs a statement).
+      const plain = config.name === undefined && values.length === 0 && config.rowMode === undefined;
+      const result = plain ? await this.client.query(text) : await this.client.query(config as import('pg').QueryConfig);
       return { rows: result.rows, affectedRows: result.rowCount ?? 0, command: result.command };
     } catch (error) {
       if (config.name && STALE_PLAN.test((error as Error)?.message) && this.transactionStatus === 'idle') {
