@@ -386,18 +386,17 @@ export class Engine {
       if (this.metrics) this.metrics.operation(text, (performance.now() - started) / 1000);
       return result;
     } catch (error) {
+      const translated = this.driver.translateError(error);
       if (span || this.metrics) {
-        const e = this.driver.translateError(error);
-        this.tracer?.end(span, e);
-        this.metrics?.operation(text, (performance.now() - started) / 1000, e);
+        this.tracer?.end(span, translated);
+        this.metrics?.operation(text, (performance.now() - started) / 1000, translated);
       }
       // After an interruption the failure is our own doing (the cancel, or the destroy after the grace period), not news about the server.
       if (call.interruption) {
-        const e = this.driver.translateError(error);
-        call.statementFailed(e);
-        throw e;
+        call.statementFailed(translated);
+        throw translated;
       }
-      const e = this.failed(error);
+      const e = this.failed(translated);
       call.statementFailed(e);
       // A server that refuses writes (after a failover) and a driver that gave up the connection for it: the idle ones go too.
       if (connection.broken && this.driver.classify(e).wrongHost) {
@@ -408,7 +407,7 @@ export class Engine {
       throw this.detector.isDeathError(e) && !wasNotSent(e) ? this.lostUnder(e) : e;
     } finally {
       call.connection = undefined;
-      if (started > 0) {
+      if (this.slowQueryMs > 0) {
         const durationMs = performance.now() - started;
         if (durationMs >= this.slowQueryMs) {
           if (this.log.slow) this.logger.warn(`slow query (${Math.round(durationMs)} ms): ${text}`);

@@ -27,6 +27,9 @@ describeEachDialect(allCases, 'OpenTelemetry metrics', (c: DialectCase) => {
     const name = `metered_${c.dialect}_${Date.now()}`;
     const { db, close } = await openDatabase({ url: c.url(), name, pool: { max: 3 } });
     const table = uniqueTable('metered');
+    // Timing statements for the histogram is not slow-query logging: without slowQueryMs, no slowQuery event.
+    let slowEvents = 0;
+    db.events.on('slowQuery', () => slowEvents++);
     try {
       await db.runOperation(`CREATE TABLE ${table} (id INTEGER PRIMARY KEY, secret VARCHAR(40))`);
       await db.runOperation(`INSERT INTO ${table} (id, secret) VALUES (1, ${c.p(1)})`, ['hunter2-value']);
@@ -58,6 +61,7 @@ describeEachDialect(allCases, 'OpenTelemetry metrics', (c: DialectCase) => {
       expect(failed[0].attributes['db.response.status_code']).toEqual(expect.any(String));
       expect(JSON.stringify((await collect()).map((m) => m.dataPoints.map((p) => p.attributes)))).not.toContain('hunter2-value');
       await db.runOperation(`DROP TABLE ${table}`);
+      expect(slowEvents).toBe(0);
     } finally {
       await close();
     }
