@@ -374,13 +374,16 @@ export class Database {
       const lease = await this.engine.acquire(call);
       call.connection = lease.connection;
       const span = this.engine.tracer?.operation('PING', undefined, undefined, call);
+      const sent = performance.now();
       try {
         await lease.connection.ping();
         this.engine.tracer?.end(span);
+        this.engine.metrics?.operation('PING', (performance.now() - sent) / 1000);
       } catch (error) {
         lease.discard = true;
         const e = this.engine.failed(error);
         this.engine.tracer?.end(span, e);
+        this.engine.metrics?.operation('PING', (performance.now() - sent) / 1000, e);
         throw e;
       } finally {
         call.connection = undefined;

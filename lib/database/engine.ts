@@ -117,7 +117,7 @@ export class Engine {
       address: s.host,
       port: s.port,
       queryText: options.tracing ? options.tracing.queryText : false,
-      doubleQuotedStrings: options.dialect === 'mysql',
+      mysqlQuoting: options.dialect === 'mysql',
     };
     if (options.tracing) this.tracer = new DatabaseTracer(this.telemetryTarget);
     this.prepare = options.prepare;
@@ -709,7 +709,8 @@ export class Engine {
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) call.attempt = attempt + 1;
       // A warm idle connection is taken without a promise; anything else (waiting, opening, dead) goes through acquire().
-      const lease = (!this.timed() && !this.detector.isDead && this.pool.takeIdle()) || (await this.acquire(call, options?.waitForRecoveryMs));
+      const lease =
+        (!call.isSettled && !this.timed() && !this.detector.isDead && this.pool.takeIdle()) || (await this.acquire(call, options?.waitForRecoveryMs));
       let result: ResultSet;
       try {
         result = await this.run(lease.connection, call, text, values, exec);
@@ -746,13 +747,16 @@ export class Engine {
     call.connection = lease.connection;
     const [address, port] = lease.member.label.split(':');
     const span = this.tracer?.statement(text, { address, port: Number(port) || undefined });
+    const started = this.metrics ? performance.now() : 0;
     try {
       const result = await lease.connection.execute(text, values, exec);
       this.tracer?.end(span);
+      this.metrics?.operation(text, (performance.now() - started) / 1000);
       return result;
     } catch (error) {
       const e = this.driver.translateError(error);
       this.tracer?.end(span, e);
+      this.metrics?.operation(text, (performance.now() - started) / 1000, e);
       call.statementFailed(e);
       if (call.interruption) throw call.interruption;
       if (this.driver.classify(e).lost) {
@@ -771,12 +775,15 @@ export class Engine {
     const member = set.pick();
     if (!member) return undefined;
     let lease: Lease;
+    const started = this.metrics ? performance.now() : 0;
     try {
       lease = await member.pool.acquire(call.remainingMs(this.options.pool.acquireTimeoutMs));
     } catch (error) {
+      if (error instanceof AcquireTimeout) this.metrics?.timedOut(member.pool.name);
       set.suspect(member, this.driver.translateError(error));
       return undefined;
     }
+    this.metrics?.waited(member.pool.name, (performance.now() - started) / 1000);
     try {
       if (await set.caughtUp(member, lease.connection, call.remainingMs(Infinity))) return Object.assign(lease, { member });
     } catch (error) {

@@ -99,7 +99,7 @@ interface Entry extends Lease {
 interface Waiter {
   resolve(entry: Entry): void;
   reject(error: unknown): void;
-  /** `Date.now()` after which it gets its `AcquireTimeout` (Infinity: none), and the wait it asked for. */
+  /** `performance.now()` (monotonic: a clock step moves no deadline) after which it gets its `AcquireTimeout` (Infinity: none), and the wait it asked for. */
   deadline: number;
   timeoutMs: number;
   /** Where the caller asked for the connection, kept for the leak warning (only with `leakDetectionMs`). */
@@ -107,6 +107,7 @@ interface Waiter {
 }
 
 const NO_TIMEOUT = 0;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /**
  * Bound of the pool's own round trips: the ROLLBACK of a connection released inside a
  * transaction and the validation ping of one idle too long. A connection that does not answer
@@ -228,7 +229,7 @@ export class Pool {
       return Promise.resolve(this.lend(entry, takenAt));
     }
     return new Promise<Lease>((resolve, reject) => {
-      const deadline = timeoutMs > NO_TIMEOUT ? Date.now() + timeoutMs : Infinity;
+      const deadline = timeoutMs > NO_TIMEOUT ? performance.now() + timeoutMs : Infinity;
       this.waiters.push({ resolve, reject, takenAt, deadline, timeoutMs });
       if (deadline < this.waitTimerAt) this.armWaitTimer(deadline);
       this.pulse();
@@ -239,7 +240,9 @@ export class Pool {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimerAt = at;
     // Unreferenced: a waiter belongs to a call, which keeps the process alive on its own.
-    this.waitTimer = inBackground(() => setTimeout(() => this.expireWaiters(), Math.max(0, at - Date.now())));
+    // At most setTimeout's limit (about 24.8 days): a longer delay would fire at once, again and again.
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now()));
+    this.waitTimer = inBackground(() => setTimeout(() => this.expireWaiters(), delay));
     this.waitTimer.unref();
   }
 
@@ -253,7 +256,7 @@ export class Pool {
   private expireWaiters(): void {
     this.waitTimer = undefined;
     this.waitTimerAt = Infinity;
-    const now = Date.now();
+    const now = performance.now();
     let next = Infinity;
     const expired: Waiter[] = [];
     for (let i = 0; i < this.waiters.length; i++) {

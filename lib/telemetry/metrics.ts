@@ -25,6 +25,9 @@ import {
   type TelemetryTarget,
 } from './otel.js';
 
+/** How long a closed database's metrics wait for a last collection before they stop observing. */
+const CLOSE_GRACE_MS = 60_000;
+
 /** The conventions' advice for `db.client.operation.duration`, in seconds. */
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 /** Pool waits are short when the pool is healthy: finer buckets at the low end. */
@@ -225,8 +228,14 @@ export class DatabaseMetrics {
     this.byOperation.clear();
   }
 
-  /** Stops reporting (the database closed) after one more collection, which shows its pools empty. */
+  /**
+   * Stops reporting (the database closed) after one more collection, which shows its pools
+   * empty; at the latest after a minute, so that a reader that never collects does not keep the
+   * database in memory.
+   */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    setTimeout(this.unregister, CLOSE_GRACE_MS).unref();
   }
 }

@@ -5,18 +5,24 @@
  * placeholders (`$1`, `?`, `:name`), identifiers, keywords and comments stay as written.
  */
 
-/** The text as a span shows it: each string, dollar-quoted and numeric literal replaced by `?`. */
-export function redactLiterals(text: string, doubleQuotedStrings: boolean): string {
+/**
+ * The text as a span shows it: each string, dollar-quoted and numeric literal replaced by `?`.
+ * `mysqlQuoting`: `"…"` is a string, a backslash escapes in every string, `#` starts a comment
+ * (MySQL, MariaDB); otherwise (PostgreSQL, SQLite) `"…"` is an identifier and a backslash
+ * escapes only in `E'…'`, as with `standard_conforming_strings` (PostgreSQL's default).
+ */
+export function redactLiterals(text: string, mysqlQuoting: boolean): string {
   let out = '';
   let i = 0;
   const n = text.length;
   while (i < n) {
     const ch = text[i];
-    if (ch === "'" || (ch === '"' && doubleQuotedStrings)) {
-      // 'it''s', MySQL's 'it\'s' and PostgreSQL's E'it\'s': a backslash escapes unless the server says otherwise; redacted either way.
+    if (ch === "'" || (ch === '"' && mysqlQuoting)) {
+      // 'it''s' everywhere; MySQL's 'it\'s' and PostgreSQL's E'it\'s', where a backslash escapes; PostgreSQL's 'C:\' ends at its quote.
+      const escapes = mysqlQuoting || (ch === "'" && (text[i - 1] === 'E' || text[i - 1] === 'e') && !isWordChar(text[i - 2]));
       i++;
       while (i < n) {
-        if (text[i] === '\\') i += 2;
+        if (escapes && text[i] === '\\') i += 2;
         else if (text[i] === ch && text[i + 1] === ch) i += 2;
         else if (text[i] === ch) break;
         else i++;
@@ -33,7 +39,7 @@ export function redactLiterals(text: string, doubleQuotedStrings: boolean): stri
       i = stop;
       continue;
     }
-    if (ch === '-' && text[i + 1] === '-') {
+    if ((ch === '-' && text[i + 1] === '-') || (ch === '#' && mysqlQuoting)) {
       const end = text.indexOf('\n', i);
       const stop = end < 0 ? n : end;
       out += text.slice(i, stop);

@@ -16,8 +16,8 @@ export type { TraceSpan } from './otel.js';
 export interface TracingTarget extends TelemetryTarget {
   /** Put the statement text in `db.query.text` (literals redacted). */
   queryText: boolean;
-  /** `"…"` is a string literal (MySQL), not an identifier. */
-  doubleQuotedStrings: boolean;
+  /** MySQL's quoting: `"…"` is a string, a backslash escapes in every string, `#` starts a comment. */
+  mysqlQuoting: boolean;
 }
 
 /** Redacted texts kept per tracer: statements repeat, the redaction need not. */
@@ -44,7 +44,7 @@ export class DatabaseTracer {
     let out = this.redacted.get(text);
     if (out === undefined) {
       if (this.redacted.size >= REDACTED_CACHE_MAX) this.redacted.clear();
-      out = redactLiterals(text, this.target.doubleQuotedStrings);
+      out = redactLiterals(text, this.target.mysqlQuoting);
       this.redacted.set(text, out);
     }
     return out;

@@ -1,5 +1,5 @@
 import { until } from '../support/wait.js';
-import { allCases, describeEachDialect, uniqueTable } from '../support/databases.js';
+import { allCases, describeEachDialect, mysqlCase, uniqueTable } from '../support/databases.js';
 import { openDatabase } from '../support/app.js';
 import { AcquireTimeout, DatabaseError, sql, type Database } from '../../lib/index.js';
 
@@ -151,6 +151,21 @@ describeEachDialect(allCases, 'runQuery / runOperation / runInteraction', (c) =>
       expect(await small.runQuery('SELECT 1 AS one')).toHaveLength(1);
     } finally {
       await closeSmall();
+    }
+  });
+});
+
+describeEachDialect([mysqlCase], 'driverOptions cannot change the shape of rows', (c) => {
+  it('rowsAsArray in driverOptions leaves rows as objects, for queries and streams alike', async () => {
+    const { db, close } = await openDatabase({ url: c.url(), driverOptions: { rowsAsArray: true } });
+    try {
+      expect(await db.runQuery('SELECT 1 AS n')).toEqual([{ n: 1 }]);
+      const streamed: unknown[] = [];
+      for await (const row of db.stream('SELECT 2 AS n')) streamed.push(row);
+      expect(streamed).toEqual([{ n: 2 }]);
+      expect(await db.runQuery('SELECT 3 AS n', [], { rowMode: 'array' })).toEqual([[3]]);
+    } finally {
+      await close();
     }
   });
 });

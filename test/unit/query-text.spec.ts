@@ -17,6 +17,15 @@ describe('db.query.text: literals redacted', () => {
     expect(redactLiterals(`SELECT "secret" FROM t`, false)).toBe('SELECT "secret" FROM t');
   });
 
+  it("PostgreSQL: a backslash ends nothing outside E'…' (standard_conforming_strings), so the next literal is still found", () => {
+    expect(redactLiterals("UPDATE u SET home = 'C:\\', pw = 'hunter2' WHERE id = $1", false)).toBe('UPDATE u SET home = ?, pw = ? WHERE id = $1');
+    expect(redactLiterals("SELECT e'it\\'s', 'x'", false)).toBe('SELECT e?, ?');
+  });
+
+  it('MySQL: # starts a comment, whose apostrophe starts no literal', () => {
+    expect(redactLiterals("SELECT a # don't\nFROM t WHERE b = 'hunter2'", true)).toBe("SELECT a # don't\nFROM t WHERE b = ?");
+  });
+
   it('an unterminated literal is redacted to the end', () => {
     expect(redactLiterals("SELECT 'never closed", false)).toBe('SELECT ?');
   });

@@ -187,6 +187,9 @@ export class MysqlDriver implements Driver {
       timezone: 'Z',
       charset: 'utf8mb4',
       ...s.driverOptions,
+      // Rows are objects unless a call asks for arrays (ExecuteOptions.rowMode): a connection-wide setting would change what
+      // every call returns.
+      rowsAsArray: false,
     });
     hidePasswords((raw as unknown as { config?: object }).config);
     // A connection error emitted while nobody listens would crash the process.
