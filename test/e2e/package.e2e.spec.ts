@@ -13,12 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pg from 'pg';
 import { PG_URL } from '../support/databases.js';
 import { root as ROOT } from '../support/child.js';
+import { freePort } from '../support/http.js';
 
 const FIXTURES = path.join(ROOT, 'test/e2e/fixtures');
 const TSC = path.join(ROOT, 'node_modules/typescript/bin/tsc');
@@ -55,17 +55,6 @@ async function mustRun(command: string, args: string[], cwd: string): Promise<st
 /** npm as the one running this suite (`npm test`), or the one on PATH. */
 const npm = (args: string[], cwd: string): Promise<string> =>
   process.env.npm_execpath?.endsWith('.js') ? mustRun(process.execPath, [process.env.npm_execpath, ...args], cwd) : mustRun('npm', args, cwd);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 interface Booted {
   child: ChildProcess;
