@@ -72,18 +72,24 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
     const streamed = await inFlight;
     const exit = await exited;
 
+    // Every answer other than 200, 503 and refused, with its time: printed before the checks, so a failure can be read.
+    const odd = answers.filter((a) => a.status !== 200 && a.status !== 503 && a.status !== 'refused');
+    if (odd.length > 0) console.log(`shutdown: unexpected answers ${JSON.stringify(odd)} of ${JSON.stringify(answers.slice(-8))}`);
     const during = (p: string) => answers.filter((a) => a.path === p && a.at < DELAY_MS - 200);
     // Readiness goes down at once and stays down; the app keeps serving meanwhile.
     expect(during('/health/ready').length).toBeGreaterThan(3);
     expect(during('/health/ready').every((a) => a.status === 503)).toBe(true);
     expect(during('/users/yoen').length).toBeGreaterThan(3);
     expect(during('/users/yoen').every((a) => a.status === 200)).toBe(true);
-    // Then it stops accepting: nothing but 200/503 before, only refusals after, never a reset or a 5xx from the app.
+    // Then it stops accepting: nothing but 200/503 before, only refusals after, never a 5xx from the app. A reset is
+    // tolerated only as the answer just before the first refusal: a connection the kernel had already queued when the
+    // listening socket closed is reset, not refused, and no server can prevent that race.
     const byPath = (p: string) => answers.filter((a) => a.path === p).map((a) => a.status);
     for (const p of ['/health/ready', '/users/yoen']) {
       const statuses = byPath(p);
       expect(statuses.at(-1)).toBe('refused');
-      expect(statuses.filter((s) => s !== 'refused' && s !== 200 && s !== 503)).toEqual([]);
+      const atTheClose = (s: Answer['status'], i: number) => s === 'reset' && statuses[i + 1] === 'refused';
+      expect(statuses.filter((s, i) => s !== 'refused' && s !== 200 && s !== 503 && !atTheClose(s, i))).toEqual([]);
     }
     const firstRefusal = Math.min(...answers.filter((a) => a.status === 'refused').map((a) => a.at));
     expect(firstRefusal).toBeGreaterThanOrEqual(DELAY_MS - 100);
