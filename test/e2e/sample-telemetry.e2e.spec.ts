@@ -3,14 +3,9 @@
  * database span made while serving it, and the pool metrics are exported, with no setup beyond
  * the environment variable.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { root } from '../support/child.js';
-import { freePort, get } from '../support/http.js';
-
-const SAMPLE = path.join(root, 'dist/sample/main.js');
+import type { ChildProcess } from 'node:child_process';
+import { get } from '../support/http.js';
+import { startSample } from '../support/sample-process.js';
 
 describe('the sample with TRACING=console', () => {
   let child: ChildProcess | undefined;
@@ -19,24 +14,9 @@ describe('the sample with TRACING=console', () => {
   });
 
   it("prints the request's span as the parent of its database spans, and the db.client.* metrics", async () => {
-    const port = await freePort();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-otel-'));
-    const proc = spawn(process.execPath, [SAMPLE], {
-      cwd: root,
-      env: {
-        ...process.env,
-        NODE_OPTIONS: '',
-        PORT: String(port),
-        DATABASE_URL: `sqlite:${path.join(dir, 'app.db')}`,
-        TRACING: 'console',
-        METRICS_INTERVAL_MS: '300',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child = proc;
-    let output = '';
-    proc.stdout!.on('data', (d) => (output += d));
-    proc.stderr!.on('data', (d) => (output += d));
+    const sample = await startSample({ TRACING: 'console', METRICS_INTERVAL_MS: '300' });
+    child = sample.proc;
+    const { port } = sample;
 
     const started = Date.now();
     let answer = await get(port, '/users/yoen');
@@ -46,18 +26,21 @@ describe('the sample with TRACING=console', () => {
     }
     expect(answer.status).toBe(200);
 
-    const requestSpan = () => /name: 'GET \/users\/yoen',\s+id: '([0-9a-f]+)'/.exec(output)?.[1];
-    for (let i = 0; i < 200 && (!requestSpan() || !output.includes("name: 'db.client.operation.duration'")) && Date.now() - started < 30_000; i++) {
+    const requestSpan = () => /name: 'GET \/users\/yoen',\s+id: '([0-9a-f]+)'/.exec(sample.output())?.[1];
+    for (let i = 0; i < 200 && (!requestSpan() || !sample.output().includes("name: 'db.client.operation.duration'")) && Date.now() - started < 30_000; i++) {
       await new Promise((resolve) => setTimeout(resolve, 50)); // poll the output until both were printed
     }
     const requestId = requestSpan();
     expect(requestId).toBeDefined();
     // A SELECT span whose parent is the request's span.
-    const children = output.split(/\n\{\n/).filter((block) => block.includes(`spanId: '${requestId}'`) && /name: 'SELECT /.test(block));
+    const children = sample
+      .output()
+      .split(/\n\{\n/)
+      .filter((block) => block.includes(`spanId: '${requestId}'`) && /name: 'SELECT /.test(block));
     expect(children.length).toBeGreaterThanOrEqual(1);
     expect(children[0]).toContain("'db.system.name': 'sqlite'");
     expect(children[0]).toContain("'db.query.text': 'SELECT login, name, forname FROM users WHERE login = ?'");
-    expect(output).toContain("name: 'db.client.operation.duration'");
-    expect(output).toContain("'db.client.connection.count'");
+    expect(sample.output()).toContain("name: 'db.client.operation.duration'");
+    expect(sample.output()).toContain("'db.client.connection.count'");
   });
 });

@@ -4,14 +4,10 @@
  * request still in flight finishes, the pool closes and the process ends (by the re-raised SIGTERM). Every probe and
  * request answer during the shutdown is recorded and checked.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { root } from '../support/child.js';
-import { freePort, get } from '../support/http.js';
-
-const SAMPLE = path.join(root, 'dist/sample/main.js');
+import { get } from '../support/http.js';
+import { startSample } from '../support/sample-process.js';
 const DELAY_MS = 1500;
 
 interface Answer {
@@ -27,21 +23,10 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
   });
 
   it('readiness 503 while still serving for SHUTDOWN_DELAY_MS, then stops accepting, finishes the request in flight, closes, exits', async () => {
-    const port = await freePort();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ndbp-shutdown-'));
     const started = Date.now();
-    const proc = spawn(process.execPath, [SAMPLE], {
-      cwd: root,
-      env: { ...process.env, NODE_OPTIONS: '', PORT: String(port), DATABASE_URL: `sqlite:${path.join(dir, 'app.db')}`, SHUTDOWN_DELAY_MS: String(DELAY_MS) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const sample = await startSample({ SHUTDOWN_DELAY_MS: String(DELAY_MS) });
+    const { proc, port, dir, exited } = sample;
     child = proc;
-    let output = '';
-    proc.stdout!.on('data', (d) => (output += d));
-    proc.stderr!.on('data', (d) => (output += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-      proc.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-    );
 
     // Up: wait for the first 200 from readiness (bounded).
     let up = false;
@@ -110,6 +95,6 @@ describe('graceful shutdown of the sample over HTTP (SIGTERM)', () => {
         `refused from ${firstRefusal} ms, exited at ${exit.at - sigtermAt} ms; ${answers.length} answers recorded`,
     );
     fs.rmSync(dir, { recursive: true, force: true });
-    expect(output).not.toMatch(/Error|ERROR/);
+    expect(sample.output()).not.toMatch(/Error|ERROR/);
   }, 60_000);
 });
